@@ -1,0 +1,316 @@
+"""Schema checks and defaults for the objects twistgw reads, after the Gateway API CRDs.
+
+The API server rejects an object that breaks its CRD's schema; in host mode nothing
+stands in front of the gateway, so these checks do that job. Each failure names the
+field (``spec.listeners[1].port``) and what was wrong. Defaults are filled in as the
+API server would, so the translator can rely on them.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from typing import Any
+
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+SECTION_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+HOSTNAME_RE = re.compile(
+    r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
+PROTOCOL_RE = re.compile(r"^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[A-Za-z0-9]+$")
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+
+
+class InvalidObject(ValueError):
+    """An object that its CRD's schema would reject; the message names the field."""
+
+
+def _fail(path: str, problem: str) -> None:
+    raise InvalidObject(f"{path}: {problem}")
+
+
+def _mapping(value: Any, path: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        _fail(path, f"must be an object, not {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, path: str, max_items: int | None = None) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        _fail(path, f"must be a list, not {type(value).__name__}")
+    if max_items is not None and len(value) > max_items:
+        _fail(path, f"must have at most {max_items} items, has {len(value)}")
+    return value
+
+
+def _string(obj: dict, key: str, path: str, required: bool = False, pattern=None,
+            max_len: int = 253, enum: tuple[str, ...] | None = None) -> str | None:
+    value = obj.get(key)
+    where = f"{path}.{key}"
+    if value is None:
+        if required:
+            _fail(where, "is required")
+        return None
+    if not isinstance(value, str):
+        _fail(where, f"must be a string, not {type(value).__name__}")
+    if len(value) > max_len:
+        _fail(where, f"must be at most {max_len} characters")
+    if enum is not None and value not in enum:
+        _fail(where, f"must be one of {', '.join(enum)}; got {value!r}")
+    if pattern is not None and not pattern.match(value):
+        _fail(where, f"{value!r} is not valid")
+    return value
+
+
+def _int(obj: dict, key: str, path: str, lo: int, hi: int, required: bool = False) -> int | None:
+    value = obj.get(key)
+    where = f"{path}.{key}"
+    if value is None:
+        if required:
+            _fail(where, "is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(where, f"must be an integer, not {type(value).__name__}")
+    if not lo <= value <= hi:
+        _fail(where, f"must be between {lo} and {hi}; got {value}")
+    return value
+
+
+def _regex(value: str, path: str) -> None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        _fail(path, f"invalid regular expression: {exc}")
+
+
+# --- shared pieces ---------------------------------------------------------------------
+
+
+def _parent_refs(spec: dict, path: str) -> None:
+    for i, ref in enumerate(_list(spec.get("parentRefs"), f"{path}.parentRefs", 32)):
+        where = f"{path}.parentRefs[{i}]"
+        ref = _mapping(ref, where)
+        ref.setdefault("group", "gateway.networking.k8s.io")
+        ref.setdefault("kind", "Gateway")
+        _string(ref, "name", where, required=True, pattern=NAME_RE)
+        _string(ref, "namespace", where, max_len=63)
+        _string(ref, "sectionName", where, pattern=SECTION_NAME_RE)
+        _int(ref, "port", where, 1, 65535)
+
+
+def _hostnames(spec: dict, path: str) -> None:
+    for i, name in enumerate(_list(spec.get("hostnames"), f"{path}.hostnames", 16)):
+        if not isinstance(name, str) or not HOSTNAME_RE.match(name):
+            _fail(f"{path}.hostnames[{i}]", f"{name!r} is not a valid hostname")
+
+
+def _backend_ref(ref: Any, where: str) -> None:
+    ref = _mapping(ref, where)
+    ref.setdefault("group", "")
+    ref.setdefault("kind", "Service")
+    ref.setdefault("weight", 1)
+    _string(ref, "name", where, required=True)
+    _string(ref, "namespace", where, max_len=63)
+    _int(ref, "port", where, 1, 65535)
+    _int(ref, "weight", where, 0, 1000000)
+    if ref["group"] == "" and ref["kind"] == "Service" and ref.get("port") is None:
+        _fail(f"{where}.port", "is required when referring to a Service")
+
+
+def _header_modifier(value: Any, where: str) -> None:
+    mod = _mapping(value, where)
+    for verb in ("set", "add"):
+        for i, header in enumerate(_list(mod.get(verb), f"{where}.{verb}", 16)):
+            header = _mapping(header, f"{where}.{verb}[{i}]")
+            _string(header, "name", f"{where}.{verb}[{i}]", required=True, pattern=HEADER_NAME_RE)
+            _string(header, "value", f"{where}.{verb}[{i}]", required=True, max_len=4096)
+    for i, name in enumerate(_list(mod.get("remove"), f"{where}.remove", 16)):
+        if not isinstance(name, str) or not HEADER_NAME_RE.match(name):
+            _fail(f"{where}.remove[{i}]", f"{name!r} is not a valid header name")
+
+
+def _path_modifier(value: Any, where: str) -> None:
+    mod = _mapping(value, where)
+    kind = _string(mod, "type", where, required=True,
+                   enum=("ReplaceFullPath", "ReplacePrefixMatch"))
+    field = "replaceFullPath" if kind == "ReplaceFullPath" else "replacePrefixMatch"
+    _string(mod, field, where, max_len=1024)
+
+
+def _filters(filters: Any, where: str) -> None:
+    for i, flt in enumerate(_list(filters, where, 16)):
+        at = f"{where}[{i}]"
+        flt = _mapping(flt, at)
+        kind = _string(flt, "type", at, required=True)
+        if kind in ("RequestHeaderModifier", "ResponseHeaderModifier"):
+            field = kind[0].lower() + kind[1:]
+            if field not in flt:
+                _fail(f"{at}.{field}", f"is required for type {kind}")
+            _header_modifier(flt[field], f"{at}.{field}")
+        elif kind == "RequestRedirect":
+            red = _mapping(flt.get("requestRedirect"), f"{at}.requestRedirect")
+            red.setdefault("statusCode", 302)
+            _string(red, "scheme", f"{at}.requestRedirect", enum=("http", "https"))
+            _string(red, "hostname", f"{at}.requestRedirect", pattern=HOSTNAME_RE)
+            _int(red, "port", f"{at}.requestRedirect", 1, 65535)
+            code = red.get("statusCode")
+            if code not in REDIRECT_CODES:
+                _fail(f"{at}.requestRedirect.statusCode", f"must be one of {REDIRECT_CODES}")
+            if red.get("path") is not None:
+                _path_modifier(red["path"], f"{at}.requestRedirect.path")
+        elif kind == "URLRewrite":
+            rew = _mapping(flt.get("urlRewrite"), f"{at}.urlRewrite")
+            _string(rew, "hostname", f"{at}.urlRewrite", pattern=HOSTNAME_RE)
+            if rew.get("path") is not None:
+                _path_modifier(rew["path"], f"{at}.urlRewrite.path")
+
+
+def _http_match(match: Any, where: str) -> None:
+    match = _mapping(match, where)
+    path = match.setdefault("path", {"type": "PathPrefix", "value": "/"})
+    path = _mapping(path, f"{where}.path")
+    path.setdefault("type", "PathPrefix")
+    path.setdefault("value", "/")
+    kind = _string(path, "type", f"{where}.path",
+                   enum=("Exact", "PathPrefix", "RegularExpression"))
+    value = _string(path, "value", f"{where}.path", max_len=1024)
+    if kind == "RegularExpression":
+        _regex(value, f"{where}.path.value")
+    elif not value.startswith("/"):
+        _fail(f"{where}.path.value", "must be an absolute path")
+    for group, name_re in (("headers", HEADER_NAME_RE), ("queryParams", None)):
+        for i, item in enumerate(_list(match.get(group), f"{where}.{group}", 16)):
+            at = f"{where}.{group}[{i}]"
+            item = _mapping(item, at)
+            item.setdefault("type", "Exact")
+            _string(item, "name", at, required=True, pattern=name_re, max_len=256)
+            _string(item, "value", at, required=True, max_len=4096)
+            if _string(item, "type", at, enum=("Exact", "RegularExpression")) == \
+                    "RegularExpression":
+                _regex(item["value"], f"{at}.value")
+    _string(match, "method", where, enum=METHODS)
+
+
+# --- per kind --------------------------------------------------------------------------
+
+
+def _gateway_class(body: dict) -> None:
+    spec = _mapping(body.get("spec"), "spec")
+    _string(spec, "controllerName", "spec", required=True)
+
+
+def _listener(listener: Any, where: str) -> None:
+    listener = _mapping(listener, where)
+    _string(listener, "name", where, required=True, pattern=SECTION_NAME_RE)
+    _string(listener, "hostname", where, pattern=HOSTNAME_RE)
+    _int(listener, "port", where, 1, 65535, required=True)
+    _string(listener, "protocol", where, required=True, pattern=PROTOCOL_RE)
+    allowed = listener.setdefault("allowedRoutes", {})
+    allowed = _mapping(allowed, f"{where}.allowedRoutes")
+    namespaces = _mapping(allowed.setdefault("namespaces", {"from": "Same"}),
+                          f"{where}.allowedRoutes.namespaces")
+    namespaces.setdefault("from", "Same")
+    _string(namespaces, "from", f"{where}.allowedRoutes.namespaces",
+            enum=("All", "Same", "Selector", "None"))
+    _mapping(namespaces.get("selector"), f"{where}.allowedRoutes.namespaces.selector")
+    for i, kind in enumerate(_list(allowed.get("kinds"), f"{where}.allowedRoutes.kinds", 8)):
+        kind = _mapping(kind, f"{where}.allowedRoutes.kinds[{i}]")
+        kind.setdefault("group", "gateway.networking.k8s.io")
+        _string(kind, "kind", f"{where}.allowedRoutes.kinds[{i}]", required=True)
+
+
+def _gateway(body: dict) -> None:
+    spec = _mapping(body.get("spec"), "spec")
+    _string(spec, "gatewayClassName", "spec", required=True)
+    listeners = _list(spec.get("listeners"), "spec.listeners", 64)
+    if not listeners:
+        _fail("spec.listeners", "must have at least one listener")
+    names = set()
+    for i, listener in enumerate(listeners):
+        _listener(listener, f"spec.listeners[{i}]")
+        if listener["name"] in names:
+            _fail(f"spec.listeners[{i}].name", f"duplicate listener name {listener['name']!r}")
+        names.add(listener["name"])
+    for i, address in enumerate(_list(spec.get("addresses"), "spec.addresses", 16)):
+        address = _mapping(address, f"spec.addresses[{i}]")
+        address.setdefault("type", "IPAddress")
+
+
+def _http_route(body: dict) -> None:
+    spec = _mapping(body.setdefault("spec", {}), "spec")
+    _parent_refs(spec, "spec")
+    _hostnames(spec, "spec")
+    rules = _list(spec.setdefault("rules", [{}]), "spec.rules", 16)
+    for i, rule in enumerate(rules):
+        at = f"spec.rules[{i}]"
+        rule = _mapping(rule, at)
+        _string(rule, "name", at, pattern=SECTION_NAME_RE)
+        matches = _list(rule.setdefault("matches", [{}]), f"{at}.matches", 64)
+        if not matches:
+            rule["matches"] = [{}]
+        for j, match in enumerate(rule["matches"]):
+            _http_match(match, f"{at}.matches[{j}]")
+        _filters(rule.get("filters"), f"{at}.filters")
+        for j, ref in enumerate(_list(rule.get("backendRefs"), f"{at}.backendRefs", 16)):
+            _backend_ref(ref, f"{at}.backendRefs[{j}]")
+            _filters(ref.get("filters"), f"{at}.backendRefs[{j}].filters")
+
+
+def _reference_grant(body: dict) -> None:
+    spec = _mapping(body.get("spec"), "spec")
+    for side in ("from", "to"):
+        items = _list(spec.get(side), f"spec.{side}", 16)
+        if not items:
+            _fail(f"spec.{side}", "must have at least one item")
+        for i, item in enumerate(items):
+            item = _mapping(item, f"spec.{side}[{i}]")
+            _string(item, "group", f"spec.{side}[{i}]", required=True)
+            _string(item, "kind", f"spec.{side}[{i}]", required=True)
+            if side == "from":
+                _string(item, "namespace", f"spec.{side}[{i}]", required=True)
+
+
+def _service(body: dict) -> None:
+    spec = _mapping(body.get("spec"), "spec")
+    for i, port in enumerate(_list(spec.get("ports"), "spec.ports")):
+        port = _mapping(port, f"spec.ports[{i}]")
+        _int(port, "port", f"spec.ports[{i}]", 1, 65535, required=True)
+
+
+def _endpoint_slice(body: dict) -> None:
+    for i, endpoint in enumerate(_list(body.get("endpoints"), "endpoints")):
+        endpoint = _mapping(endpoint, f"endpoints[{i}]")
+        _list(endpoint.get("addresses"), f"endpoints[{i}].addresses")
+    for i, port in enumerate(_list(body.get("ports"), "ports")):
+        port = _mapping(port, f"ports[{i}]")
+        _int(port, "port", f"ports[{i}]", 1, 65535)
+
+
+VALIDATORS: dict[str, Callable[[dict], None]] = {
+    "GatewayClass": _gateway_class,
+    "Gateway": _gateway,
+    "HTTPRoute": _http_route,
+    "ReferenceGrant": _reference_grant,
+    "Service": _service,
+    "EndpointSlice": _endpoint_slice,
+}
+
+
+def validated_body(manifest: dict) -> dict:
+    """A defaulted deep copy of ``manifest``; raises InvalidObject naming the bad field."""
+    body = copy.deepcopy(manifest)
+    metadata = _mapping(body.get("metadata"), "metadata")
+    _string(metadata, "name", "metadata", required=True, pattern=NAME_RE)
+    _mapping(metadata.get("labels"), "metadata.labels")
+    _mapping(metadata.get("annotations"), "metadata.annotations")
+    validator = VALIDATORS.get(body.get("kind"))
+    if validator is not None:
+        validator(body)
+    return body

@@ -1,0 +1,1 @@
+"""The data plane: serves traffic from the routing table."""

@@ -1,0 +1,205 @@
+"""The routing table compiled for one bound port: listener, virtual host and rule lookup.
+
+Compiled once per table update; per request it costs a dict lookup for the host and a
+walk over the host's rules in precedence order."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+from bisect import bisect_right
+from collections.abc import Callable
+from urllib.parse import parse_qsl
+
+from twistgw.hostnames import host_matches, specificity
+from twistgw.routing import ir
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class CompiledHeaderModifier:
+    """A HeaderModifier with names and values pre-encoded."""
+
+    __slots__ = ("set", "add", "drop")
+
+    def __init__(self, spec: ir.HeaderModifier) -> None:
+        self.set = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in spec.set]
+        self.add = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in spec.add]
+        self.drop = {n.lower().encode("latin-1") for n in spec.remove}
+        self.drop.update(n.lower() for n, _ in self.set)
+
+    def apply(self, headers: Headers) -> Headers:
+        drop = self.drop
+        out = [h for h in headers if h[0].lower() not in drop]
+        out.extend(self.set)
+        out.extend(self.add)
+        return out
+
+
+def _modifier(spec: ir.HeaderModifier | None) -> CompiledHeaderModifier | None:
+    return CompiledHeaderModifier(spec) if spec is not None else None
+
+
+class CompiledBackend:
+    __slots__ = ("spec", "name", "endpoints", "invalid", "request_headers", "response_headers",
+                 "_next")
+
+    def __init__(self, spec: ir.Backend) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.endpoints = spec.endpoints
+        self.invalid = spec.invalid
+        self.request_headers = _modifier(spec.filters.request_headers)
+        self.response_headers = _modifier(spec.filters.response_headers)
+        self._next = itertools.cycle(range(len(spec.endpoints))) if spec.endpoints else None
+
+    def endpoint(self) -> ir.Endpoint | None:
+        """The next endpoint, round robin; None when there is none."""
+        if self._next is None:
+            return None
+        return self.endpoints[next(self._next)]
+
+
+class CompiledRoute:
+    """One rule match, ready to test against a request."""
+
+    __slots__ = ("spec", "name", "test_path", "headers", "query", "method", "redirect",
+                 "rewrite", "request_headers", "response_headers", "backends", "_weights",
+                 "_total", "prefix")
+
+    def __init__(self, spec: ir.Route) -> None:
+        self.spec = spec
+        self.name = spec.route
+        match = spec.match
+        self.test_path = _path_test(match.path_type, match.path)
+        self.prefix = match.path if match.path_type == "PathPrefix" else None
+        self.headers = [(name, _value_test(kind, value)) for kind, name, value in match.headers]
+        self.query = [(name, _value_test(kind, value)) for kind, name, value in match.query]
+        self.method = match.method.encode() if match.method else None
+        filters = spec.filters
+        self.redirect = filters.redirect
+        self.rewrite = filters.rewrite
+        self.request_headers = _modifier(filters.request_headers)
+        self.response_headers = _modifier(filters.response_headers)
+        self.backends = [CompiledBackend(b) for b in spec.backends if b.weight > 0]
+        self._weights = list(itertools.accumulate(b.spec.weight for b in self.backends))
+        self._total = self._weights[-1] if self._weights else 0
+
+    def matches(self, method: bytes, path: str, query: str, headers: dict[str, str] | None,
+                headers_of: Callable[[], dict[str, str]]) -> bool:
+        if self.method is not None and method != self.method:
+            return False
+        if not self.test_path(path):
+            return False
+        if self.headers:
+            found = headers if headers is not None else headers_of()
+            for name, test in self.headers:
+                value = found.get(name)
+                if value is None or not test(value):
+                    return False
+        if self.query:
+            params: dict[str, str] = {}
+            for key, value in parse_qsl(query, keep_blank_values=True):
+                params.setdefault(key, value)
+            for name, test in self.query:
+                value = params.get(name)
+                if value is None or not test(value):
+                    return False
+        return True
+
+    def pick_backend(self) -> CompiledBackend | None:
+        """A backend chosen by weight; None when the rule has none with weight > 0."""
+        if len(self.backends) == 1:
+            return self.backends[0]
+        if not self._total:
+            return None
+        return self.backends[bisect_right(self._weights, random.randrange(self._total))]
+
+
+def _path_test(kind: str, value: str) -> Callable[[str], bool]:
+    if kind == "Exact":
+        return value.__eq__
+    if kind == "RegularExpression":
+        pattern = re.compile(value)
+        return lambda path: pattern.fullmatch(path) is not None
+    prefix = value.rstrip("/")
+    if not prefix:
+        return lambda path: True
+    with_slash = prefix + "/"
+    return lambda path: path == prefix or path.startswith(with_slash)
+
+
+def _value_test(kind: str, value: str) -> Callable[[str], bool]:
+    if kind == "RegularExpression":
+        pattern = re.compile(value)
+        return lambda found: pattern.fullmatch(found) is not None
+    return value.__eq__
+
+
+class CompiledListener:
+    def __init__(self, spec: ir.HTTPListener) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.gateway = spec.gateway
+        self.hostname = spec.hostname
+        self.exact: dict[str, list[CompiledRoute]] = {}
+        self.wildcards: list[tuple[str, list[CompiledRoute]]] = []
+        self.any: list[CompiledRoute] = []
+        for vhost in spec.virtual_hosts:
+            routes = [CompiledRoute(r) for r in vhost.routes]
+            if vhost.hostname == "*":
+                self.any = routes
+            elif vhost.hostname.startswith("*."):
+                self.wildcards.append((vhost.hostname[1:], routes))
+            else:
+                self.exact[vhost.hostname] = routes
+
+    def candidates(self, host: str) -> list[list[CompiledRoute]]:
+        """Route lists whose hostname serves ``host``, most specific first."""
+        found = []
+        exact = self.exact.get(host)
+        if exact is not None:
+            found.append(exact)
+        for suffix, routes in self.wildcards:
+            if host.endswith(suffix) and len(host) > len(suffix):
+                found.append(routes)
+        if self.any:
+            found.append(self.any)
+        return found
+
+
+class Router:
+    """Everything one bound port serves."""
+
+    def __init__(self, bind: ir.Bind) -> None:
+        self.bind = bind
+        self.listeners = sorted((CompiledListener(li) for li in bind.listeners),
+                                key=lambda li: specificity(li.hostname))
+        self._by_host: dict[str, CompiledListener | None] = {}
+
+    def listener_for(self, host: str) -> CompiledListener | None:
+        """The most specific listener whose hostname covers ``host``."""
+        try:
+            return self._by_host[host]
+        except KeyError:
+            pass
+        chosen = next((li for li in self.listeners if host_matches(host, li.hostname)), None)
+        if len(self._by_host) < 10000:
+            self._by_host[host] = chosen
+        return chosen
+
+    def route(self, host: str, method: bytes, path: str, query: str,
+              headers_of: Callable[[], dict[str, str]]
+              ) -> tuple[CompiledListener | None, CompiledRoute | None]:
+        listener = self.listener_for(host)
+        if listener is None:
+            return None, None
+        headers = None
+        for routes in listener.candidates(host):
+            for route in routes:
+                if route.headers and headers is None:
+                    headers = headers_of()
+                if route.matches(method, path, query, headers, headers_of):
+                    return listener, route
+        return listener, None

@@ -1,0 +1,55 @@
+"""``twistd gateway`` options: the operator's configuration surface."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+from twisted.python import usage
+
+DEFAULT_CONTROLLER = "gateway.twistgw.dev/controller"
+DEFAULT_ADMIN = "tcp:9901:interface=127.0.0.1"
+
+
+def address_pool(cidr: str) -> tuple[str, ...]:
+    """The usable addresses of a CIDR block, in order (a /32 is its one address)."""
+    network = ipaddress.ip_network(cidr, strict=False)
+    hosts = list(network.hosts()) or [network.network_address]
+    return tuple(str(address) for address in hosts)
+
+
+class GatewayOptions(usage.Options):
+    synopsis = "[options]"
+    longdesc = ("Run twistgw, a Kubernetes Gateway API gateway, in host mode: Gateway API "
+                "manifests from a directory in, traffic and status out.")
+
+    optParameters = [
+        ["config-dir", "c", "etc",
+         "Directory of Kubernetes manifests (*.yaml, *.yml, *.json) to serve; watched for "
+         "changes."],
+        ["controller-name", None, DEFAULT_CONTROLLER,
+         "GatewayClass spec.controllerName this gateway implements."],
+        ["admin-endpoint", None, DEFAULT_ADMIN,
+         "Twisted server endpoint string for the admin server (/status, /healthz, /readyz, "
+         "/metrics, /config_dump)."],
+        ["address-pool", None, None,
+         "CIDR block of addresses for Gateways without spec.addresses, one address each; "
+         "without it such Gateways bind the wildcard address."],
+        ["workers", "w", None,
+         "Worker processes serving traffic (default: the number of CPUs).", int],
+    ]
+
+    def postOptions(self) -> None:
+        if not os.path.isdir(self["config-dir"]):
+            raise usage.UsageError(f"--config-dir {self['config-dir']!r} is not a directory")
+        if self["address-pool"]:
+            try:
+                self["address-pool"] = address_pool(self["address-pool"])
+            except ValueError as exc:
+                raise usage.UsageError(f"--address-pool: {exc}") from exc
+        else:
+            self["address-pool"] = ()
+        if self["workers"] is None:
+            self["workers"] = os.cpu_count() or 1
+        if self["workers"] < 1:
+            raise usage.UsageError("--workers must be at least 1")

@@ -1,0 +1,128 @@
+"""The routing table: small frozen records, the translator's output and the data plane's
+input. Everything here pickles losslessly (the supervisor sends it to workers) and turns
+into plain JSON with ``attrs.asdict`` (the admin config dump)."""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class Endpoint:
+    address: str
+    port: int
+
+
+@attrs.frozen
+class HeaderModifier:
+    """Set (replace), add (append) and remove headers; names as written."""
+
+    set: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class PathModifier:
+    """``ReplaceFullPath`` or ``ReplacePrefixMatch`` with its value."""
+
+    type: str
+    value: str
+
+
+@attrs.frozen
+class RequestRedirect:
+    scheme: str | None = None
+    hostname: str | None = None
+    port: int | None = None
+    path: PathModifier | None = None
+    status_code: int = 302
+
+
+@attrs.frozen
+class URLRewrite:
+    hostname: str | None = None
+    path: PathModifier | None = None
+
+
+@attrs.frozen
+class Filters:
+    """The filters of a rule or a backendRef, in the order the spec applies them."""
+
+    request_headers: HeaderModifier | None = None
+    response_headers: HeaderModifier | None = None
+    redirect: RequestRedirect | None = None
+    rewrite: URLRewrite | None = None
+
+
+@attrs.frozen
+class Backend:
+    """One backendRef of a rule. ``invalid`` backends answer 500 for their share of
+    traffic, as the spec requires; ``endpoints`` may be empty (503)."""
+
+    name: str
+    weight: int
+    endpoints: tuple[Endpoint, ...] = ()
+    invalid: bool = False
+    app_protocol: str | None = None
+    filters: Filters = Filters()
+
+
+@attrs.frozen
+class Match:
+    """One HTTPRouteMatch: every condition must hold. Header names are lower-case."""
+
+    path_type: str = "PathPrefix"
+    path: str = "/"
+    headers: tuple[tuple[str, str, str], ...] = ()  # (type, name, value)
+    query: tuple[tuple[str, str, str], ...] = ()  # (type, name, value)
+    method: str | None = None
+
+
+@attrs.frozen
+class Route:
+    """One match of one rule, with what to do when it matches. Routes of a virtual
+    host are listed in the spec's precedence order: the first that matches wins."""
+
+    route: str  # "namespace/name" of the HTTPRoute
+    rule: int
+    match: Match
+    filters: Filters = Filters()
+    backends: tuple[Backend, ...] = ()
+
+
+@attrs.frozen
+class VirtualHost:
+    """Routes for one hostname ("example.com", "*.example.com" or "*")."""
+
+    hostname: str
+    routes: tuple[Route, ...] = ()
+
+
+@attrs.frozen
+class HTTPListener:
+    """A Gateway listener's share of a bound port: the hostname it answers for
+    (None: any) and its virtual hosts."""
+
+    name: str  # "namespace/gateway/listener"
+    gateway: str  # "namespace/gateway"
+    hostname: str | None
+    virtual_hosts: tuple[VirtualHost, ...] = ()
+
+
+@attrs.frozen
+class Bind:
+    """A socket to listen on and the listeners that share it."""
+
+    address: str
+    port: int
+    protocol: str
+    listeners: tuple[HTTPListener, ...] = ()
+
+
+@attrs.frozen
+class RoutingTable:
+    binds: tuple[Bind, ...] = ()
+
+    def as_dict(self) -> dict:
+        return attrs.asdict(self)

@@ -1,0 +1,1 @@
+"""Config sources: they turn the outside world into Snapshots."""

@@ -1,0 +1,152 @@
+"""Host mode's config source: a directory of Kubernetes manifests, watched for changes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from twisted.application.service import Service
+from twisted.internet import threads
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from twistgw.snapshot import ConfigError, Snapshot
+from twistgw.sources.assembly import ObjectAssembler
+from twistgw.sources.generations import GenerationTracker
+from twistgw.sources.manifests import ParsedFile, scan_directory
+
+log = Logger()
+
+#: How long to wait after a change event before reading, to batch bursts of events.
+SETTLE_SECONDS = 0.05
+
+
+def _inotify_class():
+    try:
+        from twisted.internet import inotify
+    except ImportError:
+        return None
+    return inotify
+
+
+class DirectorySource(Service):
+    """Reads every ``*.yaml``/``*.yml``/``*.json`` in a directory into a Snapshot.
+
+    Changes are noticed through inotify where the platform has it, by polling
+    otherwise. Files are read and parsed in a thread. A file that fails to parse is
+    reported and the documents it held before stay in force.
+    """
+
+    def __init__(self, path: str, on_snapshot: Callable[[Snapshot], object],
+                 reactor: IReactorTime, poll_interval: float = 0.5,
+                 use_inotify: bool = True) -> None:
+        self.path = path
+        self._on_snapshot = on_snapshot
+        self._reactor = reactor
+        self._poll_interval = poll_interval
+        self._use_inotify = use_inotify
+        self._assembler = ObjectAssembler(GenerationTracker(reactor.seconds))
+        self._files: dict[str, ParsedFile] = {}
+        self._loading = False
+        self._again = False
+        self._scheduled = None
+        self._notifier = None
+        self._poller: LoopingCall | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        inotify = _inotify_class() if self._use_inotify else None
+        if inotify is not None:
+            try:
+                self._notifier = inotify.INotify(reactor=self._reactor)
+                self._notifier.startReading()
+                mask = (inotify.IN_CREATE | inotify.IN_DELETE | inotify.IN_MOVED_TO
+                        | inotify.IN_MOVED_FROM | inotify.IN_CLOSE_WRITE | inotify.IN_MODIFY
+                        | inotify.IN_ATTRIB)
+                from twisted.python.filepath import FilePath
+
+                self._notifier.watch(FilePath(self.path), mask=mask,
+                                     callbacks=[lambda *_: self.schedule_reload()])
+            except Exception as exc:  # no inotify, watch limit reached, missing directory
+                log.warn("inotify unavailable for {path} ({error}); polling instead",
+                         path=self.path, error=exc)
+                self._stop_notifier()
+        if self._notifier is None:
+            self._poller = LoopingCall(self.reload)
+            self._poller.clock = self._reactor
+            self._poller.start(self._poll_interval, now=False)
+        self.reload()
+
+    def stopService(self) -> None:
+        super().stopService()
+        self._stop_notifier()
+        if self._poller is not None and self._poller.running:
+            self._poller.stop()
+        if self._scheduled is not None and self._scheduled.active():
+            self._scheduled.cancel()
+
+    def _stop_notifier(self) -> None:
+        if self._notifier is not None:
+            self._notifier.loseConnection()
+            self._notifier = None
+
+    def schedule_reload(self) -> None:
+        """Read the directory again shortly (events arrive in bursts)."""
+        if self._scheduled is None or not self._scheduled.active():
+            self._scheduled = self._reactor.callLater(SETTLE_SECONDS, self.reload)
+
+    def reload(self) -> None:
+        """Read the directory again now (one read at a time; a request during a read
+        makes another read follow it)."""
+        if self._loading:
+            self._again = True
+            return
+        self._loading = True
+        known = {name: parsed.signature for name, parsed in self._files.items()
+                 if parsed.error is None}
+        d = threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
+                                      scan_directory, self.path, known)
+        d.addCallbacks(self._scanned, self._scan_failed)
+        d.addBoth(self._done)
+
+    def _done(self, _: object) -> None:
+        self._loading = False
+        if self._again:
+            self._again = False
+            self.reload()
+
+    def _scan_failed(self, failure: Failure) -> None:
+        log.error("reading {path} failed: {error}", path=self.path,
+                  error=failure.getErrorMessage())
+
+    def _scanned(self, found: dict[str, ParsedFile]) -> None:
+        changed = set(found) != set(self._files)
+        errors = []
+        files: dict[str, ParsedFile] = {}
+        for name, parsed in found.items():
+            previous = self._files.get(name)
+            if parsed.error is not None:
+                errors.append(ConfigError(os.path.join(self.path, name), parsed.error))
+                # the documents it held before stay in force
+                files[name] = attrs_evolve_error(previous, parsed) if previous else parsed
+                changed = changed or previous is None or previous.error != parsed.error
+            elif not parsed.documents and previous is not None and \
+                    previous.signature == parsed.signature:
+                files[name] = previous
+            else:
+                files[name] = parsed
+                changed = True
+        if not changed and self._files:
+            return
+        self._files = files
+        documents = {os.path.join(self.path, name): parsed.documents
+                     for name, parsed in files.items()}
+        snapshot = self._assembler.assemble(documents, errors)
+        self._on_snapshot(snapshot)
+
+
+def attrs_evolve_error(previous: ParsedFile, failed: ParsedFile) -> ParsedFile:
+    """The previous documents with the new error: what a broken rewrite leaves in force."""
+    return ParsedFile(previous.signature, previous.documents, failed.error)

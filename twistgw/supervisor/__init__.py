@@ -1,0 +1,1 @@
+"""The supervisor process: the control plane and the processes serving traffic."""

@@ -1,0 +1,79 @@
+"""The translator: a pure function from a Snapshot to a routing table and statuses."""
+
+from __future__ import annotations
+
+from twistgw.api.resource import Resource
+from twistgw.hostnames import specificity
+from twistgw.routing import ir
+from twistgw.snapshot import Snapshot
+from twistgw.translate.gateways import accepted_classes, build_gateways
+from twistgw.translate.httproutes import Attachment, attach_routes
+from twistgw.translate.model import TranslateOptions, Translation
+
+__all__ = ["TranslateOptions", "Translation", "translate"]
+
+PATH_RANK = {"Exact": 0, "RegularExpression": 1, "PathPrefix": 2}
+
+
+def _precedence(route: Resource, match_index: int, compiled: ir.Route) -> tuple:
+    """The spec's order among rules sharing a hostname: exact path, longest prefix,
+    method, most headers, most query params, then the oldest route, its name, rule
+    order and match order."""
+    match = compiled.match
+    return (PATH_RANK.get(match.path_type, 3), -len(match.path), match.method is None,
+            -len(match.headers), -len(match.query), route.creation_timestamp,
+            route.namespace, route.name, compiled.rule, match_index)
+
+
+def _listener_ir(listener, attachments: list[Attachment]) -> ir.HTTPListener:
+    by_host: dict[str, list[tuple[tuple, ir.Route]]] = {}
+    for attachment in attachments:
+        for hostname in attachment.hostnames:
+            entries = by_host.setdefault(hostname, [])
+            for match_index, compiled in attachment.rules:
+                entries.append((_precedence(attachment.route, match_index, compiled), compiled))
+    hosts = sorted(by_host, key=lambda h: (specificity(h), h))
+    gateway = listener.gateway.resource
+    return ir.HTTPListener(
+        name=f"{gateway.namespace}/{gateway.name}/{listener.name}",
+        gateway=f"{gateway.namespace}/{gateway.name}",
+        hostname=listener.hostname,
+        virtual_hosts=tuple(
+            ir.VirtualHost(host, tuple(route for _, route in sorted(by_host[host],
+                                                                    key=lambda e: e[0])))
+            for host in hosts),
+    )
+
+
+def translate(snapshot: Snapshot, options: TranslateOptions) -> Translation:
+    """Objects in, routing table and every owned object's status out. No I/O."""
+    classes, statuses = accepted_classes(snapshot, options)
+    gateways = build_gateways(snapshot, options, classes)
+    by_name = {(g.key.namespace, g.key.name): g for g in gateways}
+    attachments, route_statuses = attach_routes(snapshot, by_name,
+                                                snapshot.of_kind("HTTPRoute"),
+                                                options.controller_name)
+    per_listener: dict[int, list[Attachment]] = {}
+    for attachment in attachments:
+        per_listener.setdefault(id(attachment.listener), []).append(attachment)
+    binds: dict[tuple[str, int], list[ir.HTTPListener]] = {}
+    protocols: dict[tuple[str, int], str] = {}
+    for gateway in gateways:
+        if not gateway.conditions.is_true("Programmed"):
+            continue
+        for listener in gateway.listeners:
+            if not listener.conditions.is_true("Programmed"):
+                continue
+            compiled = _listener_ir(listener, per_listener.get(id(listener), []))
+            for address in gateway.addresses:
+                binds.setdefault((address, listener.port), []).append(compiled)
+                protocols[(address, listener.port)] = listener.protocol
+    table = ir.RoutingTable(tuple(
+        ir.Bind(address, port, protocols[(address, port)],
+                tuple(sorted(listeners, key=lambda li: specificity(li.hostname))))
+        for (address, port), listeners in sorted(binds.items())))
+    statuses.extend(gateway.status() for gateway in gateways)
+    statuses.extend(route_statuses)
+    assigned = {g.key: g.addresses[0] for g in gateways if g.addresses}
+    return Translation(table, tuple(statuses), assigned)
+

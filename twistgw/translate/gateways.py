@@ -1,0 +1,296 @@
+"""GatewayClasses, Gateways and their listeners: acceptance, conflicts and addresses."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import attrs
+
+from twistgw.api.resource import GATEWAY_GROUP, ObjectKey, Resource
+from twistgw.snapshot import Snapshot
+from twistgw.translate.conditions import Conditions
+from twistgw.translate.features import SUPPORTED_FEATURES
+from twistgw.translate.model import WILDCARD_ADDRESS, ObjectStatus, TranslateOptions
+
+#: Route kinds each implemented listener protocol accepts.
+PROTOCOL_ROUTE_KINDS: dict[str, tuple[str, ...]] = {
+    "HTTP": ("HTTPRoute",),
+}
+
+#: Protocols that may share a port within one Gateway.
+COMPATIBLE_PROTOCOLS = ({"HTTPS", "TLS"},)
+
+SUPPORTED_VERSION_MESSAGE = "Gateway API version is supported"
+
+
+@attrs.define
+class ListenerState:
+    gateway: GatewayState
+    index: int
+    spec: dict[str, Any]
+    conditions: Conditions
+    supported_kinds: list[dict[str, str]] = attrs.field(factory=list)
+    attached_routes: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.spec["name"]
+
+    @property
+    def port(self) -> int:
+        return self.spec["port"]
+
+    @property
+    def protocol(self) -> str:
+        return self.spec["protocol"]
+
+    @property
+    def hostname(self) -> str | None:
+        return self.spec.get("hostname") or None
+
+    @property
+    def accepted(self) -> bool:
+        return self.conditions.is_true("Accepted")
+
+    def allows_kind(self, group: str, kind: str) -> bool:
+        return any(k["group"] == group and k["kind"] == kind for k in self.supported_kinds)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "supportedKinds": self.supported_kinds,
+            "attachedRoutes": self.attached_routes,
+            "conditions": self.conditions.as_list(),
+        }
+
+
+@attrs.define
+class GatewayState:
+    resource: Resource
+    conditions: Conditions
+    listeners: list[ListenerState] = attrs.field(factory=list)
+    addresses: list[str] = attrs.field(factory=list)
+
+    @property
+    def key(self) -> ObjectKey:
+        return self.resource.key
+
+    def listener_status(self) -> list[dict[str, Any]]:
+        return [listener.status() for listener in self.listeners]
+
+    def status(self) -> ObjectStatus:
+        return ObjectStatus(self.key, self.resource.api_version, self.resource.generation, {
+            "addresses": [{"type": "IPAddress", "value": a} for a in self.addresses
+                          if a != WILDCARD_ADDRESS],
+            "conditions": self.conditions.as_list(),
+            "listeners": self.listener_status(),
+        })
+
+
+def accepted_classes(snapshot: Snapshot, options: TranslateOptions
+                     ) -> tuple[dict[str, Resource], list[ObjectStatus]]:
+    """The GatewayClasses this controller owns (all accepted) and their statuses."""
+    classes: dict[str, Resource] = {}
+    statuses = []
+    features = [{"name": name} for name in sorted(SUPPORTED_FEATURES)]
+    for gwc in snapshot.of_kind("GatewayClass"):
+        if gwc.spec.get("controllerName") != options.controller_name:
+            continue
+        conditions = Conditions(gwc.generation)
+        params = gwc.spec.get("parametersRef")
+        if params:
+            conditions.set("Accepted", False, "InvalidParameters",
+                           "twistgw takes no GatewayClass parameters; "
+                           f"parametersRef {params.get('kind')}/{params.get('name')} is unsupported")
+        else:
+            conditions.set("Accepted", True, "Accepted", "GatewayClass is accepted")
+            classes[gwc.name] = gwc
+        conditions.set("SupportedVersion", True, "SupportedVersion", SUPPORTED_VERSION_MESSAGE)
+        statuses.append(ObjectStatus(gwc.key, gwc.api_version, gwc.generation, {
+            "conditions": conditions.as_list(),
+            "supportedFeatures": features,
+        }))
+    return classes, statuses
+
+
+def _supported_kinds(listener: ListenerState) -> bool:
+    """Fill supportedKinds from allowedRoutes.kinds; False when a kind is invalid."""
+    allowed = PROTOCOL_ROUTE_KINDS.get(listener.protocol, ())
+    requested = (listener.spec.get("allowedRoutes") or {}).get("kinds")
+    if not requested:
+        listener.supported_kinds = [{"group": GATEWAY_GROUP, "kind": k} for k in allowed]
+        return True
+    valid = True
+    for item in requested:
+        group = item.get("group", GATEWAY_GROUP)
+        if group == GATEWAY_GROUP and item["kind"] in allowed:
+            entry = {"group": group, "kind": item["kind"]}
+            if entry not in listener.supported_kinds:
+                listener.supported_kinds.append(entry)
+        else:
+            valid = False
+    return valid
+
+
+def _check_listeners(gateway: GatewayState) -> None:
+    by_port: dict[int, list[ListenerState]] = {}
+    for listener in gateway.listeners:
+        by_port.setdefault(listener.port, []).append(listener)
+    for listener in gateway.listeners:
+        c = listener.conditions
+        kinds_ok = _supported_kinds(listener)
+        if kinds_ok:
+            c.set("ResolvedRefs", True, "ResolvedRefs", "All references are resolved")
+        else:
+            c.set("ResolvedRefs", False, "InvalidRouteKinds",
+                  f"allowedRoutes.kinds names a kind protocol {listener.protocol} cannot carry")
+        conflict = None
+        for other in by_port[listener.port]:
+            if other is listener:
+                continue
+            if other.protocol != listener.protocol and not any(
+                    {other.protocol, listener.protocol} <= group for group in COMPATIBLE_PROTOCOLS):
+                conflict = ("ProtocolConflict",
+                            f"listener {other.name} uses port {listener.port} with protocol "
+                            f"{other.protocol}")
+                break
+            if other.protocol == listener.protocol and other.hostname == listener.hostname:
+                conflict = ("HostnameConflict",
+                            f"listener {other.name} has the same port, protocol and hostname")
+                break
+        if conflict:
+            c.set("Conflicted", True, conflict[0], conflict[1])
+        else:
+            c.set("Conflicted", False, "NoConflicts", "No conflicts")
+        if listener.protocol not in PROTOCOL_ROUTE_KINDS:
+            c.set("Accepted", False, "UnsupportedProtocol",
+                  f"protocol {listener.protocol} is not supported")
+            listener.supported_kinds = []
+        elif conflict:
+            c.set("Accepted", False, conflict[0], conflict[1])
+        else:
+            c.set("Accepted", True, "Accepted", "Listener is accepted")
+        if c.is_true("Accepted") and kinds_ok:
+            c.set("Programmed", True, "Programmed", "Listener is programmed")
+        else:
+            c.set("Programmed", False, "Invalid", "Listener is not valid")
+
+
+def _pool_address(gateway: GatewayState, options: TranslateOptions, taken: set[str]) -> str | None:
+    sticky = options.assigned_addresses.get(gateway.key)
+    if sticky in options.address_pool and sticky not in taken:
+        return sticky
+    for address in options.address_pool:
+        if address not in taken:
+            return address
+    return None
+
+
+def _assign_addresses(gateways: list[GatewayState], options: TranslateOptions) -> None:
+    """Static addresses first, then sticky pool addresses, then new ones, oldest first."""
+    taken: set[str] = set()
+    pending = []
+    for gateway in gateways:
+        requested = gateway.resource.spec.get("addresses") or []
+        if not requested:
+            pending.append(gateway)
+            continue
+        for entry in requested:
+            kind, value = entry.get("type", "IPAddress"), entry.get("value")
+            if kind != "IPAddress":
+                gateway.conditions.set("Accepted", False, "UnsupportedAddress",
+                                       f"address type {kind} is not supported")
+                break
+            if not value:
+                continue
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                gateway.conditions.set("Accepted", False, "UnsupportedAddress",
+                                       f"{value!r} is not an IP address")
+                break
+            gateway.addresses.append(value)
+            taken.add(value)
+        if gateway.conditions.get("Accepted") is None and not gateway.addresses:
+            pending.append(gateway)
+    for gateway in sorted(pending, key=lambda g: g.key not in options.assigned_addresses):
+        if not options.address_pool:
+            gateway.addresses.append(WILDCARD_ADDRESS)
+            continue
+        address = _pool_address(gateway, options, taken)
+        if address is not None:
+            gateway.addresses.append(address)
+            taken.add(address)
+
+
+def _port_clashes(gateways: list[GatewayState]) -> None:
+    """A listener whose address and port an older Gateway already uses is not accepted."""
+    owners: dict[tuple[str, int], ObjectKey] = {}
+    for gateway in gateways:
+        claimed = set()
+        for listener in gateway.listeners:
+            if not listener.accepted:
+                continue
+            for address in gateway.addresses:
+                owner = owners.get((address, listener.port))
+                wildcard_owner = owners.get((WILDCARD_ADDRESS, listener.port))
+                clash = owner or (wildcard_owner if address != WILDCARD_ADDRESS else None)
+                if clash is None and address == WILDCARD_ADDRESS:
+                    clash = next((o for (a, p), o in owners.items() if p == listener.port), None)
+                if clash is not None and clash != gateway.key:
+                    message = (f"port {listener.port} on {address} is already used by Gateway "
+                               f"{clash.namespace}/{clash.name}")
+                    listener.conditions.set("Accepted", False, "PortUnavailable", message)
+                    listener.conditions.set("Programmed", False, "Invalid", message)
+                    break
+                claimed.add((address, listener.port))
+        for item in claimed:
+            owners[item] = gateway.key
+
+
+def _gateway_conditions(gateway: GatewayState) -> None:
+    c = gateway.conditions
+    valid = [listener for listener in gateway.listeners if listener.accepted]
+    if c.get("Accepted") is None:
+        if len(valid) == len(gateway.listeners):
+            c.set("Accepted", True, "Accepted", "Gateway is accepted")
+        elif valid:
+            c.set("Accepted", True, "ListenersNotValid", "Some listeners are not valid")
+        else:
+            c.set("Accepted", False, "ListenersNotValid", "No listener is valid")
+    if not c.is_true("Accepted"):
+        c.set("Programmed", False, "Invalid", "Gateway is not accepted")
+    elif not gateway.addresses:
+        c.set("Programmed", False, "AddressNotAssigned", "The address pool is exhausted")
+    elif not any(listener.conditions.is_true("Programmed") for listener in valid):
+        c.set("Programmed", False, "Invalid", "No listener is programmed")
+    else:
+        c.set("Programmed", True, "Programmed", "Gateway is programmed")
+
+
+def build_gateways(snapshot: Snapshot, options: TranslateOptions,
+                   classes: dict[str, Resource]) -> list[GatewayState]:
+    """Every Gateway of an accepted class, oldest first, with listeners checked,
+    addresses assigned and conditions set."""
+    gateways = []
+    resources = [gw for gw in snapshot.of_kind("Gateway") if gw.spec.get("gatewayClassName")
+                 in classes]
+    for resource in sorted(resources, key=Resource.age_key):
+        gateway = GatewayState(resource, Conditions(resource.generation))
+        for index, spec in enumerate(resource.spec.get("listeners") or []):
+            gateway.listeners.append(
+                ListenerState(gateway, index, spec, Conditions(resource.generation)))
+        infra = resource.spec.get("infrastructure") or {}
+        if infra.get("parametersRef"):
+            ref = infra["parametersRef"]
+            gateway.conditions.set("Accepted", False, "InvalidParameters",
+                                   f"infrastructure.parametersRef {ref.get('kind')}/"
+                                   f"{ref.get('name')} is not supported")
+        _check_listeners(gateway)
+        gateways.append(gateway)
+    _assign_addresses(gateways, options)
+    _port_clashes(gateways)
+    for gateway in gateways:
+        _gateway_conditions(gateway)
+    return gateways

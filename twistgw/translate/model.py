@@ -1,0 +1,45 @@
+"""What the translator takes besides the snapshot, and what it gives back."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from twistgw.api.resource import ObjectKey
+from twistgw.routing.ir import RoutingTable
+
+WILDCARD_ADDRESS = "0.0.0.0"
+
+
+@attrs.frozen
+class TranslateOptions:
+    """The operator's settings that shape translation.
+
+    ``address_pool``: addresses handed to Gateways without ``spec.addresses``, in
+    order; empty means every such Gateway binds the wildcard address.
+    ``assigned_addresses``: the addresses Gateways held after the previous
+    translation, so that a Gateway keeps its address for as long as it exists.
+    """
+
+    controller_name: str = "gateway.twistgw.dev/controller"
+    address_pool: tuple[str, ...] = ()
+    assigned_addresses: Mapping[ObjectKey, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class ObjectStatus:
+    """One object's status in Kubernetes shape (conditions without times yet)."""
+
+    key: ObjectKey
+    api_version: str
+    generation: int
+    status: Mapping[str, Any]
+
+
+@attrs.frozen
+class Translation:
+    table: RoutingTable
+    statuses: tuple[ObjectStatus, ...]
+    assigned_addresses: Mapping[ObjectKey, str]

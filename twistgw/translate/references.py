@@ -1,0 +1,85 @@
+"""ReferenceGrant checks and Service backend resolution."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twistgw.api.resource import GATEWAY_GROUP, Resource
+from twistgw.routing.ir import Endpoint
+from twistgw.snapshot import Snapshot
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+class BackendError(Exception):
+    """A backendRef that cannot be used; ``reason`` is the ResolvedRefs reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def reference_permitted(snapshot: Snapshot, from_kind: str, from_namespace: str,
+                        to_group: str, to_kind: str, to_namespace: str, to_name: str,
+                        from_group: str = GATEWAY_GROUP) -> bool:
+    """Whether an object may refer to one in another namespace (same namespace: always)."""
+    if from_namespace == to_namespace:
+        return True
+    for grant in snapshot.of_kind("ReferenceGrant"):
+        if grant.namespace != to_namespace:
+            continue
+        spec = grant.spec
+        if not any(f.get("group") == from_group and f.get("kind") == from_kind
+                   and f.get("namespace") == from_namespace for f in spec.get("from") or []):
+            continue
+        if any(t.get("group") == to_group and t.get("kind") == to_kind
+               and (not t.get("name") or t.get("name") == to_name) for t in spec.get("to") or []):
+            return True
+    return False
+
+
+def resolve_service(snapshot: Snapshot, route: Resource, ref: dict[str, Any]
+                    ) -> tuple[tuple[Endpoint, ...], str | None]:
+    """(endpoints, appProtocol) of a backendRef; raises BackendError."""
+    group, kind, name = ref.get("group", ""), ref.get("kind", "Service"), ref["name"]
+    namespace = ref.get("namespace") or route.namespace
+    if (group, kind) != ("", "Service"):
+        raise BackendError("InvalidKind", f"backendRef kind {group or 'core'}/{kind} is not "
+                           "supported")
+    if not reference_permitted(snapshot, route.kind, route.namespace, "", "Service",
+                               namespace, name):
+        raise BackendError("RefNotPermitted", f"backendRef to Service {namespace}/{name} is "
+                           "not permitted by any ReferenceGrant")
+    service = snapshot.get("Service", namespace, name)
+    if service is None:
+        raise BackendError("BackendNotFound", f"Service {namespace}/{name} not found")
+    port = ref.get("port")
+    service_port = next((p for p in service.spec.get("ports") or [] if p.get("port") == port),
+                        None)
+    if service_port is None:
+        raise BackendError("BackendNotFound", f"Service {namespace}/{name} has no port {port}")
+    return _endpoints(snapshot, service, service_port), service_port.get("appProtocol")
+
+
+def _endpoints(snapshot: Snapshot, service: Resource, service_port: dict[str, Any]
+               ) -> tuple[Endpoint, ...]:
+    port_name = service_port.get("name") or ""
+    found: list[Endpoint] = []
+    for eps in snapshot.of_kind("EndpointSlice"):
+        if eps.namespace != service.namespace or eps.labels.get(SERVICE_NAME_LABEL) != service.name:
+            continue
+        ports = eps.body.get("ports") or []
+        number = next((p.get("port") for p in ports if (p.get("name") or "") == port_name), None)
+        if number is None and len(ports) == 1 and not port_name:
+            number = ports[0].get("port")
+        if number is None:
+            continue
+        for endpoint in eps.body.get("endpoints") or []:
+            if (endpoint.get("conditions") or {}).get("ready") is False:
+                continue
+            for address in endpoint.get("addresses") or []:
+                candidate = Endpoint(str(address), int(number))
+                if candidate not in found:
+                    found.append(candidate)
+    return tuple(found)
