@@ -53,6 +53,7 @@ def admin_site(status: Callable[[], dict], ready: Callable[[], tuple[bool, str]]
     root.putChild(b"metrics", _Leaf(render_metrics))
     root.putChild(b"config_dump", _Leaf(lambda request: _json(request, config())))
     site = Site(root)
+    site.log = lambda request: None  # admin polls are not traffic worth a log line
     site.noisy = False
     site.displayTracebacks = False
     return site

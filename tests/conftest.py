@@ -1,0 +1,43 @@
+"""Fixtures: real gateway processes and real echo backends on loopback."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.gateway import GatewayProcess
+from twistgw.demo.echo import EchoServer
+
+
+class Backends:
+    """Echo servers on 127.0.0.1, stopped at teardown."""
+
+    def __init__(self) -> None:
+        self.servers: list[EchoServer] = []
+
+    def start(self, name: str) -> tuple[str, int]:
+        server = EchoServer(("127.0.0.1", 0), name)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.servers.append(server)
+        return server.server_address[0], server.server_address[1]
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.fixture(scope="module")
+def backends() -> Iterator[Backends]:
+    found = Backends()
+    yield found
+    found.close()
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[GatewayProcess]:
+    process = GatewayProcess().start()
+    yield process
+    process.stop()

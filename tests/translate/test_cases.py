@@ -1,0 +1,109 @@
+"""Table-driven translator tests: each ``cases/*.yaml`` holds input manifests and the
+statuses and routing they must translate to.
+
+A case file has:
+
+- ``objects``: the manifests;
+- ``options``: optional ``controllerName`` and ``addressPool`` (a CIDR);
+- ``statuses``: expected statuses, each ``{kind, name, namespace?}`` plus
+  ``conditions`` (``Type: Status/Reason``), ``listeners`` (name -> conditions,
+  ``attachedRoutes``, ``supportedKinds``), ``parents`` (list, in parentRefs order, of
+  conditions), ``addresses`` or ``supportedFeatures`` — only what is given is checked;
+  ``absent`` lists ``Kind ns/name`` that must have no status;
+- ``routing``: expected binds, ``"ADDRESS:PORT"`` -> listener name -> hostname -> the
+  routes in precedence order as ``"ns/route#rule PATHTYPE:PATH -> backend*weight, ..."``.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+import yaml
+
+from twistgw.options import address_pool
+from twistgw.sources.assembly import ObjectAssembler
+from twistgw.sources.generations import GenerationTracker
+from twistgw.translate import TranslateOptions, translate
+
+CASES = sorted((pathlib.Path(__file__).parent / "cases").glob("*.yaml"))
+
+
+def _conditions(conditions: list[dict]) -> dict[str, str]:
+    return {c["type"]: f"{c['status']}/{c['reason']}" for c in conditions}
+
+
+def _route_line(route) -> str:
+    backends = ", ".join(
+        f"{b.name}*{b.weight}" + ("!" if b.invalid else "") + f"({len(b.endpoints)})"
+        for b in route.backends)
+    line = f"{route.route}#{route.rule} {route.match.path_type}:{route.match.path}"
+    extras = []
+    if route.match.method:
+        extras.append(route.match.method)
+    extras += [f"{name}={value}" for _, name, value in route.match.headers]
+    extras += [f"?{name}={value}" for _, name, value in route.match.query]
+    if extras:
+        line += " [" + " ".join(extras) + "]"
+    return f"{line} -> {backends or 'nothing'}"
+
+
+def routing_summary(table) -> dict:
+    return {
+        f"{bind.address}:{bind.port}": {
+            listener.name: {vhost.hostname: [_route_line(r) for r in vhost.routes]
+                            for vhost in listener.virtual_hosts}
+            for listener in bind.listeners}
+        for bind in table.binds}
+
+
+def _check_status(expected: dict, actual: dict, label: str) -> None:
+    if "conditions" in expected:
+        got = _conditions(actual.get("conditions", []))
+        for type_, want in expected["conditions"].items():
+            assert got.get(type_) == want, f"{label} condition {type_}: {got}"
+    if "addresses" in expected:
+        assert [a["value"] for a in actual["addresses"]] == expected["addresses"], label
+    if "supportedFeatures" in expected:
+        names = [f["name"] for f in actual["supportedFeatures"]]
+        for name in expected["supportedFeatures"]:
+            assert name in names, f"{label}: {name} not in {names}"
+    for name, want in (expected.get("listeners") or {}).items():
+        listener = next(li for li in actual["listeners"] if li["name"] == name)
+        _check_status(want, listener, f"{label} listener {name}")
+        if "attachedRoutes" in want:
+            assert listener["attachedRoutes"] == want["attachedRoutes"], f"{label} {name}"
+        if "supportedKinds" in want:
+            assert [k["kind"] for k in listener["supportedKinds"]] == want["supportedKinds"]
+    if "parents" in expected:
+        assert len(actual["parents"]) == len(expected["parents"]), \
+            f"{label} parents: {actual['parents']}"
+        for index, (want, got) in enumerate(zip(expected["parents"], actual["parents"],
+                                                strict=True)):
+            _check_status(want, got, f"{label} parent {index}")
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_case(path: pathlib.Path) -> None:
+    case = yaml.safe_load(path.read_text())
+    options = case.get("options") or {}
+    snapshot = ObjectAssembler(GenerationTracker(lambda: 0.0)).assemble(
+        {str(path): case["objects"]})
+    assert not snapshot.errors, snapshot.errors
+    translation = translate(snapshot, TranslateOptions(
+        controller_name=options.get("controllerName", "gateway.twistgw.dev/controller"),
+        address_pool=address_pool(options["addressPool"]) if "addressPool" in options else ()))
+    statuses = {(s.key.kind, s.key.namespace, s.key.name): s.status
+                for s in translation.statuses}
+    for expected in case.get("statuses") or []:
+        kind = expected["kind"]
+        namespace = "" if kind == "GatewayClass" else expected.get("namespace", "default")
+        key = (kind, namespace, expected["name"])
+        assert key in statuses, f"no status for {key}; have {sorted(statuses)}"
+        _check_status(expected, statuses[key], f"{kind} {expected['name']}")
+    for absent in case.get("absent") or []:
+        kind, _, ref = absent.partition(" ")
+        namespace, _, name = ref.rpartition("/")
+        assert (kind, namespace, name) not in statuses, f"{absent} should have no status"
+    if "routing" in case:
+        assert routing_summary(translation.table) == case["routing"]

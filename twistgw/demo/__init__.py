@@ -1,0 +1,1 @@
+"""A demo backend for the bundled example and the tests."""
