@@ -17,54 +17,137 @@ def proxy(gateway, backends):
     v1 = backends.start("v1")
     v2 = backends.start("v2")
     v1b = backends.start("v1b")
-    documents = [gateway_class(), gateway_manifest(),
-                 *service("v1", [v1, v1b]), *service("v2", [v2]), *service("empty", [])]
-    documents.append(http_route("main", [
-        {"matches": [{"path": {"type": "Exact", "value": "/exact"}}],
-         "backendRefs": [backend("v2")]},
-        {"matches": [{"path": {"type": "PathPrefix", "value": "/v2"}},
-                     {"headers": [{"name": "X-Pick", "value": "two"}]}],
-         "backendRefs": [backend("v2")]},
-        {"matches": [{"path": {"type": "PathPrefix", "value": "/re"},
-                      "headers": [{"type": "RegularExpression", "name": "X-Id",
-                                   "value": "[0-9]+"}]}],
-         "backendRefs": [backend("v2")]},
-        {"matches": [{"path": {"type": "PathPrefix", "value": "/q"},
-                      "queryParams": [{"name": "mode", "value": "two"}]},
-                     {"path": {"type": "PathPrefix", "value": "/m"}, "method": "DELETE"}],
-         "backendRefs": [backend("v2")]},
-        {"matches": [{"path": {"type": "PathPrefix", "value": "/split"}}],
-         "backendRefs": [backend("v1", weight=1), backend("v2", weight=3)]},
-        {"matches": [{"path": {"type": "PathPrefix", "value": "/zero"}}],
-         "backendRefs": [backend("v1", weight=0), backend("v2", weight=1)]},
-        {"matches": [{"path": {"type": "PathPrefix", "value": "/headers"}}],
-         "filters": [
-             {"type": "RequestHeaderModifier", "requestHeaderModifier": {
-                 "set": [{"name": "X-Set", "value": "set"}],
-                 "add": [{"name": "X-Add", "value": "added"}],
-                 "remove": ["X-Remove"]}},
-             {"type": "ResponseHeaderModifier", "responseHeaderModifier": {
-                 "set": [{"name": "X-Response", "value": "yes"}], "remove": ["X-Backend"]}}],
-         "backendRefs": [backend("v1")]},
-        {"matches": [{"path": {"type": "PathPrefix", "value": "/old"}}],
-         "filters": [{"type": "RequestRedirect", "requestRedirect": {
-             "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/new"},
-             "statusCode": 301}}]},
-        {"matches": [{"path": {"type": "PathPrefix", "value": "/away"}}],
-         "filters": [{"type": "RequestRedirect", "requestRedirect": {
-             "scheme": "https", "hostname": "secure.example.com"}}]},
-        {"matches": [{"path": {"type": "PathPrefix", "value": "/rewrite"}}],
-         "filters": [{"type": "URLRewrite", "urlRewrite": {
-             "hostname": "rewritten.example.com",
-             "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/inner"}}}],
-         "backendRefs": [backend("v1")]},
-        {"matches": [{"path": {"type": "PathPrefix", "value": "/missing"}}],
-         "backendRefs": [backend("does-not-exist")]},
-        {"matches": [{"path": {"type": "PathPrefix", "value": "/empty"}}],
-         "backendRefs": [backend("empty")]},
-        {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-         "backendRefs": [backend("v1")]},
-    ], hostnames=["example.com"]))
+    documents = [
+        gateway_class(),
+        gateway_manifest(),
+        *service("v1", [v1, v1b]),
+        *service("v2", [v2]),
+        *service("empty", []),
+    ]
+    documents.append(
+        http_route(
+            "main",
+            [
+                {
+                    "matches": [{"path": {"type": "Exact", "value": "/exact"}}],
+                    "backendRefs": [backend("v2")],
+                },
+                {
+                    "matches": [
+                        {"path": {"type": "PathPrefix", "value": "/v2"}},
+                        {"headers": [{"name": "X-Pick", "value": "two"}]},
+                    ],
+                    "backendRefs": [backend("v2")],
+                },
+                {
+                    "matches": [
+                        {
+                            "path": {"type": "PathPrefix", "value": "/re"},
+                            "headers": [
+                                {"type": "RegularExpression", "name": "X-Id", "value": "[0-9]+"}
+                            ],
+                        }
+                    ],
+                    "backendRefs": [backend("v2")],
+                },
+                {
+                    "matches": [
+                        {
+                            "path": {"type": "PathPrefix", "value": "/q"},
+                            "queryParams": [{"name": "mode", "value": "two"}],
+                        },
+                        {"path": {"type": "PathPrefix", "value": "/m"}, "method": "DELETE"},
+                    ],
+                    "backendRefs": [backend("v2")],
+                },
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/split"}}],
+                    "backendRefs": [backend("v1", weight=1), backend("v2", weight=3)],
+                },
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/zero"}}],
+                    "backendRefs": [backend("v1", weight=0), backend("v2", weight=1)],
+                },
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/headers"}}],
+                    "filters": [
+                        {
+                            "type": "RequestHeaderModifier",
+                            "requestHeaderModifier": {
+                                "set": [{"name": "X-Set", "value": "set"}],
+                                "add": [{"name": "X-Add", "value": "added"}],
+                                "remove": ["X-Remove"],
+                            },
+                        },
+                        {
+                            "type": "ResponseHeaderModifier",
+                            "responseHeaderModifier": {
+                                "set": [{"name": "X-Response", "value": "yes"}],
+                                "remove": ["X-Backend"],
+                            },
+                        },
+                    ],
+                    "backendRefs": [backend("v1")],
+                },
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/old"}}],
+                    "filters": [
+                        {
+                            "type": "RequestRedirect",
+                            "requestRedirect": {
+                                "path": {
+                                    "type": "ReplacePrefixMatch",
+                                    "replacePrefixMatch": "/new",
+                                },
+                                "statusCode": 301,
+                            },
+                        }
+                    ],
+                },
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/away"}}],
+                    "filters": [
+                        {
+                            "type": "RequestRedirect",
+                            "requestRedirect": {
+                                "scheme": "https",
+                                "hostname": "secure.example.com",
+                            },
+                        }
+                    ],
+                },
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/rewrite"}}],
+                    "filters": [
+                        {
+                            "type": "URLRewrite",
+                            "urlRewrite": {
+                                "hostname": "rewritten.example.com",
+                                "path": {
+                                    "type": "ReplacePrefixMatch",
+                                    "replacePrefixMatch": "/inner",
+                                },
+                            },
+                        }
+                    ],
+                    "backendRefs": [backend("v1")],
+                },
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/missing"}}],
+                    "backendRefs": [backend("does-not-exist")],
+                },
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/empty"}}],
+                    "backendRefs": [backend("empty")],
+                },
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "backendRefs": [backend("v1")],
+                },
+            ],
+            hostnames=["example.com"],
+        )
+    )
     gateway.write("proxy.yaml", documents)
     wait_until(lambda: gateway.request("/exact")[0] == 200, what="routes to be served")
     return gateway
@@ -103,8 +186,15 @@ def test_round_robin_over_endpoints(proxy):
 
 
 def test_header_filters_and_forwarding_headers(proxy):
-    code, headers, body = proxy.request("/headers", headers={
-        "X-Set": "original", "X-Add": "first", "X-Remove": "gone", "X-Forwarded-For": "10.9.9.9"})
+    code, headers, body = proxy.request(
+        "/headers",
+        headers={
+            "X-Set": "original",
+            "X-Add": "first",
+            "X-Remove": "gone",
+            "X-Forwarded-For": "10.9.9.9",
+        },
+    )
     echoed = json.loads(body)
     sent = {k.lower(): v for k, v in echoed["header_list"]}
     assert code == 200
@@ -138,8 +228,9 @@ def test_request_body_streams_with_content_length_and_chunked(proxy):
     payload = b"z" * (3 * 1024 * 1024)
     assert proxy.echo("/", method="POST", body=payload)["received_bytes"] == len(payload)
     chunks = iter([b"a" * 70000, b"b" * 5, b"c" * 1000])
-    echoed = proxy.echo("/", method="POST", body=chunks, chunked=True,
-                        headers={"Transfer-Encoding": "chunked"})
+    echoed = proxy.echo(
+        "/", method="POST", body=chunks, chunked=True, headers={"Transfer-Encoding": "chunked"}
+    )
     assert echoed["received_bytes"] == 71005
 
 
@@ -161,8 +252,7 @@ def _raw(proxy, data: bytes, expect_close: bool = True) -> bytes:
             if not piece:
                 break
             received += piece
-            if not expect_close and received.count(b"HTTP/1.1 ") >= 2 and \
-                    received.endswith(b"}\n"):
+            if not expect_close and received.count(b"HTTP/1.1 ") >= 2 and received.endswith(b"}\n"):
                 break
     return received
 
@@ -186,7 +276,9 @@ def test_malformed_request_gets_400_and_close(proxy):
 def test_metrics_count_requests(proxy):
     proxy.echo("/exact")
     text = proxy.admin("/metrics")[1].decode()
-    assert 'twistgw_http_requests_total{backend="default/v2:8080",code="200",' \
-           'gateway="default/gw",route="default/main"}' in text
+    assert (
+        'twistgw_http_requests_total{backend="default/v2:8080",code="200",'
+        'gateway="default/gw",route="default/main"}' in text
+    )
     assert "twistgw_http_request_duration_seconds_bucket" in text
     assert "twistgw_config_reloads_total" in text

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                   5.0, 10.0)
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 
 
 class Metrics:
@@ -15,20 +29,34 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.requests = Counter(
-            "twistgw_http_requests", "HTTP requests answered, by gateway, route, backend and "
-            "status code", ["gateway", "route", "backend", "code"], registry=self.registry)
+            "twistgw_http_requests",
+            "HTTP requests answered, by gateway, route, backend and status code",
+            ["gateway", "route", "backend", "code"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
-            "twistgw_http_request_duration_seconds", "Time from request head to response end",
-            ["gateway", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+            "twistgw_http_request_duration_seconds",
+            "Time from request head to response end",
+            ["gateway", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.connections = Gauge(
-            "twistgw_active_connections", "Client connections open now", ["listener"],
-            registry=self.registry)
+            "twistgw_active_connections",
+            "Client connections open now",
+            ["listener"],
+            registry=self.registry,
+        )
         self.reloads = Counter(
-            "twistgw_config_reloads", "Configuration snapshots translated and applied",
-            registry=self.registry)
+            "twistgw_config_reloads",
+            "Configuration snapshots translated and applied",
+            registry=self.registry,
+        )
         self.reload_errors = Counter(
-            "twistgw_config_reload_errors", "Configuration inputs rejected (parse or "
-            "validation errors)", registry=self.registry)
+            "twistgw_config_reload_errors",
+            "Configuration inputs rejected (parse or validation errors)",
+            registry=self.registry,
+        )
         self._requests: dict[tuple, object] = {}
         self._latency: dict[tuple, object] = {}
         self._connections: dict[str, object] = {}

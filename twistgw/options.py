@@ -20,23 +20,53 @@ def address_pool(cidr: str) -> tuple[str, ...]:
 
 class GatewayOptions(usage.Options):
     synopsis = "[options]"
-    longdesc = ("Run twistgw, a Kubernetes Gateway API gateway, in host mode: Gateway API "
-                "manifests from a directory in, traffic and status out.")
+    longdesc = (
+        "Run twistgw, a Kubernetes Gateway API gateway, in host mode: Gateway API "
+        "manifests from a directory in, traffic and status out."
+    )
 
     optParameters = [
-        ["config-dir", "c", "etc",
-         "Directory of Kubernetes manifests (*.yaml, *.yml, *.json) to serve; watched for "
-         "changes."],
-        ["controller-name", None, DEFAULT_CONTROLLER,
-         "GatewayClass spec.controllerName this gateway implements."],
-        ["admin-endpoint", None, DEFAULT_ADMIN,
-         "Twisted server endpoint string for the admin server (/status, /healthz, /readyz, "
-         "/metrics, /config_dump)."],
-        ["address-pool", None, None,
-         "CIDR block of addresses for Gateways without spec.addresses, one address each; "
-         "without it such Gateways bind the wildcard address."],
-        ["workers", "w", None,
-         "Worker processes serving traffic (default: the number of CPUs).", int],
+        [
+            "config-dir",
+            "c",
+            "etc",
+            "Directory of Kubernetes manifests (*.yaml, *.yml, *.json) to serve; watched for "
+            "changes.",
+        ],
+        [
+            "controller-name",
+            None,
+            DEFAULT_CONTROLLER,
+            "GatewayClass spec.controllerName this gateway implements.",
+        ],
+        [
+            "admin-endpoint",
+            None,
+            DEFAULT_ADMIN,
+            "Twisted server endpoint string for the admin server (/status, /healthz, /readyz, "
+            "/metrics, /config_dump).",
+        ],
+        [
+            "address-pool",
+            None,
+            None,
+            "CIDR block of addresses for Gateways without spec.addresses, one address each; "
+            "without it such Gateways bind the wildcard address.",
+        ],
+        [
+            "watch",
+            None,
+            "auto",
+            "How to notice config changes: auto (inotify where the platform has it, "
+            "else polling) or poll (for filesystems where inotify sees nothing, e.g. NFS).",
+        ],
+        [
+            "workers",
+            "w",
+            None,
+            "Worker processes serving traffic (default: the number of CPUs).",
+            int,
+        ],
     ]
 
     def postOptions(self) -> None:
@@ -49,6 +79,8 @@ class GatewayOptions(usage.Options):
                 raise usage.UsageError(f"--address-pool: {exc}") from exc
         else:
             self["address-pool"] = ()
+        if self["watch"] not in ("auto", "poll"):
+            raise usage.UsageError("--watch must be auto or poll")
         if self["workers"] is None:
             self["workers"] = os.cpu_count() or 1
         if self["workers"] < 1:

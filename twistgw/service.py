@@ -24,14 +24,28 @@ class GatewayService(MultiService):
         self.metrics = Metrics()
         self.dataplane = DataPlane(reactor, self.metrics)
         self.control = ControlPlane(
-            TranslateOptions(controller_name=options["controller-name"],
-                             address_pool=tuple(options["address-pool"])),
-            self.dataplane, self.metrics, reactor)
+            TranslateOptions(
+                controller_name=options["controller-name"],
+                address_pool=tuple(options["address-pool"]),
+            ),
+            self.dataplane,
+            self.metrics,
+            reactor,
+        )
         self.control.setServiceParent(self)
-        site = admin_site(self.control.store.document, self.control.ready,
-                          prometheus_text(self.metrics.registry), self.control.config_dump)
+        site = admin_site(
+            self.control.store.document,
+            self.control.ready,
+            prometheus_text(self.metrics.registry),
+            self.control.config_dump,
+        )
         endpoint_service(options["admin-endpoint"], site, reactor=reactor).setServiceParent(self)
-        self.source = DirectorySource(options["config-dir"], self.control.on_snapshot, reactor)
+        self.source = DirectorySource(
+            options["config-dir"],
+            self.control.on_snapshot,
+            reactor,
+            use_inotify=options["watch"] == "auto",
+        )
         self.source.setServiceParent(self)
 
     def stopService(self):

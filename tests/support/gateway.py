@@ -36,8 +36,9 @@ def unique_pool() -> str:
     return f"127.{100 + int(worker)}.{next(_pools) + 1}.0/24"
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
-               what: str = "condition") -> Any:
+def wait_until(
+    check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = "condition"
+) -> Any:
     """Poll ``check`` until it returns something truthy; fail with the last value."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -60,8 +61,9 @@ class GatewayProcess:
         self.config_dir = tempfile.mkdtemp(prefix="twistgw-test-")
         self.admin_port = free_port()
         self.pool = pool or unique_pool()
-        self.log_path = os.path.join(self.config_dir, "..", os.path.basename(self.config_dir)
-                                     + ".log")
+        self.log_path = os.path.join(
+            self.config_dir, "..", os.path.basename(self.config_dir) + ".log"
+        )
         self.extra_args = extra_args
         self.process: subprocess.Popen | None = None
 
@@ -71,13 +73,27 @@ class GatewayProcess:
         return self.pool.rsplit(".", 1)[0] + ".1"
 
     def start(self) -> GatewayProcess:
-        command = [TWISTD, "--nodaemon", "--pidfile=", "gateway",
-                   "--config-dir", self.config_dir,
-                   "--admin-endpoint", f"tcp:{self.admin_port}:interface=127.0.0.1",
-                   "--address-pool", self.pool, *self.extra_args]
-        self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+        command = [
+            TWISTD,
+            "--nodaemon",
+            "--pidfile=",
+            "gateway",
+            "--config-dir",
+            self.config_dir,
+            "--admin-endpoint",
+            f"tcp:{self.admin_port}:interface=127.0.0.1",
+            "--address-pool",
+            self.pool,
+            *self.extra_args,
+        ]
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - open while the process runs
+        self.process = subprocess.Popen(
+            command,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         wait_until(lambda: self.admin("/healthz")[0] == 200, 30, what="admin endpoint")
         return self
 
@@ -113,8 +129,9 @@ class GatewayProcess:
 
     def admin(self, path: str) -> tuple[int, bytes]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}",
-                                        timeout=5) as response:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.admin_port}{path}", timeout=5
+            ) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
@@ -125,13 +142,21 @@ class GatewayProcess:
     def status(self, kind: str, name: str, namespace: str = "default") -> dict | None:
         for item in self.status_document()["items"]:
             meta = item["metadata"]
-            if item["kind"] == kind and meta["name"] == name and \
-                    meta.get("namespace", "") == (namespace if kind != "GatewayClass" else ""):
+            if (
+                item["kind"] == kind
+                and meta["name"] == name
+                and meta.get("namespace", "") == (namespace if kind != "GatewayClass" else "")
+            ):
                 return item
         return None
 
-    def condition(self, kind: str, name: str, type_: str, namespace: str = "default",
-                  ) -> dict | None:
+    def condition(
+        self,
+        kind: str,
+        name: str,
+        type_: str,
+        namespace: str = "default",
+    ) -> dict | None:
         item = self.status(kind, name, namespace)
         if item is None:
             return None
@@ -140,8 +165,9 @@ class GatewayProcess:
                 return condition
         return None
 
-    def route_condition(self, name: str, type_: str, namespace: str = "default",
-                        parent_index: int = 0) -> dict | None:
+    def route_condition(
+        self, name: str, type_: str, namespace: str = "default", parent_index: int = 0
+    ) -> dict | None:
         item = self.status("HTTPRoute", name, namespace)
         if item is None or len(item["status"]["parents"]) <= parent_index:
             return None
@@ -152,17 +178,32 @@ class GatewayProcess:
 
     # -- traffic
 
-    def request(self, path: str = "/", host: str = "example.com", port: int = 8080,
-                method: str = "GET", headers: dict[str, str] | None = None,
-                body=None, address: str | None = None, chunked: bool = False
-                ) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self,
+        path: str = "/",
+        host: str = "example.com",
+        port: int = 8080,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+        body=None,
+        address: str | None = None,
+        chunked: bool = False,
+    ) -> tuple[int, dict[str, str], bytes]:
         connection = http.client.HTTPConnection(address or self.address, port, timeout=10)
         try:
-            connection.request(method, path, body=body, headers={"Host": host, **(headers or {})},
-                               encode_chunked=chunked)
+            connection.request(
+                method,
+                path,
+                body=body,
+                headers={"Host": host, **(headers or {})},
+                encode_chunked=chunked,
+            )
             response = connection.getresponse()
-            return response.status, {k.lower(): v for k, v in response.getheaders()}, \
-                response.read()
+            return (
+                response.status,
+                {k.lower(): v for k, v in response.getheaders()},
+                response.read(),
+            )
         finally:
             connection.close()
 

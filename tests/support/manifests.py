@@ -10,25 +10,46 @@ GW_API = "gateway.networking.k8s.io/v1"
 
 
 def gateway_class(name: str = "twistgw", controller: str = CONTROLLER) -> dict:
-    return {"apiVersion": GW_API, "kind": "GatewayClass", "metadata": {"name": name},
-            "spec": {"controllerName": controller}}
+    return {
+        "apiVersion": GW_API,
+        "kind": "GatewayClass",
+        "metadata": {"name": name},
+        "spec": {"controllerName": controller},
+    }
 
 
-def gateway_manifest(name: str = "gw", listeners: list[dict] | None = None, namespace: str = "default",
-            class_name: str = "twistgw", **spec: Any) -> dict:
+def gateway_manifest(
+    name: str = "gw",
+    listeners: list[dict] | None = None,
+    namespace: str = "default",
+    class_name: str = "twistgw",
+    **spec: Any,
+) -> dict:
     listeners = listeners or [{"name": "http", "port": 8080, "protocol": "HTTP"}]
-    return {"apiVersion": GW_API, "kind": "Gateway",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"gatewayClassName": class_name, "listeners": listeners, **spec}}
+    return {
+        "apiVersion": GW_API,
+        "kind": "Gateway",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"gatewayClassName": class_name, "listeners": listeners, **spec},
+    }
 
 
-def http_route(name: str, rules: list[dict], parents: list[dict] | None = None,
-               hostnames: list[str] | None = None, namespace: str = "default") -> dict:
+def http_route(
+    name: str,
+    rules: list[dict],
+    parents: list[dict] | None = None,
+    hostnames: list[str] | None = None,
+    namespace: str = "default",
+) -> dict:
     spec: dict[str, Any] = {"parentRefs": parents or [{"name": "gw"}], "rules": rules}
     if hostnames:
         spec["hostnames"] = hostnames
-    return {"apiVersion": GW_API, "kind": "HTTPRoute",
-            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    return {
+        "apiVersion": GW_API,
+        "kind": "HTTPRoute",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
 
 
 def backend(name: str, port: int = 8080, weight: int | None = None, **extra: Any) -> dict:
@@ -38,20 +59,32 @@ def backend(name: str, port: int = 8080, weight: int | None = None, **extra: Any
     return ref
 
 
-def service(name: str, endpoints: list[tuple[str, int]], port: int = 8080,
-            namespace: str = "default") -> list[dict]:
+def service(
+    name: str, endpoints: list[tuple[str, int]], port: int = 8080, namespace: str = "default"
+) -> list[dict]:
     """A Service and the EndpointSlices Kubernetes would write for it (one per endpoint,
     since each test backend listens on its own port)."""
     documents = [
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
-         "spec": {"ports": [{"name": "http", "port": port, "protocol": "TCP"}]}},
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"ports": [{"name": "http", "port": port, "protocol": "TCP"}]},
+        },
     ]
     for index, (address, target) in enumerate(endpoints):
-        documents.append({
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": f"{name}-{index}", "namespace": namespace,
-                         "labels": {"kubernetes.io/service-name": name}},
-            "addressType": "IPv4",
-            "ports": [{"name": "http", "port": target}],
-            "endpoints": [{"addresses": [address], "conditions": {"ready": True}}]})
+        documents.append(
+            {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {
+                    "name": f"{name}-{index}",
+                    "namespace": namespace,
+                    "labels": {"kubernetes.io/service-name": name},
+                },
+                "addressType": "IPv4",
+                "ports": [{"name": "http", "port": target}],
+                "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+            }
+        )
     return documents

@@ -36,7 +36,8 @@ def _conditions(conditions: list[dict]) -> dict[str, str]:
 def _route_line(route) -> str:
     backends = ", ".join(
         f"{b.name}*{b.weight}" + ("!" if b.invalid else "") + f"({len(b.endpoints)})"
-        for b in route.backends)
+        for b in route.backends
+    )
     line = f"{route.route}#{route.rule} {route.match.path_type}:{route.match.path}"
     extras = []
     if route.match.method:
@@ -51,10 +52,14 @@ def _route_line(route) -> str:
 def routing_summary(table) -> dict:
     return {
         f"{bind.address}:{bind.port}": {
-            listener.name: {vhost.hostname: [_route_line(r) for r in vhost.routes]
-                            for vhost in listener.virtual_hosts}
-            for listener in bind.listeners}
-        for bind in table.binds}
+            listener.name: {
+                vhost.hostname: [_route_line(r) for r in vhost.routes]
+                for vhost in listener.virtual_hosts
+            }
+            for listener in bind.listeners
+        }
+        for bind in table.binds
+    }
 
 
 def _check_status(expected: dict, actual: dict, label: str) -> None:
@@ -76,10 +81,12 @@ def _check_status(expected: dict, actual: dict, label: str) -> None:
         if "supportedKinds" in want:
             assert [k["kind"] for k in listener["supportedKinds"]] == want["supportedKinds"]
     if "parents" in expected:
-        assert len(actual["parents"]) == len(expected["parents"]), \
+        assert len(actual["parents"]) == len(expected["parents"]), (
             f"{label} parents: {actual['parents']}"
-        for index, (want, got) in enumerate(zip(expected["parents"], actual["parents"],
-                                                strict=True)):
+        )
+        for index, (want, got) in enumerate(
+            zip(expected["parents"], actual["parents"], strict=True)
+        ):
             _check_status(want, got, f"{label} parent {index}")
 
 
@@ -88,13 +95,17 @@ def test_case(path: pathlib.Path) -> None:
     case = yaml.safe_load(path.read_text())
     options = case.get("options") or {}
     snapshot = ObjectAssembler(GenerationTracker(lambda: 0.0)).assemble(
-        {str(path): case["objects"]})
+        {str(path): case["objects"]}
+    )
     assert not snapshot.errors, snapshot.errors
-    translation = translate(snapshot, TranslateOptions(
-        controller_name=options.get("controllerName", "gateway.twistgw.dev/controller"),
-        address_pool=address_pool(options["addressPool"]) if "addressPool" in options else ()))
-    statuses = {(s.key.kind, s.key.namespace, s.key.name): s.status
-                for s in translation.statuses}
+    translation = translate(
+        snapshot,
+        TranslateOptions(
+            controller_name=options.get("controllerName", "gateway.twistgw.dev/controller"),
+            address_pool=address_pool(options["addressPool"]) if "addressPool" in options else (),
+        ),
+    )
+    statuses = {(s.key.kind, s.key.namespace, s.key.name): s.status for s in translation.statuses}
     for expected in case.get("statuses") or []:
         kind = expected["kind"]
         namespace = "" if kind == "GatewayClass" else expected.get("namespace", "default")

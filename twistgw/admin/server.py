@@ -28,8 +28,12 @@ def _json(request: Request, document: Any, code: int = 200) -> bytes:
     return json.dumps(document, indent=1).encode() + b"\n"
 
 
-def admin_site(status: Callable[[], dict], ready: Callable[[], tuple[bool, str]],
-               metrics: Callable[[], bytes], config: Callable[[], dict]) -> Site:
+def admin_site(
+    status: Callable[[], dict],
+    ready: Callable[[], tuple[bool, str]],
+    metrics: Callable[[], bytes],
+    config: Callable[[], dict],
+) -> Site:
     """A Site serving the admin resources from the given providers."""
 
     def render_ready(request: Request) -> bytes:

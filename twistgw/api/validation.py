@@ -19,7 +19,9 @@ HOSTNAME_RE = re.compile(
     r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
 HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
-PROTOCOL_RE = re.compile(r"^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[A-Za-z0-9]+$")
+PROTOCOL_RE = re.compile(
+    r"^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[A-Za-z0-9]+$"
+)
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 
@@ -50,8 +52,15 @@ def _list(value: Any, path: str, max_items: int | None = None) -> list:
     return value
 
 
-def _string(obj: dict, key: str, path: str, required: bool = False, pattern=None,
-            max_len: int = 253, enum: tuple[str, ...] | None = None) -> str | None:
+def _string(
+    obj: dict,
+    key: str,
+    path: str,
+    required: bool = False,
+    pattern=None,
+    max_len: int = 253,
+    enum: tuple[str, ...] | None = None,
+) -> str | None:
     value = obj.get(key)
     where = f"{path}.{key}"
     if value is None:
@@ -138,8 +147,9 @@ def _header_modifier(value: Any, where: str) -> None:
 
 def _path_modifier(value: Any, where: str) -> None:
     mod = _mapping(value, where)
-    kind = _string(mod, "type", where, required=True,
-                   enum=("ReplaceFullPath", "ReplacePrefixMatch"))
+    kind = _string(
+        mod, "type", where, required=True, enum=("ReplaceFullPath", "ReplacePrefixMatch")
+    )
     field = "replaceFullPath" if kind == "ReplaceFullPath" else "replacePrefixMatch"
     _string(mod, field, where, max_len=1024)
 
@@ -178,8 +188,7 @@ def _http_match(match: Any, where: str) -> None:
     path = _mapping(path, f"{where}.path")
     path.setdefault("type", "PathPrefix")
     path.setdefault("value", "/")
-    kind = _string(path, "type", f"{where}.path",
-                   enum=("Exact", "PathPrefix", "RegularExpression"))
+    kind = _string(path, "type", f"{where}.path", enum=("Exact", "PathPrefix", "RegularExpression"))
     value = _string(path, "value", f"{where}.path", max_len=1024)
     if kind == "RegularExpression":
         _regex(value, f"{where}.path.value")
@@ -192,8 +201,10 @@ def _http_match(match: Any, where: str) -> None:
             item.setdefault("type", "Exact")
             _string(item, "name", at, required=True, pattern=name_re, max_len=256)
             _string(item, "value", at, required=True, max_len=4096)
-            if _string(item, "type", at, enum=("Exact", "RegularExpression")) == \
-                    "RegularExpression":
+            if (
+                _string(item, "type", at, enum=("Exact", "RegularExpression"))
+                == "RegularExpression"
+            ):
                 _regex(item["value"], f"{at}.value")
     _string(match, "method", where, enum=METHODS)
 
@@ -214,11 +225,16 @@ def _listener(listener: Any, where: str) -> None:
     _string(listener, "protocol", where, required=True, pattern=PROTOCOL_RE)
     allowed = listener.setdefault("allowedRoutes", {})
     allowed = _mapping(allowed, f"{where}.allowedRoutes")
-    namespaces = _mapping(allowed.setdefault("namespaces", {"from": "Same"}),
-                          f"{where}.allowedRoutes.namespaces")
+    namespaces = _mapping(
+        allowed.setdefault("namespaces", {"from": "Same"}), f"{where}.allowedRoutes.namespaces"
+    )
     namespaces.setdefault("from", "Same")
-    _string(namespaces, "from", f"{where}.allowedRoutes.namespaces",
-            enum=("All", "Same", "Selector", "None"))
+    _string(
+        namespaces,
+        "from",
+        f"{where}.allowedRoutes.namespaces",
+        enum=("All", "Same", "Selector", "None"),
+    )
     _mapping(namespaces.get("selector"), f"{where}.allowedRoutes.namespaces.selector")
     for i, kind in enumerate(_list(allowed.get("kinds"), f"{where}.allowedRoutes.kinds", 8)):
         kind = _mapping(kind, f"{where}.allowedRoutes.kinds[{i}]")

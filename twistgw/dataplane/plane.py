@@ -71,8 +71,12 @@ class DataPlane:
             if self._factories.get(key) is factory:
                 del self._factories[key]
             self.failed[key] = reason.getErrorMessage()
-            log.error("cannot listen on {address}:{port}: {error}", address=bind.address,
-                      port=bind.port, error=reason.getErrorMessage())
+            log.error(
+                "cannot listen on {address}:{port}: {error}",
+                address=bind.address,
+                port=bind.port,
+                error=reason.getErrorMessage(),
+            )
 
         d.addCallbacks(listening, failed)
         self._opening[key] = d

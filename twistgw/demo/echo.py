@@ -10,6 +10,7 @@ Content-Length. Request bodies are read in pieces and counted, never held whole.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -73,14 +74,19 @@ class EchoHandler(BaseHTTPRequestHandler):
                     self.wfile.write(part)
                     sent += len(part)
             return
-        body = json.dumps({
-            "backend": self.server.name,
-            "method": self.command,
-            "path": self.path,
-            "headers": {name: value for name, value in self.headers.items()},
-            "header_list": [[name, value] for name, value in self.headers.items()],
-            "received_bytes": received,
-        }).encode() + b"\n"
+        body = (
+            json.dumps(
+                {
+                    "backend": self.server.name,
+                    "method": self.command,
+                    "path": self.path,
+                    "headers": {name: value for name, value in self.headers.items()},
+                    "header_list": [[name, value] for name, value in self.headers.items()],
+                    "received_bytes": received,
+                }
+            ).encode()
+            + b"\n"
+        )
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -121,10 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     host, _, port = args.listen.rpartition(":")
     server = EchoServer((host, int(port)), args.name, args.verbose)
     print(f"echo backend {args.name} on {host}:{server.server_address[1]}", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -35,8 +35,9 @@ class ObjectAssembler:
         self._tracker = tracker
         self._last_good: dict[ObjectKey, Resource] = {}
 
-    def assemble(self, documents: Mapping[str, Iterable[dict]],
-                 errors: Iterable[ConfigError] = ()) -> Snapshot:
+    def assemble(
+        self, documents: Mapping[str, Iterable[dict]], errors: Iterable[ConfigError] = ()
+    ) -> Snapshot:
         problems = list(errors)
         objects: dict[ObjectKey, Resource] = {}
         origin: dict[ObjectKey, str] = {}
@@ -50,8 +51,11 @@ class ObjectAssembler:
                     continue
                 key = object_key(document)
                 if key in origin:
-                    problems.append(ConfigError(
-                        source, f"{key} is also defined in {origin[key]}; this one is used"))
+                    problems.append(
+                        ConfigError(
+                            source, f"{key} is also defined in {origin[key]}; this one is used"
+                        )
+                    )
                 origin[key] = source
                 resource = self._resource(key, document, source, problems)
                 if resource is not None:
@@ -59,12 +63,16 @@ class ObjectAssembler:
         self._tracker.retain(set(objects))
         self._last_good = dict(objects)
         for problem in problems:
-            log.warn("config error in {source}: {message}", source=problem.source,
-                     message=problem.message)
+            log.warn(
+                "config error in {source}: {message}",
+                source=problem.source,
+                message=problem.message,
+            )
         return Snapshot(objects, tuple(problems))
 
-    def _resource(self, key: ObjectKey, document: dict, source: str,
-                  problems: list[ConfigError]) -> Resource | None:
+    def _resource(
+        self, key: ObjectKey, document: dict, source: str, problems: list[ConfigError]
+    ) -> Resource | None:
         try:
             body = validated_body(document)
         except InvalidObject as exc:

@@ -39,9 +39,14 @@ class DirectorySource(Service):
     reported and the documents it held before stay in force.
     """
 
-    def __init__(self, path: str, on_snapshot: Callable[[Snapshot], object],
-                 reactor: IReactorTime, poll_interval: float = 0.5,
-                 use_inotify: bool = True) -> None:
+    def __init__(
+        self,
+        path: str,
+        on_snapshot: Callable[[Snapshot], object],
+        reactor: IReactorTime,
+        poll_interval: float = 0.5,
+        use_inotify: bool = True,
+    ) -> None:
         self.path = path
         self._on_snapshot = on_snapshot
         self._reactor = reactor
@@ -62,16 +67,26 @@ class DirectorySource(Service):
             try:
                 self._notifier = inotify.INotify(reactor=self._reactor)
                 self._notifier.startReading()
-                mask = (inotify.IN_CREATE | inotify.IN_DELETE | inotify.IN_MOVED_TO
-                        | inotify.IN_MOVED_FROM | inotify.IN_CLOSE_WRITE | inotify.IN_MODIFY
-                        | inotify.IN_ATTRIB)
+                mask = (
+                    inotify.IN_CREATE
+                    | inotify.IN_DELETE
+                    | inotify.IN_MOVED_TO
+                    | inotify.IN_MOVED_FROM
+                    | inotify.IN_CLOSE_WRITE
+                    | inotify.IN_MODIFY
+                    | inotify.IN_ATTRIB
+                )
                 from twisted.python.filepath import FilePath
 
-                self._notifier.watch(FilePath(self.path), mask=mask,
-                                     callbacks=[lambda *_: self.schedule_reload()])
+                self._notifier.watch(
+                    FilePath(self.path), mask=mask, callbacks=[lambda *_: self.schedule_reload()]
+                )
             except Exception as exc:  # no inotify, watch limit reached, missing directory
-                log.warn("inotify unavailable for {path} ({error}); polling instead",
-                         path=self.path, error=exc)
+                log.warn(
+                    "inotify unavailable for {path} ({error}); polling instead",
+                    path=self.path,
+                    error=exc,
+                )
                 self._stop_notifier()
         if self._notifier is None:
             self._poller = LoopingCall(self.reload)
@@ -104,10 +119,12 @@ class DirectorySource(Service):
             self._again = True
             return
         self._loading = True
-        known = {name: parsed.signature for name, parsed in self._files.items()
-                 if parsed.error is None}
-        d = threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
-                                      scan_directory, self.path, known)
+        known = {
+            name: parsed.signature for name, parsed in self._files.items() if parsed.error is None
+        }
+        d = threads.deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(), scan_directory, self.path, known
+        )
         d.addCallbacks(self._scanned, self._scan_failed)
         d.addBoth(self._done)
 
@@ -118,8 +135,7 @@ class DirectorySource(Service):
             self.reload()
 
     def _scan_failed(self, failure: Failure) -> None:
-        log.error("reading {path} failed: {error}", path=self.path,
-                  error=failure.getErrorMessage())
+        log.error("reading {path} failed: {error}", path=self.path, error=failure.getErrorMessage())
 
     def _scanned(self, found: dict[str, ParsedFile]) -> None:
         changed = set(found) != set(self._files)
@@ -132,8 +148,11 @@ class DirectorySource(Service):
                 # the documents it held before stay in force
                 files[name] = attrs_evolve_error(previous, parsed) if previous else parsed
                 changed = changed or previous is None or previous.error != parsed.error
-            elif not parsed.documents and previous is not None and \
-                    previous.signature == parsed.signature:
+            elif (
+                not parsed.documents
+                and previous is not None
+                and previous.signature == parsed.signature
+            ):
                 files[name] = previous
             else:
                 files[name] = parsed
@@ -141,8 +160,9 @@ class DirectorySource(Service):
         if not changed and self._files:
             return
         self._files = files
-        documents = {os.path.join(self.path, name): parsed.documents
-                     for name, parsed in files.items()}
+        documents = {
+            os.path.join(self.path, name): parsed.documents for name, parsed in files.items()
+        }
         snapshot = self._assembler.assemble(documents, errors)
         self._on_snapshot(snapshot)
 

@@ -43,8 +43,14 @@ class StatusStore:
             metadata = {"name": status.key.name, "generation": status.generation}
             if status.key.namespace:
                 metadata["namespace"] = status.key.namespace
-            items.append({"apiVersion": status.api_version, "kind": status.key.kind,
-                          "metadata": metadata, "status": body})
+            items.append(
+                {
+                    "apiVersion": status.api_version,
+                    "kind": status.key.kind,
+                    "metadata": metadata,
+                    "status": body,
+                }
+            )
         self._times = times
         self._items = items
         self._errors = [error.as_dict() for error in errors]

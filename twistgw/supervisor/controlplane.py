@@ -19,8 +19,9 @@ class ControlPlane(Service):
     """Translates each snapshot, publishes statuses and hands the table to the data
     plane. A translation that raises is logged and the last good table keeps serving."""
 
-    def __init__(self, options: TranslateOptions, dataplane: DataPlane, metrics: Metrics,
-                 clock) -> None:
+    def __init__(
+        self, options: TranslateOptions, dataplane: DataPlane, metrics: Metrics, clock
+    ) -> None:
         self.options = options
         self.dataplane = dataplane
         self.metrics = metrics
@@ -40,7 +41,8 @@ class ControlPlane(Service):
         self.options = TranslateOptions(
             controller_name=self.options.controller_name,
             address_pool=self.options.address_pool,
-            assigned_addresses=translation.assigned_addresses)
+            assigned_addresses=translation.assigned_addresses,
+        )
         self.store.update(translation.statuses, snapshot.errors)
         if snapshot.errors:
             self.metrics.reload_errors.inc(len(snapshot.errors))
@@ -64,6 +66,7 @@ class ControlPlane(Service):
         return True, "ready"
 
     def config_dump(self) -> dict:
-        return {"routingTable": self.table.as_dict(),
-                "bindFailures": {f"{a}:{p}": why for (a, p), why in
-                                 self.dataplane.failed.items()}}
+        return {
+            "routingTable": self.table.as_dict(),
+            "bindFailures": {f"{a}:{p}": why for (a, p), why in self.dataplane.failed.items()},
+        }

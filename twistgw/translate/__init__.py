@@ -20,9 +20,18 @@ def _precedence(route: Resource, match_index: int, compiled: ir.Route) -> tuple:
     method, most headers, most query params, then the oldest route, its name, rule
     order and match order."""
     match = compiled.match
-    return (PATH_RANK.get(match.path_type, 3), -len(match.path), match.method is None,
-            -len(match.headers), -len(match.query), route.creation_timestamp,
-            route.namespace, route.name, compiled.rule, match_index)
+    return (
+        PATH_RANK.get(match.path_type, 3),
+        -len(match.path),
+        match.method is None,
+        -len(match.headers),
+        -len(match.query),
+        route.creation_timestamp,
+        route.namespace,
+        route.name,
+        compiled.rule,
+        match_index,
+    )
 
 
 def _listener_ir(listener, attachments: list[Attachment]) -> ir.HTTPListener:
@@ -39,9 +48,11 @@ def _listener_ir(listener, attachments: list[Attachment]) -> ir.HTTPListener:
         gateway=f"{gateway.namespace}/{gateway.name}",
         hostname=listener.hostname,
         virtual_hosts=tuple(
-            ir.VirtualHost(host, tuple(route for _, route in sorted(by_host[host],
-                                                                    key=lambda e: e[0])))
-            for host in hosts),
+            ir.VirtualHost(
+                host, tuple(route for _, route in sorted(by_host[host], key=lambda e: e[0]))
+            )
+            for host in hosts
+        ),
     )
 
 
@@ -50,9 +61,9 @@ def translate(snapshot: Snapshot, options: TranslateOptions) -> Translation:
     classes, statuses = accepted_classes(snapshot, options)
     gateways = build_gateways(snapshot, options, classes)
     by_name = {(g.key.namespace, g.key.name): g for g in gateways}
-    attachments, route_statuses = attach_routes(snapshot, by_name,
-                                                snapshot.of_kind("HTTPRoute"),
-                                                options.controller_name)
+    attachments, route_statuses = attach_routes(
+        snapshot, by_name, snapshot.of_kind("HTTPRoute"), options.controller_name
+    )
     per_listener: dict[int, list[Attachment]] = {}
     for attachment in attachments:
         per_listener.setdefault(id(attachment.listener), []).append(attachment)
@@ -68,12 +79,18 @@ def translate(snapshot: Snapshot, options: TranslateOptions) -> Translation:
             for address in gateway.addresses:
                 binds.setdefault((address, listener.port), []).append(compiled)
                 protocols[(address, listener.port)] = listener.protocol
-    table = ir.RoutingTable(tuple(
-        ir.Bind(address, port, protocols[(address, port)],
-                tuple(sorted(listeners, key=lambda li: specificity(li.hostname))))
-        for (address, port), listeners in sorted(binds.items())))
+    table = ir.RoutingTable(
+        tuple(
+            ir.Bind(
+                address,
+                port,
+                protocols[(address, port)],
+                tuple(sorted(listeners, key=lambda li: specificity(li.hostname))),
+            )
+            for (address, port), listeners in sorted(binds.items())
+        )
+    )
     statuses.extend(gateway.status() for gateway in gateways)
     statuses.extend(route_statuses)
     assigned = {g.key: g.addresses[0] for g in gateways if g.addresses}
     return Translation(table, tuple(statuses), assigned)
-

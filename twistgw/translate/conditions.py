@@ -8,8 +8,9 @@ TRUE = "True"
 FALSE = "False"
 
 
-def condition(type_: str, status: bool | str, reason: str, message: str,
-              generation: int) -> dict[str, Any]:
+def condition(
+    type_: str, status: bool | str, reason: str, message: str, generation: int
+) -> dict[str, Any]:
     if isinstance(status, bool):
         status = TRUE if status else FALSE
     return {
@@ -29,8 +30,7 @@ class Conditions:
         self._by_type: dict[str, dict[str, Any]] = {}
 
     def set(self, type_: str, status: bool, reason: str, message: str = "") -> None:
-        self._by_type[type_] = condition(type_, status, reason, message or reason,
-                                         self.generation)
+        self._by_type[type_] = condition(type_, status, reason, message or reason, self.generation)
 
     def get(self, type_: str) -> dict[str, Any] | None:
         return self._by_type.get(type_)

@@ -4,23 +4,25 @@ The conformance harness runs exactly the tests whose features are listed here, s
 this list must never name a feature before it is built and tested.
 """
 
-SUPPORTED_FEATURES: frozenset[str] = frozenset({
-    "Gateway",
-    "GatewayHTTPListenerIsolation",
-    "GatewayPort8080",
-    "HTTPRoute",
-    "HTTPRoute303RedirectStatusCode",
-    "HTTPRoute307RedirectStatusCode",
-    "HTTPRoute308RedirectStatusCode",
-    "HTTPRouteBackendRequestHeaderModification",
-    "HTTPRouteHostRewrite",
-    "HTTPRouteMethodMatching",
-    "HTTPRouteParentRefPort",
-    "HTTPRoutePathRedirect",
-    "HTTPRoutePathRewrite",
-    "HTTPRoutePortRedirect",
-    "HTTPRouteQueryParamMatching",
-    "HTTPRouteResponseHeaderModification",
-    "HTTPRouteSchemeRedirect",
-    "ReferenceGrant",
-})
+SUPPORTED_FEATURES: frozenset[str] = frozenset(
+    {
+        "Gateway",
+        "GatewayHTTPListenerIsolation",
+        "GatewayPort8080",
+        "HTTPRoute",
+        "HTTPRoute303RedirectStatusCode",
+        "HTTPRoute307RedirectStatusCode",
+        "HTTPRoute308RedirectStatusCode",
+        "HTTPRouteBackendRequestHeaderModification",
+        "HTTPRouteHostRewrite",
+        "HTTPRouteMethodMatching",
+        "HTTPRouteParentRefPort",
+        "HTTPRoutePathRedirect",
+        "HTTPRoutePathRewrite",
+        "HTTPRoutePortRedirect",
+        "HTTPRouteQueryParamMatching",
+        "HTTPRouteResponseHeaderModification",
+        "HTTPRouteSchemeRedirect",
+        "ReferenceGrant",
+    }
+)

@@ -80,16 +80,25 @@ class GatewayState:
         return [listener.status() for listener in self.listeners]
 
     def status(self) -> ObjectStatus:
-        return ObjectStatus(self.key, self.resource.api_version, self.resource.generation, {
-            "addresses": [{"type": "IPAddress", "value": a} for a in self.addresses
-                          if a != WILDCARD_ADDRESS],
-            "conditions": self.conditions.as_list(),
-            "listeners": self.listener_status(),
-        })
+        return ObjectStatus(
+            self.key,
+            self.resource.api_version,
+            self.resource.generation,
+            {
+                "addresses": [
+                    {"type": "IPAddress", "value": a}
+                    for a in self.addresses
+                    if a != WILDCARD_ADDRESS
+                ],
+                "conditions": self.conditions.as_list(),
+                "listeners": self.listener_status(),
+            },
+        )
 
 
-def accepted_classes(snapshot: Snapshot, options: TranslateOptions
-                     ) -> tuple[dict[str, Resource], list[ObjectStatus]]:
+def accepted_classes(
+    snapshot: Snapshot, options: TranslateOptions
+) -> tuple[dict[str, Resource], list[ObjectStatus]]:
     """The GatewayClasses this controller owns (all accepted) and their statuses."""
     classes: dict[str, Resource] = {}
     statuses = []
@@ -100,17 +109,28 @@ def accepted_classes(snapshot: Snapshot, options: TranslateOptions
         conditions = Conditions(gwc.generation)
         params = gwc.spec.get("parametersRef")
         if params:
-            conditions.set("Accepted", False, "InvalidParameters",
-                           "twistgw takes no GatewayClass parameters; "
-                           f"parametersRef {params.get('kind')}/{params.get('name')} is unsupported")
+            conditions.set(
+                "Accepted",
+                False,
+                "InvalidParameters",
+                "twistgw takes no GatewayClass parameters; "
+                f"parametersRef {params.get('kind')}/{params.get('name')} is unsupported",
+            )
         else:
             conditions.set("Accepted", True, "Accepted", "GatewayClass is accepted")
             classes[gwc.name] = gwc
         conditions.set("SupportedVersion", True, "SupportedVersion", SUPPORTED_VERSION_MESSAGE)
-        statuses.append(ObjectStatus(gwc.key, gwc.api_version, gwc.generation, {
-            "conditions": conditions.as_list(),
-            "supportedFeatures": features,
-        }))
+        statuses.append(
+            ObjectStatus(
+                gwc.key,
+                gwc.api_version,
+                gwc.generation,
+                {
+                    "conditions": conditions.as_list(),
+                    "supportedFeatures": features,
+                },
+            )
+        )
     return classes, statuses
 
 
@@ -143,29 +163,42 @@ def _check_listeners(gateway: GatewayState) -> None:
         if kinds_ok:
             c.set("ResolvedRefs", True, "ResolvedRefs", "All references are resolved")
         else:
-            c.set("ResolvedRefs", False, "InvalidRouteKinds",
-                  f"allowedRoutes.kinds names a kind protocol {listener.protocol} cannot carry")
+            c.set(
+                "ResolvedRefs",
+                False,
+                "InvalidRouteKinds",
+                f"allowedRoutes.kinds names a kind protocol {listener.protocol} cannot carry",
+            )
         conflict = None
         for other in by_port[listener.port]:
             if other is listener:
                 continue
             if other.protocol != listener.protocol and not any(
-                    {other.protocol, listener.protocol} <= group for group in COMPATIBLE_PROTOCOLS):
-                conflict = ("ProtocolConflict",
-                            f"listener {other.name} uses port {listener.port} with protocol "
-                            f"{other.protocol}")
+                {other.protocol, listener.protocol} <= group for group in COMPATIBLE_PROTOCOLS
+            ):
+                conflict = (
+                    "ProtocolConflict",
+                    f"listener {other.name} uses port {listener.port} with protocol "
+                    f"{other.protocol}",
+                )
                 break
             if other.protocol == listener.protocol and other.hostname == listener.hostname:
-                conflict = ("HostnameConflict",
-                            f"listener {other.name} has the same port, protocol and hostname")
+                conflict = (
+                    "HostnameConflict",
+                    f"listener {other.name} has the same port, protocol and hostname",
+                )
                 break
         if conflict:
             c.set("Conflicted", True, conflict[0], conflict[1])
         else:
             c.set("Conflicted", False, "NoConflicts", "No conflicts")
         if listener.protocol not in PROTOCOL_ROUTE_KINDS:
-            c.set("Accepted", False, "UnsupportedProtocol",
-                  f"protocol {listener.protocol} is not supported")
+            c.set(
+                "Accepted",
+                False,
+                "UnsupportedProtocol",
+                f"protocol {listener.protocol} is not supported",
+            )
             listener.supported_kinds = []
         elif conflict:
             c.set("Accepted", False, conflict[0], conflict[1])
@@ -199,16 +232,18 @@ def _assign_addresses(gateways: list[GatewayState], options: TranslateOptions) -
         for entry in requested:
             kind, value = entry.get("type", "IPAddress"), entry.get("value")
             if kind != "IPAddress":
-                gateway.conditions.set("Accepted", False, "UnsupportedAddress",
-                                       f"address type {kind} is not supported")
+                gateway.conditions.set(
+                    "Accepted", False, "UnsupportedAddress", f"address type {kind} is not supported"
+                )
                 break
             if not value:
                 continue
             try:
                 ipaddress.ip_address(value)
             except ValueError:
-                gateway.conditions.set("Accepted", False, "UnsupportedAddress",
-                                       f"{value!r} is not an IP address")
+                gateway.conditions.set(
+                    "Accepted", False, "UnsupportedAddress", f"{value!r} is not an IP address"
+                )
                 break
             gateway.addresses.append(value)
             taken.add(value)
@@ -239,8 +274,10 @@ def _port_clashes(gateways: list[GatewayState]) -> None:
                 if clash is None and address == WILDCARD_ADDRESS:
                     clash = next((o for (a, p), o in owners.items() if p == listener.port), None)
                 if clash is not None and clash != gateway.key:
-                    message = (f"port {listener.port} on {address} is already used by Gateway "
-                               f"{clash.namespace}/{clash.name}")
+                    message = (
+                        f"port {listener.port} on {address} is already used by Gateway "
+                        f"{clash.namespace}/{clash.name}"
+                    )
                     listener.conditions.set("Accepted", False, "PortUnavailable", message)
                     listener.conditions.set("Programmed", False, "Invalid", message)
                     break
@@ -269,24 +306,31 @@ def _gateway_conditions(gateway: GatewayState) -> None:
         c.set("Programmed", True, "Programmed", "Gateway is programmed")
 
 
-def build_gateways(snapshot: Snapshot, options: TranslateOptions,
-                   classes: dict[str, Resource]) -> list[GatewayState]:
+def build_gateways(
+    snapshot: Snapshot, options: TranslateOptions, classes: dict[str, Resource]
+) -> list[GatewayState]:
     """Every Gateway of an accepted class, oldest first, with listeners checked,
     addresses assigned and conditions set."""
     gateways = []
-    resources = [gw for gw in snapshot.of_kind("Gateway") if gw.spec.get("gatewayClassName")
-                 in classes]
+    resources = [
+        gw for gw in snapshot.of_kind("Gateway") if gw.spec.get("gatewayClassName") in classes
+    ]
     for resource in sorted(resources, key=Resource.age_key):
         gateway = GatewayState(resource, Conditions(resource.generation))
         for index, spec in enumerate(resource.spec.get("listeners") or []):
             gateway.listeners.append(
-                ListenerState(gateway, index, spec, Conditions(resource.generation)))
+                ListenerState(gateway, index, spec, Conditions(resource.generation))
+            )
         infra = resource.spec.get("infrastructure") or {}
         if infra.get("parametersRef"):
             ref = infra["parametersRef"]
-            gateway.conditions.set("Accepted", False, "InvalidParameters",
-                                   f"infrastructure.parametersRef {ref.get('kind')}/"
-                                   f"{ref.get('name')} is not supported")
+            gateway.conditions.set(
+                "Accepted",
+                False,
+                "InvalidParameters",
+                f"infrastructure.parametersRef {ref.get('kind')}/"
+                f"{ref.get('name')} is not supported",
+            )
         _check_listeners(gateway)
         gateways.append(gateway)
     _assign_addresses(gateways, options)

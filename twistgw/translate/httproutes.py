@@ -17,7 +17,8 @@ from twistgw.translate.references import BackendError, resolve_service
 from twistgw.translate.selectors import namespace_allowed
 
 SUPPORTED_FILTERS = frozenset(
-    {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite"})
+    {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite"}
+)
 SUPPORTED_BACKEND_FILTERS = frozenset({"RequestHeaderModifier", "ResponseHeaderModifier"})
 
 
@@ -55,8 +56,7 @@ def _path_modifier(spec: dict[str, Any] | None, match: ir.Match) -> ir.PathModif
     return ir.PathModifier("ReplacePrefixMatch", spec.get("replacePrefixMatch") or "/")
 
 
-def _filters(specs: list[dict[str, Any]], match: ir.Match, allowed: frozenset[str]
-             ) -> ir.Filters:
+def _filters(specs: list[dict[str, Any]], match: ir.Match, allowed: frozenset[str]) -> ir.Filters:
     fields: dict[str, Any] = {}
     for spec in specs or []:
         kind = spec["type"]
@@ -69,13 +69,17 @@ def _filters(specs: list[dict[str, Any]], match: ir.Match, allowed: frozenset[st
         elif kind == "RequestRedirect":
             red = spec.get("requestRedirect") or {}
             fields["redirect"] = ir.RequestRedirect(
-                scheme=red.get("scheme"), hostname=red.get("hostname"), port=red.get("port"),
+                scheme=red.get("scheme"),
+                hostname=red.get("hostname"),
+                port=red.get("port"),
                 path=_path_modifier(red.get("path"), match),
-                status_code=red.get("statusCode", 302))
+                status_code=red.get("statusCode", 302),
+            )
         elif kind == "URLRewrite":
             rew = spec.get("urlRewrite") or {}
-            fields["rewrite"] = ir.URLRewrite(hostname=rew.get("hostname"),
-                                              path=_path_modifier(rew.get("path"), match))
+            fields["rewrite"] = ir.URLRewrite(
+                hostname=rew.get("hostname"), path=_path_modifier(rew.get("path"), match)
+            )
     if "redirect" in fields and "rewrite" in fields:
         raise UnsupportedRule("RequestRedirect and URLRewrite cannot be combined")
     return ir.Filters(**fields)
@@ -86,10 +90,13 @@ def _match(spec: dict[str, Any]) -> ir.Match:
     return ir.Match(
         path_type=path.get("type", "PathPrefix"),
         path=path.get("value", "/"),
-        headers=tuple((h.get("type", "Exact"), h["name"].lower(), h["value"])
-                      for h in spec.get("headers") or []),
-        query=tuple((q.get("type", "Exact"), q["name"], q["value"])
-                    for q in spec.get("queryParams") or []),
+        headers=tuple(
+            (h.get("type", "Exact"), h["name"].lower(), h["value"])
+            for h in spec.get("headers") or []
+        ),
+        query=tuple(
+            (q.get("type", "Exact"), q["name"], q["value"]) for q in spec.get("queryParams") or []
+        ),
         method=spec.get("method"),
     )
 
@@ -127,16 +134,18 @@ def analyse_route(snapshot: Snapshot, route: Resource) -> RouteAnalysis:
                 compiled = tuple(
                     ir.Backend(
                         name=f"{ref.get('namespace') or route.namespace}/{ref['name']}:"
-                             f"{ref.get('port')}",
+                        f"{ref.get('port')}",
                         weight=ref.get("weight", 1),
                         endpoints=endpoints,
                         invalid=invalid,
                         app_protocol=app_protocol,
                         filters=_filters(ref.get("filters"), match, SUPPORTED_BACKEND_FILTERS),
                     )
-                    for ref, endpoints, app_protocol, invalid in backends)
-                result.routes.append((match_index, ir.Route(name, rule_index, match, filters,
-                                                            compiled)))
+                    for ref, endpoints, app_protocol, invalid in backends
+                )
+                result.routes.append(
+                    (match_index, ir.Route(name, rule_index, match, filters, compiled))
+                )
         except UnsupportedRule as exc:
             result.routes = [r for r in result.routes if r[1].rule != rule_index]
             result.unsupported.append(f"rule {rule_index}: {exc}")
@@ -145,14 +154,19 @@ def analyse_route(snapshot: Snapshot, route: Resource) -> RouteAnalysis:
 
 def _parent_listeners(gateway: GatewayState, ref: dict[str, Any]) -> list[ListenerState]:
     section, port = ref.get("sectionName"), ref.get("port")
-    return [listener for listener in gateway.listeners
-            if (section is None or listener.name == section)
-            and (port is None or listener.port == port)]
+    return [
+        listener
+        for listener in gateway.listeners
+        if (section is None or listener.name == section) and (port is None or listener.port == port)
+    ]
 
 
-def attach_routes(snapshot: Snapshot, gateways: dict[tuple[str, str], GatewayState],
-                  routes: list[Resource], controller_name: str
-                  ) -> tuple[list[Attachment], list[ObjectStatus]]:
+def attach_routes(
+    snapshot: Snapshot,
+    gateways: dict[tuple[str, str], GatewayState],
+    routes: list[Resource],
+    controller_name: str,
+) -> tuple[list[Attachment], list[ObjectStatus]]:
     """Attach each HTTPRoute to the listeners its parentRefs select; return the
     attachments and each route's status (only for parents this controller owns)."""
     attachments: list[Attachment] = []
@@ -168,20 +182,29 @@ def attach_routes(snapshot: Snapshot, gateways: dict[tuple[str, str], GatewaySta
                 continue
             conditions = Conditions(route.generation)
             _attach_to_parent(snapshot, route, ref, gateway, analysis, conditions, attachments)
-            parents.append({
-                "parentRef": dict(ref),
-                "controllerName": controller_name,
-                "conditions": conditions.as_list(),
-            })
+            parents.append(
+                {
+                    "parentRef": dict(ref),
+                    "controllerName": controller_name,
+                    "conditions": conditions.as_list(),
+                }
+            )
         if parents:
-            statuses.append(ObjectStatus(route.key, route.api_version, route.generation,
-                                         {"parents": parents}))
+            statuses.append(
+                ObjectStatus(route.key, route.api_version, route.generation, {"parents": parents})
+            )
     return attachments, statuses
 
 
-def _attach_to_parent(snapshot: Snapshot, route: Resource, ref: dict[str, Any],
-                      gateway: GatewayState, analysis: RouteAnalysis, conditions: Conditions,
-                      attachments: list[Attachment]) -> None:
+def _attach_to_parent(
+    snapshot: Snapshot,
+    route: Resource,
+    ref: dict[str, Any],
+    gateway: GatewayState,
+    analysis: RouteAnalysis,
+    conditions: Conditions,
+    attachments: list[Attachment],
+) -> None:
     candidates = _parent_listeners(gateway, ref)
     if not candidates:
         what = []
@@ -189,37 +212,54 @@ def _attach_to_parent(snapshot: Snapshot, route: Resource, ref: dict[str, Any],
             what.append(f"sectionName {ref['sectionName']}")
         if ref.get("port") is not None:
             what.append(f"port {ref['port']}")
-        conditions.set("Accepted", False, "NoMatchingParent",
-                       f"Gateway {gateway.key.namespace}/{gateway.key.name} has no listener "
-                       f"with {' and '.join(what)}")
+        conditions.set(
+            "Accepted",
+            False,
+            "NoMatchingParent",
+            f"Gateway {gateway.key.namespace}/{gateway.key.name} has no listener "
+            f"with {' and '.join(what)}",
+        )
     else:
-        allowed = [listener for listener in candidates if listener.accepted
-                   and listener.allows_kind(GATEWAY_GROUP, route.kind)
-                   and namespace_allowed(snapshot, listener, route.namespace)]
+        allowed = [
+            listener
+            for listener in candidates
+            if listener.accepted
+            and listener.allows_kind(GATEWAY_GROUP, route.kind)
+            and namespace_allowed(snapshot, listener, route.namespace)
+        ]
         matched = []
         for listener in allowed:
             hostnames = intersect(route.spec.get("hostnames") or [], listener.hostname)
             if hostnames:
                 matched.append((listener, hostnames))
         if not allowed:
-            conditions.set("Accepted", False, "NotAllowedByListeners",
-                           "No listener of the parent allows this route")
+            conditions.set(
+                "Accepted",
+                False,
+                "NotAllowedByListeners",
+                "No listener of the parent allows this route",
+            )
         elif not matched:
-            conditions.set("Accepted", False, "NoMatchingListenerHostname",
-                           "No listener hostname matches the route's hostnames")
+            conditions.set(
+                "Accepted",
+                False,
+                "NoMatchingListenerHostname",
+                "No listener hostname matches the route's hostnames",
+            )
         elif analysis.rule_count and not analysis.routes:
             conditions.set("Accepted", False, "UnsupportedValue", "; ".join(analysis.unsupported))
         else:
             conditions.set("Accepted", True, "Accepted", "Route is accepted")
             for listener, hostnames in matched:
                 listener.attached_routes += 1
-                attachments.append(Attachment(listener, tuple(hostnames), route,
-                                              tuple(analysis.routes)))
+                attachments.append(
+                    Attachment(listener, tuple(hostnames), route, tuple(analysis.routes))
+                )
     if analysis.ref_error is not None:
-        conditions.set("ResolvedRefs", False, analysis.ref_error.reason,
-                       analysis.ref_error.message)
+        conditions.set("ResolvedRefs", False, analysis.ref_error.reason, analysis.ref_error.message)
     else:
         conditions.set("ResolvedRefs", True, "ResolvedRefs", "All references are resolved")
     if analysis.unsupported and analysis.routes:
-        conditions.set("PartiallyInvalid", True, "UnsupportedValue",
-                       "; ".join(analysis.unsupported))
+        conditions.set(
+            "PartiallyInvalid", True, "UnsupportedValue", "; ".join(analysis.unsupported)
+        )

@@ -20,9 +20,16 @@ class BackendError(Exception):
         self.message = message
 
 
-def reference_permitted(snapshot: Snapshot, from_kind: str, from_namespace: str,
-                        to_group: str, to_kind: str, to_namespace: str, to_name: str,
-                        from_group: str = GATEWAY_GROUP) -> bool:
+def reference_permitted(
+    snapshot: Snapshot,
+    from_kind: str,
+    from_namespace: str,
+    to_group: str,
+    to_kind: str,
+    to_namespace: str,
+    to_name: str,
+    from_group: str = GATEWAY_GROUP,
+) -> bool:
     """Whether an object may refer to one in another namespace (same namespace: always)."""
     if from_namespace == to_namespace:
         return True
@@ -30,40 +37,53 @@ def reference_permitted(snapshot: Snapshot, from_kind: str, from_namespace: str,
         if grant.namespace != to_namespace:
             continue
         spec = grant.spec
-        if not any(f.get("group") == from_group and f.get("kind") == from_kind
-                   and f.get("namespace") == from_namespace for f in spec.get("from") or []):
+        if not any(
+            f.get("group") == from_group
+            and f.get("kind") == from_kind
+            and f.get("namespace") == from_namespace
+            for f in spec.get("from") or []
+        ):
             continue
-        if any(t.get("group") == to_group and t.get("kind") == to_kind
-               and (not t.get("name") or t.get("name") == to_name) for t in spec.get("to") or []):
+        if any(
+            t.get("group") == to_group
+            and t.get("kind") == to_kind
+            and (not t.get("name") or t.get("name") == to_name)
+            for t in spec.get("to") or []
+        ):
             return True
     return False
 
 
-def resolve_service(snapshot: Snapshot, route: Resource, ref: dict[str, Any]
-                    ) -> tuple[tuple[Endpoint, ...], str | None]:
+def resolve_service(
+    snapshot: Snapshot, route: Resource, ref: dict[str, Any]
+) -> tuple[tuple[Endpoint, ...], str | None]:
     """(endpoints, appProtocol) of a backendRef; raises BackendError."""
     group, kind, name = ref.get("group", ""), ref.get("kind", "Service"), ref["name"]
     namespace = ref.get("namespace") or route.namespace
     if (group, kind) != ("", "Service"):
-        raise BackendError("InvalidKind", f"backendRef kind {group or 'core'}/{kind} is not "
-                           "supported")
-    if not reference_permitted(snapshot, route.kind, route.namespace, "", "Service",
-                               namespace, name):
-        raise BackendError("RefNotPermitted", f"backendRef to Service {namespace}/{name} is "
-                           "not permitted by any ReferenceGrant")
+        raise BackendError(
+            "InvalidKind", f"backendRef kind {group or 'core'}/{kind} is not supported"
+        )
+    if not reference_permitted(
+        snapshot, route.kind, route.namespace, "", "Service", namespace, name
+    ):
+        raise BackendError(
+            "RefNotPermitted",
+            f"backendRef to Service {namespace}/{name} is not permitted by any ReferenceGrant",
+        )
     service = snapshot.get("Service", namespace, name)
     if service is None:
         raise BackendError("BackendNotFound", f"Service {namespace}/{name} not found")
     port = ref.get("port")
-    service_port = next((p for p in service.spec.get("ports") or [] if p.get("port") == port),
-                        None)
+    service_port = next((p for p in service.spec.get("ports") or [] if p.get("port") == port), None)
     if service_port is None:
         raise BackendError("BackendNotFound", f"Service {namespace}/{name} has no port {port}")
     return _endpoints(snapshot, service, service_port), service_port.get("appProtocol")
 
 
-def _endpoints(snapshot: Snapshot, service: Resource, service_port: dict[str, Any]
-               ) -> tuple[Endpoint, ...]:
+def _endpoints(
+    snapshot: Snapshot, service: Resource, service_port: dict[str, Any]
+) -> tuple[Endpoint, ...]:
     port_name = service_port.get("name") or ""
     found: list[Endpoint] = []
     for eps in snapshot.of_kind("EndpointSlice"):

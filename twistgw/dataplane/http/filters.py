@@ -11,7 +11,7 @@ WELL_KNOWN_PORTS = {"http": 80, "https": 443}
 def replace_prefix(path: str, prefix: str, replacement: str) -> str:
     """``path`` with its matched ``prefix`` (segment-wise) replaced."""
     prefix = prefix.rstrip("/")
-    rest = path[len(prefix):]
+    rest = path[len(prefix) :]
     if not rest:
         return replacement or "/"
     base = replacement.rstrip("/")
@@ -24,8 +24,9 @@ def rewrite_path(route: CompiledRoute, modifier: PathModifier, path: str) -> str
     return replace_prefix(path, route.prefix or "/", modifier.value)
 
 
-def redirect_location(route: CompiledRoute, scheme: str, host_header: str, listener_port: int,
-                      path: str, query: str) -> bytes:
+def redirect_location(
+    route: CompiledRoute, scheme: str, host_header: str, listener_port: int, path: str, query: str
+) -> bytes:
     """The Location of a RequestRedirect, with the spec's port rules: an explicit port;
     else the new scheme's well-known port; else the listener's port; and no port in
     the URL when it is the scheme's well-known one."""

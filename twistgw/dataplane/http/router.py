@@ -42,8 +42,15 @@ def _modifier(spec: ir.HeaderModifier | None) -> CompiledHeaderModifier | None:
 
 
 class CompiledBackend:
-    __slots__ = ("spec", "name", "endpoints", "invalid", "request_headers", "response_headers",
-                 "_next")
+    __slots__ = (
+        "spec",
+        "name",
+        "endpoints",
+        "invalid",
+        "request_headers",
+        "response_headers",
+        "_next",
+    )
 
     def __init__(self, spec: ir.Backend) -> None:
         self.spec = spec
@@ -64,9 +71,22 @@ class CompiledBackend:
 class CompiledRoute:
     """One rule match, ready to test against a request."""
 
-    __slots__ = ("spec", "name", "test_path", "headers", "query", "method", "redirect",
-                 "rewrite", "request_headers", "response_headers", "backends", "_weights",
-                 "_total", "prefix")
+    __slots__ = (
+        "spec",
+        "name",
+        "test_path",
+        "headers",
+        "query",
+        "method",
+        "redirect",
+        "rewrite",
+        "request_headers",
+        "response_headers",
+        "backends",
+        "_weights",
+        "_total",
+        "prefix",
+    )
 
     def __init__(self, spec: ir.Route) -> None:
         self.spec = spec
@@ -86,8 +106,14 @@ class CompiledRoute:
         self._weights = list(itertools.accumulate(b.spec.weight for b in self.backends))
         self._total = self._weights[-1] if self._weights else 0
 
-    def matches(self, method: bytes, path: str, query: str, headers: dict[str, str] | None,
-                headers_of: Callable[[], dict[str, str]]) -> bool:
+    def matches(
+        self,
+        method: bytes,
+        path: str,
+        query: str,
+        headers: dict[str, str] | None,
+        headers_of: Callable[[], dict[str, str]],
+    ) -> bool:
         if self.method is not None and method != self.method:
             return False
         if not self.test_path(path):
@@ -174,8 +200,9 @@ class Router:
 
     def __init__(self, bind: ir.Bind) -> None:
         self.bind = bind
-        self.listeners = sorted((CompiledListener(li) for li in bind.listeners),
-                                key=lambda li: specificity(li.hostname))
+        self.listeners = sorted(
+            (CompiledListener(li) for li in bind.listeners), key=lambda li: specificity(li.hostname)
+        )
         self._by_host: dict[str, CompiledListener | None] = {}
 
     def listener_for(self, host: str) -> CompiledListener | None:
@@ -189,9 +216,14 @@ class Router:
             self._by_host[host] = chosen
         return chosen
 
-    def route(self, host: str, method: bytes, path: str, query: str,
-              headers_of: Callable[[], dict[str, str]]
-              ) -> tuple[CompiledListener | None, CompiledRoute | None]:
+    def route(
+        self,
+        host: str,
+        method: bytes,
+        path: str,
+        query: str,
+        headers_of: Callable[[], dict[str, str]],
+    ) -> tuple[CompiledListener | None, CompiledRoute | None]:
         listener = self.listener_for(host)
         if listener is None:
             return None, None

@@ -24,8 +24,17 @@ if TYPE_CHECKING:
 
 log = Logger()
 
-HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
-                        b"transfer-encoding", b"upgrade"})
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
 REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 #: Body bytes held for a backend that is not connected yet before reading pauses.
 MAX_PENDING_BODY = 256 * 1024
@@ -38,13 +47,42 @@ def status_line(code: int) -> bytes:
 class Exchange:
     """One request and its response, from the request head to the response's end."""
 
-    __slots__ = ("server", "method", "url", "version", "headers", "keep_alive", "started_at",
-                 "request_done", "chunked_request", "pending", "pending_size", "upstream",
-                 "route", "backend", "listener", "code", "response_chunked", "response_open",
-                 "head", "retried", "local", "close_after", "has_body", "started")
+    __slots__ = (
+        "server",
+        "method",
+        "url",
+        "version",
+        "headers",
+        "keep_alive",
+        "started_at",
+        "request_done",
+        "chunked_request",
+        "pending",
+        "pending_size",
+        "upstream",
+        "route",
+        "backend",
+        "listener",
+        "code",
+        "response_chunked",
+        "response_open",
+        "head",
+        "retried",
+        "local",
+        "close_after",
+        "has_body",
+        "started",
+    )
 
-    def __init__(self, server: HTTPServerProtocol, method: bytes, url: bytes, version: str,
-                 headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
+    def __init__(
+        self,
+        server: HTTPServerProtocol,
+        method: bytes,
+        url: bytes,
+        version: str,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+    ) -> None:
         self.server = server
         self.method = method
         self.url = url
@@ -70,7 +108,8 @@ class Exchange:
         self.has_body = any(
             (len(name) == 14 and name.lower() == b"content-length" and value.strip() != b"0")
             or (len(name) == 17 and name.lower() == b"transfer-encoding")
-            for name, value in headers)
+            for name, value in headers
+        )
         self.started = False
 
     # -- request side
@@ -92,15 +131,15 @@ class Exchange:
                 host = value
                 break
         host_name = _host_only(host.decode("latin-1").lower()) if host else ""
-        self.listener, route = router.route(host_name, self.method, path, query,
-                                            self._header_dict)
+        self.listener, route = router.route(host_name, self.method, path, query, self._header_dict)
         if route is None:
             self.respond_local(404, b"no route matches this request\n")
             return
         self.route = route
         if route.redirect is not None:
-            location = redirect_location(route, server.scheme, host.decode("latin-1"),
-                                         server.local_port, path, query)
+            location = redirect_location(
+                route, server.scheme, host.decode("latin-1"), server.local_port, path, query
+            )
             self.respond_local(route.redirect.status_code, b"", [(b"location", location)])
             return
         backend = route.pick_backend()
@@ -146,8 +185,9 @@ class Exchange:
             headers.append((name, value))
         headers = [h for h in headers if h[0].lower() not in drop]
         client = server.peer_host
-        headers.append((b"X-Forwarded-For",
-                        forwarded_for + b", " + client if forwarded_for else client))
+        headers.append(
+            (b"X-Forwarded-For", forwarded_for + b", " + client if forwarded_for else client)
+        )
         headers.append((b"X-Forwarded-Proto", server.scheme_bytes))
         target = self.url
         rewrite = route.rewrite
@@ -209,8 +249,11 @@ class Exchange:
         self.server.resume_reading()
 
     def upstream_failed(self, reason: str) -> None:
-        log.info("connecting to backend {backend} failed: {reason}",
-                 backend=self.backend.name if self.backend else "?", reason=reason)
+        log.info(
+            "connecting to backend {backend} failed: {reason}",
+            backend=self.backend.name if self.backend else "?",
+            reason=reason,
+        )
         self.respond_local(503, b"the backend is unavailable\n")
 
     def upstream_lost(self, started: bool) -> None:
@@ -221,8 +264,14 @@ class Exchange:
             self.server.transport.loseConnection()
             self.server.exchange_aborted(self)
             return
-        if upstream is not None and upstream.reused and not self.retried and \
-                self.request_done and not self.chunked_request and not self._has_body():
+        if (
+            upstream is not None
+            and upstream.reused
+            and not self.retried
+            and self.request_done
+            and not self.chunked_request
+            and not self._has_body()
+        ):
             self.retried = True  # a pooled connection the backend had closed: try again
             endpoint = self.backend.endpoint()
             if endpoint is not None:
@@ -231,11 +280,19 @@ class Exchange:
         self.respond_local(502, b"the backend closed the connection\n")
 
     def _has_body(self) -> bool:
-        return any(name.lower() == b"content-length" and value.strip() != b"0"
-                   for name, value in self.headers)
+        return any(
+            name.lower() == b"content-length" and value.strip() != b"0"
+            for name, value in self.headers
+        )
 
-    def response_head(self, status: int, reason: bytes, version: str,
-                      headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
+    def response_head(
+        self,
+        status: int,
+        reason: bytes,
+        version: str,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+    ) -> None:
         self.code = status
         self.response_open = True
         out = []
@@ -300,14 +357,18 @@ class Exchange:
         transport = self.server.transport
         if transport is not None and getattr(transport, "producer", None) is not None:
             transport.unregisterProducer()
-        if upstream is not None and upstream.transport is not None and \
-                getattr(upstream.transport, "producer", None) is not None:
+        if (
+            upstream is not None
+            and upstream.transport is not None
+            and getattr(upstream.transport, "producer", None) is not None
+        ):
             upstream.transport.unregisterProducer()
 
     # -- local answers
 
-    def respond_local(self, code: int, body: bytes,
-                      extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    def respond_local(
+        self, code: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         self.local = True
         self.code = code
         self.pending = []
@@ -337,7 +398,9 @@ class Exchange:
             listener.gateway if listener is not None else "",
             self.route.name if self.route is not None else "",
             self.backend.name if self.backend is not None else "",
-            self.code, server.clock.seconds() - self.started_at)
+            self.code,
+            server.clock.seconds() - self.started_at,
+        )
 
     def client_gone(self) -> None:
         """The client disconnected: drop the backend connection mid-exchange."""
@@ -401,10 +464,14 @@ class HTTPServerProtocol(Protocol):
     def _bad_request(self, body: bytes, code: int) -> None:
         self.closing = True
         if not self.queue:
-            self.transport.writeSequence([
-                status_line(code),
-                b"content-type: text/plain\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
-                % len(body), body])
+            self.transport.writeSequence(
+                [
+                    status_line(code),
+                    b"content-type: text/plain\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+                    % len(body),
+                    body,
+                ]
+            )
         self.transport.loseConnection()
 
     # -- httptools callbacks
@@ -421,8 +488,14 @@ class HTTPServerProtocol(Protocol):
 
     def on_headers_complete(self) -> None:
         parser = self.parser
-        exchange = Exchange(self, parser.get_method(), self.url, parser.get_http_version(),
-                            self.headers, parser.should_keep_alive())
+        exchange = Exchange(
+            self,
+            parser.get_method(),
+            self.url,
+            parser.get_http_version(),
+            self.headers,
+            parser.should_keep_alive(),
+        )
         self.current = exchange
         self.queue.append(exchange)
         if len(self.queue) > 1:
@@ -474,8 +547,9 @@ class HTTPServerProtocol(Protocol):
 class HTTPProxyFactory(Factory):
     """Serves one bound address and port; ``router`` is swapped on each table update."""
 
-    def __init__(self, router: Router, pool: UpstreamPool, metrics: Metrics, clock,
-                 scheme: str = "http") -> None:
+    def __init__(
+        self, router: Router, pool: UpstreamPool, metrics: Metrics, clock, scheme: str = "http"
+    ) -> None:
         self.router = router
         self.pool = pool
         self.metrics = metrics

@@ -20,8 +20,14 @@ class ResponseSink(TypingProtocol):
 
     def upstream_ready(self, upstream: UpstreamConnection) -> None: ...
     def upstream_failed(self, reason: str) -> None: ...
-    def response_head(self, status: int, reason: bytes, version: str,
-                      headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None: ...
+    def response_head(
+        self,
+        status: int,
+        reason: bytes,
+        version: str,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+    ) -> None: ...
     def response_body(self, data: bytes) -> None: ...
     def response_done(self) -> None: ...
     def upstream_lost(self, started: bool) -> None: ...
@@ -118,8 +124,9 @@ class UpstreamConnection(Protocol):
         keep_alive = parser.should_keep_alive()
         self.reusable = keep_alive
         if self.sink is not None:
-            self.sink.response_head(status, b"", parser.get_http_version(), self.headers,
-                                    keep_alive)
+            self.sink.response_head(
+                status, b"", parser.get_http_version(), self.headers, keep_alive
+            )
         if self.head_request or status in (204, 304):
             # httptools cannot be told that a HEAD response has no body: finish the
             # message here and start a fresh parser for the next one.
@@ -158,8 +165,9 @@ class _ConnectFactory(ClientFactory):
 class UpstreamPool:
     """Idle keep-alive connections per endpoint, most recently used first."""
 
-    def __init__(self, reactor: IReactorTCP, connect_timeout: float = 5.0,
-                 max_idle: int = 256) -> None:
+    def __init__(
+        self, reactor: IReactorTCP, connect_timeout: float = 5.0, max_idle: int = 256
+    ) -> None:
         self.reactor = reactor
         self.connect_timeout = connect_timeout
         self.max_idle = max_idle
@@ -176,8 +184,9 @@ class UpstreamPool:
                 sink.upstream_ready(connection)
                 return
         factory = _ConnectFactory(self, endpoint, _HeadMarker(sink, head_request))
-        self.reactor.connectTCP(endpoint.address, endpoint.port, factory,
-                                timeout=self.connect_timeout)
+        self.reactor.connectTCP(
+            endpoint.address, endpoint.port, factory, timeout=self.connect_timeout
+        )
 
     def give_back(self, connection: UpstreamConnection) -> None:
         idle = self._idle.setdefault(connection.endpoint, [])
