@@ -4,7 +4,8 @@ statuses and routing they must translate to.
 A case file has:
 
 - ``objects``: the manifests;
-- ``options``: optional ``controllerName`` and ``addressPool`` (a CIDR);
+- ``options``: optional ``controllerName``, ``addressPool`` (a CIDR), and the data
+  plane's feedback: ``bindFailures`` (``"ADDRESS:PORT": why``) and ``unusableAddresses``;
 - ``statuses``: expected statuses, each ``{kind, name, namespace?}`` plus
   ``conditions`` (``Type: Status/Reason``), ``listeners`` (name -> conditions,
   ``attachedRoutes``, ``supportedKinds``), ``parents`` (list, in parentRefs order, of
@@ -103,6 +104,11 @@ def test_case(path: pathlib.Path) -> None:
         TranslateOptions(
             controller_name=options.get("controllerName", "gateway.twistgw.dev/controller"),
             address_pool=address_pool(options["addressPool"]) if "addressPool" in options else (),
+            bind_failures={
+                (where.rsplit(":", 1)[0], int(where.rsplit(":", 1)[1])): why
+                for where, why in (options.get("bindFailures") or {}).items()
+            },
+            unusable_addresses=frozenset(options.get("unusableAddresses") or ()),
         ),
     )
     statuses = {(s.key.kind, s.key.namespace, s.key.name): s.status for s in translation.statuses}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
@@ -34,7 +36,9 @@ class DataPlane:
         self._factories: dict[tuple[str, int], HTTPProxyFactory] = {}
         self._ports: dict[tuple[str, int], IListeningPort] = {}
         self._opening: dict[tuple[str, int], defer.Deferred] = {}
+        self._closing: dict[tuple[str, int], defer.Deferred] = {}
         self.failed: dict[tuple[str, int], str] = {}
+        self.unusable: set[str] = set()
 
     def apply(self, table: RoutingTable) -> defer.Deferred:
         """Serve ``table``; fires once every new bind is listening (or has failed)."""
@@ -49,13 +53,23 @@ class DataPlane:
             factory = HTTPProxyFactory(router, self.pool, self.metrics, self.reactor)
             self._factories[key] = factory
             waits.append(self._listen(key, bind, factory))
-        for key in list(self._factories):
+        for key in list(self._factories) + list(self.failed):
             if key not in wanted:
                 self._close(key)
+        wanted_addresses = {address for address, _ in wanted}
+        self.unusable &= wanted_addresses
         return defer.gatherResults(waits, consumeErrors=True)
 
     def _listen(self, key: tuple[str, int], bind: Bind, factory) -> defer.Deferred:
-        d = serverFromString(self.reactor, endpoint_string(bind)).listen(factory)
+        closing = self._closing.get(key)
+        if closing is not None:  # the same socket is still closing: listen after it
+            d = defer.Deferred()
+            closing.addBoth(lambda _: d.callback(None))
+            d.addCallback(
+                lambda _: serverFromString(self.reactor, endpoint_string(bind)).listen(factory)
+            )
+        else:
+            d = serverFromString(self.reactor, endpoint_string(bind)).listen(factory)
 
         def listening(port: IListeningPort) -> None:
             self._opening.pop(key, None)
@@ -64,6 +78,7 @@ class DataPlane:
                 return
             self._ports[key] = port
             self.failed.pop(key, None)
+            self.unusable.discard(bind.address)
             log.info("listening on {address}:{port}", address=bind.address, port=bind.port)
 
         def failed(reason) -> None:
@@ -71,6 +86,9 @@ class DataPlane:
             if self._factories.get(key) is factory:
                 del self._factories[key]
             self.failed[key] = reason.getErrorMessage()
+            socket_error = getattr(reason.value, "socketError", None)
+            if getattr(socket_error, "errno", None) == errno.EADDRNOTAVAIL:
+                self.unusable.add(bind.address)
             log.error(
                 "cannot listen on {address}:{port}: {error}",
                 address=bind.address,
@@ -87,8 +105,19 @@ class DataPlane:
         self.failed.pop(key, None)
         port = self._ports.pop(key, None)
         if port is not None:
-            port.stopListening()  # open connections finish on their own
+            closed = defer.maybeDeferred(port.stopListening)  # open connections finish
+            self._closing[key] = closed
+
+            def forget(_, key=key, closed=closed):
+                if self._closing.get(key) is closed:
+                    del self._closing[key]
+
+            closed.addBoth(forget)
             log.info("stopped listening on {address}:{port}", address=key[0], port=key[1])
+
+    def feedback(self) -> tuple[dict[tuple[str, int], str], frozenset[str]]:
+        """What could not be bound: (address, port) -> why, and unusable addresses."""
+        return dict(self.failed), frozenset(self.unusable)
 
     def listening(self) -> set[tuple[str, int]]:
         return set(self._ports)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 from twisted.application.service import Service
 from twisted.logger import Logger
 
@@ -30,23 +31,25 @@ class ControlPlane(Service):
         self.translated = False
         self.applied = False
         self._generation = 0
+        self._snapshot: Snapshot | None = None
 
     def on_snapshot(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+        self.metrics.reloads.inc()
+        if snapshot.errors:
+            self.metrics.reload_errors.inc(len(snapshot.errors))
+        self._translate()
+
+    def _translate(self) -> None:
+        snapshot = self._snapshot
         try:
             translation = translate(snapshot, self.options)
         except Exception:
             log.failure("translation failed; the previous configuration stays in force")
             self.metrics.reload_errors.inc()
             return
-        self.options = TranslateOptions(
-            controller_name=self.options.controller_name,
-            address_pool=self.options.address_pool,
-            assigned_addresses=translation.assigned_addresses,
-        )
+        self.options = attrs.evolve(self.options, assigned_addresses=translation.assigned_addresses)
         self.store.update(translation.statuses, snapshot.errors)
-        if snapshot.errors:
-            self.metrics.reload_errors.inc(len(snapshot.errors))
-        self.metrics.reloads.inc()
         self.table = translation.table
         self.translated = True
         self._generation += 1
@@ -55,8 +58,16 @@ class ControlPlane(Service):
         d.addCallback(lambda _: self._applied(generation))
 
     def _applied(self, generation: int) -> None:
-        if generation == self._generation:
-            self.applied = True
+        if generation != self._generation:
+            return
+        self.applied = True
+        failures, unusable = self.dataplane.feedback()
+        if failures != self.options.bind_failures or unusable != self.options.unusable_addresses:
+            # what could not be bound shows in status: translate again knowing it
+            self.options = attrs.evolve(
+                self.options, bind_failures=failures, unusable_addresses=unusable
+            )
+            self._translate()
 
     def ready(self) -> tuple[bool, str]:
         if not self.translated:

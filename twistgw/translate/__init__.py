@@ -70,10 +70,10 @@ def translate(snapshot: Snapshot, options: TranslateOptions) -> Translation:
     binds: dict[tuple[str, int], list[ir.HTTPListener]] = {}
     protocols: dict[tuple[str, int], str] = {}
     for gateway in gateways:
-        if not gateway.conditions.is_true("Programmed"):
+        if not gateway.conditions.is_true("Accepted"):
             continue
         for listener in gateway.listeners:
-            if not listener.conditions.is_true("Programmed"):
+            if not listener.servable:
                 continue
             compiled = _listener_ir(listener, per_listener.get(id(listener), []))
             for address in gateway.addresses:

@@ -9,6 +9,7 @@ SUPPORTED_FEATURES: frozenset[str] = frozenset(
         "Gateway",
         "GatewayHTTPListenerIsolation",
         "GatewayPort8080",
+        "GatewayStaticAddresses",
         "HTTPRoute",
         "HTTPRoute303RedirectStatusCode",
         "HTTPRoute307RedirectStatusCode",

@@ -32,6 +32,7 @@ class ListenerState:
     conditions: Conditions
     supported_kinds: list[dict[str, str]] = attrs.field(factory=list)
     attached_routes: int = 0
+    servable: bool = False  # valid enough to listen for, whatever binding then says
 
     @property
     def name(self) -> str:
@@ -286,8 +287,26 @@ def _port_clashes(gateways: list[GatewayState]) -> None:
             owners[item] = gateway.key
 
 
-def _gateway_conditions(gateway: GatewayState) -> None:
+def _bind_failures(gateway: GatewayState, options: TranslateOptions) -> None:
+    """Listeners the data plane could not listen for are not programmed."""
+    for listener in gateway.listeners:
+        if not listener.conditions.is_true("Programmed"):
+            continue
+        for address in gateway.addresses:
+            why = options.bind_failures.get((address, listener.port))
+            if why is not None:
+                listener.conditions.set(
+                    "Programmed",
+                    False,
+                    "Invalid",
+                    f"cannot listen on {address}:{listener.port}: {why}",
+                )
+                break
+
+
+def _gateway_conditions(gateway: GatewayState, options: TranslateOptions) -> None:
     c = gateway.conditions
+    unusable = [a for a in gateway.addresses if a in options.unusable_addresses]
     valid = [listener for listener in gateway.listeners if listener.accepted]
     if c.get("Accepted") is None:
         if len(valid) == len(gateway.listeners):
@@ -300,6 +319,13 @@ def _gateway_conditions(gateway: GatewayState) -> None:
         c.set("Programmed", False, "Invalid", "Gateway is not accepted")
     elif not gateway.addresses:
         c.set("Programmed", False, "AddressNotAssigned", "The address pool is exhausted")
+    elif unusable:
+        c.set(
+            "Programmed",
+            False,
+            "AddressNotUsable",
+            f"this host cannot listen on {', '.join(unusable)}",
+        )
     elif not any(listener.conditions.is_true("Programmed") for listener in valid):
         c.set("Programmed", False, "Invalid", "No listener is programmed")
     else:
@@ -336,5 +362,8 @@ def build_gateways(
     _assign_addresses(gateways, options)
     _port_clashes(gateways)
     for gateway in gateways:
-        _gateway_conditions(gateway)
+        for listener in gateway.listeners:
+            listener.servable = listener.conditions.is_true("Programmed")
+        _bind_failures(gateway, options)
+        _gateway_conditions(gateway, options)
     return gateways

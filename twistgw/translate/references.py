@@ -9,6 +9,10 @@ from twistgw.routing.ir import Endpoint
 from twistgw.snapshot import Snapshot
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+#: Backend protocols (Service port appProtocol) the data plane cannot speak yet.
+UNSUPPORTED_APP_PROTOCOLS = frozenset(
+    {"kubernetes.io/h2c", "kubernetes.io/ws", "kubernetes.io/wss"}
+)
 
 
 class BackendError(Exception):
@@ -78,6 +82,12 @@ def resolve_service(
     service_port = next((p for p in service.spec.get("ports") or [] if p.get("port") == port), None)
     if service_port is None:
         raise BackendError("BackendNotFound", f"Service {namespace}/{name} has no port {port}")
+    if service_port.get("appProtocol") in UNSUPPORTED_APP_PROTOCOLS:
+        raise BackendError(
+            "UnsupportedProtocol",
+            f"Service {namespace}/{name} port {port} speaks {service_port['appProtocol']}, "
+            "which twistgw does not support yet",
+        )
     return _endpoints(snapshot, service, service_port), service_port.get("appProtocol")
 
 
