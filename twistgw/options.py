@@ -29,7 +29,7 @@ class GatewayOptions(usage.Options):
         [
             "config-dir",
             "c",
-            "etc",
+            "/etc/twistgw",
             "Directory of Kubernetes manifests (*.yaml, *.yml, *.json) to serve; watched for "
             "changes.",
         ],
