@@ -547,6 +547,8 @@ class HTTPServerProtocol(Protocol):
 class HTTPProxyFactory(Factory):
     """Serves one bound address and port; ``router`` is swapped on each table update."""
 
+    noisy = False
+
     def __init__(
         self, router: Router, pool: UpstreamPool, metrics: Metrics, clock, scheme: str = "http"
     ) -> None:
