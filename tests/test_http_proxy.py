@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections import Counter
 
 import pytest
@@ -282,3 +283,26 @@ def test_metrics_count_requests(proxy):
     )
     assert "twistgw_http_request_duration_seconds_bucket" in text
     assert "twistgw_config_reloads_total" in text
+
+
+def test_slow_clients_leave_pooled_connections_usable(proxy):
+    """A large response read slowly makes the client side pause the backend connection;
+    the connection goes back to the pool afterwards and must serve the next request."""
+
+    for _ in range(3):
+        with socket.create_connection((proxy.address, 8080), timeout=10) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            request = b"GET /bytes?size=3000000 HTTP/1.1\r\nHost: example.com\r\n"
+            sock.sendall(request + b"Connection: close\r\n\r\n")
+            received = 0
+            while True:
+                piece = sock.recv(65536)
+                if not piece:
+                    break
+                received += len(piece)
+                if received < 1_000_000:
+                    time.sleep(0.001)
+            assert received > 3_000_000
+        for method in ("HEAD", "GET"):
+            code, _, _ = proxy.request("/bytes?size=100", method=method)
+            assert code == 200

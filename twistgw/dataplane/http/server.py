@@ -353,16 +353,21 @@ class Exchange:
         self.server.exchange_finished(self)
 
     def _detach_upstream(self) -> None:
+        """End the producer/consumer pairing of this exchange. Either side may have been
+        paused by the other's backpressure when the exchange ended: resume it, or the
+        next exchange on that connection would never be read."""
         upstream, self.upstream = self.upstream, None
-        transport = self.server.transport
-        if transport is not None and getattr(transport, "producer", None) is not None:
+        server = self.server
+        transport = server.transport
+        if transport is not None and transport.producer is not None:
             transport.unregisterProducer()
-        if (
-            upstream is not None
-            and upstream.transport is not None
-            and getattr(upstream.transport, "producer", None) is not None
-        ):
-            upstream.transport.unregisterProducer()
+        if upstream is not None and upstream.connected:
+            upstream_transport = upstream.transport
+            if upstream_transport.producer is not None:
+                upstream_transport.unregisterProducer()
+                if transport is not None and not server.paused and not server.closing:
+                    transport.resumeProducing()
+            upstream_transport.resumeProducing()
 
     # -- local answers
 

@@ -150,6 +150,7 @@ class UpstreamConnection(Protocol):
 
 class _ConnectFactory(ClientFactory):
     noisy = False  # one per upstream connection: no log lines
+
     def __init__(self, pool: UpstreamPool, endpoint: Endpoint, sink: ResponseSink) -> None:
         self.pool, self.endpoint, self.sink = pool, endpoint, sink
 
