@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import http.client
 import itertools
 import json
@@ -31,9 +32,15 @@ def free_port() -> int:
 
 
 def unique_pool() -> str:
-    """A /24 in 127.0.0.0/8 no other gateway of this test run uses."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").lstrip("gw") or "0"
-    return f"127.{100 + int(worker)}.{next(_pools) + 1}.0/24"
+    """A /24 in 127.0.0.0/8 that no other gateway of this test process uses (and,
+    by the pid, most likely none of another one)."""
+    return f"127.{100 + os.getpid() % 150}.{next(_pools) % 250 + 1}.0/24"
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the test process dies, so no gateway outlives it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def wait_until(
@@ -93,6 +100,7 @@ class GatewayProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         wait_until(lambda: self.admin("/healthz")[0] == 200, 30, what="admin endpoint")
         return self
