@@ -1,8 +1,18 @@
-"""Prometheus metrics of one gateway process."""
+"""Prometheus metrics, shared across the supervisor and its workers.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set (the supervisor sets it before anything imports
+prometheus-client, and workers inherit it), every process writes its values to files
+there and the supervisor's ``/metrics`` sums them: counters and histograms over all
+processes that ever ran, gauges per live process (a ``pid`` label tells workers apart).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -43,8 +53,20 @@ class Metrics:
         )
         self.connections = Gauge(
             "twistgw_active_connections",
-            "Client connections open now",
+            "Client connections open now, per worker",
             ["listener"],
+            registry=self.registry,
+            multiprocess_mode="liveall",
+        )
+        self.workers = Gauge(
+            "twistgw_workers",
+            "Worker processes running",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.worker_restarts = Counter(
+            "twistgw_worker_restarts",
+            "Workers that died and were replaced",
             registry=self.registry,
         )
         self.reloads = Counter(
@@ -72,6 +94,19 @@ class Metrics:
         if timer is None:
             timer = self._latency[key] = self.latency.labels(gateway, route)
         timer.observe(seconds)
+
+    def exposition_registry(self) -> CollectorRegistry:
+        """The registry ``/metrics`` renders: every process's values when shared."""
+        if os.environ.get(MULTIPROCESS_ENV):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return registry
+        return self.registry
+
+    def worker_exited(self, pid: int) -> None:
+        """Drop a dead worker's live gauges."""
+        if os.environ.get(MULTIPROCESS_ENV):
+            multiprocess.mark_process_dead(pid)
 
     def connection_gauge(self, listener: str):
         gauge = self._connections.get(listener)

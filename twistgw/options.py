@@ -61,6 +61,14 @@ class GatewayOptions(usage.Options):
             "else polling) or poll (for filesystems where inotify sees nothing, e.g. NFS).",
         ],
         [
+            "drain-timeout",
+            None,
+            30.0,
+            "Seconds a stopping gateway lets requests in flight finish before it closes "
+            "their connections.",
+            float,
+        ],
+        [
             "workers",
             "w",
             None,

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
+
 from twisted.application.service import IServiceMaker
 from twisted.plugin import IPlugin
 from zope.interface import implementer
@@ -16,9 +21,19 @@ class GatewayServiceMaker:
     options = GatewayOptions
 
     def makeService(self, options):
+        shared_metrics_directory()  # before anything imports prometheus-client
         from twistgw.service import GatewayService
 
         return GatewayService(options)
+
+
+def shared_metrics_directory() -> str:
+    """A fresh directory where the supervisor and workers keep their metric values
+    (prometheus-client's multiprocess mode), removed when the process exits."""
+    directory = tempfile.mkdtemp(prefix="twistgw-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    atexit.register(shutil.rmtree, directory, True)
+    return directory
 
 
 service_maker = GatewayServiceMaker()

@@ -1,20 +1,27 @@
-"""The service tree ``twistd gateway`` runs."""
+"""The service tree ``twistd gateway`` runs: the supervisor process."""
 
 from __future__ import annotations
 
+import os
+import signal
+
 from twisted.application.service import MultiService
 from twisted.application.strports import service as endpoint_service
+from twisted.logger import Logger
 
-from twistgw.admin.server import admin_site, prometheus_text
-from twistgw.dataplane.plane import DataPlane
+from twistgw.admin.server import admin_site
 from twistgw.metrics import Metrics
 from twistgw.sources.directory import DirectorySource
 from twistgw.supervisor.controlplane import ControlPlane
+from twistgw.supervisor.workers import WorkerPool
 from twistgw.translate import TranslateOptions
+
+log = Logger()
 
 
 class GatewayService(MultiService):
-    """Config source, control plane, data plane and admin server, started together."""
+    """Worker pool, control plane, admin server and config source, started in that order
+    (and stopped in reverse: the source first, the workers drained last)."""
 
     def __init__(self, options, reactor=None) -> None:
         super().__init__()
@@ -22,21 +29,27 @@ class GatewayService(MultiService):
             from twisted.internet import reactor
         self.reactor = reactor
         self.metrics = Metrics()
-        self.dataplane = DataPlane(reactor, self.metrics)
+        self.workers = WorkerPool(
+            reactor, options["workers"], options["drain-timeout"], self.metrics
+        )
+        self.workers.setServiceParent(self)
         self.control = ControlPlane(
             TranslateOptions(
                 controller_name=options["controller-name"],
                 address_pool=tuple(options["address-pool"]),
             ),
-            self.dataplane,
+            self.workers,
             self.metrics,
             reactor,
         )
         self.control.setServiceParent(self)
+        registry = self.metrics.exposition_registry()
+        from prometheus_client import generate_latest
+
         site = admin_site(
             self.control.store.document,
             self.control.ready,
-            prometheus_text(self.metrics.registry),
+            lambda: generate_latest(registry),
             self.control.config_dump,
         )
         endpoint_service(options["admin-endpoint"], site, reactor=reactor).setServiceParent(self)
@@ -47,8 +60,33 @@ class GatewayService(MultiService):
             use_inotify=options["watch"] == "auto",
         )
         self.source.setServiceParent(self)
+        self._terms = 0
 
-    def stopService(self):
-        d = super().stopService()
-        d.addCallback(lambda _: self.dataplane.stop())
-        return d
+    def startService(self) -> None:
+        super().startService()
+        self.reactor.callWhenRunning(self._install_signals)
+
+    def _install_signals(self) -> None:
+        """SIGHUP re-reads the config now; a second SIGTERM (or SIGINT) ends it hard."""
+        signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self._reload))
+        signal.signal(signal.SIGTERM, self._terminate)
+        signal.signal(signal.SIGINT, self._terminate)
+
+    def _reload(self) -> None:
+        log.info("SIGHUP: reading the configuration again")
+        self.source.reload()
+
+    def _terminate(self, signum, frame) -> None:
+        self._terms += 1
+        if self._terms == 1:
+            self.reactor.callFromThread(self._stop)
+            return
+        self.workers.kill_all()
+        os._exit(1)
+
+    def _stop(self) -> None:
+        log.info(
+            "stopping: draining workers (up to {timeout}s)", timeout=self.workers.drain_timeout
+        )
+        if self.reactor.running:
+            self.reactor.stop()

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -61,7 +61,3 @@ def admin_site(
     site.noisy = False
     site.displayTracebacks = False
     return site
-
-
-def prometheus_text(registry) -> Callable[[], bytes]:
-    return lambda: generate_latest(registry)

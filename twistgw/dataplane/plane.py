@@ -1,12 +1,13 @@
-"""Binds the table's listeners and keeps each one's router current."""
+"""A worker's data plane: serves the routing table on the listening sockets it is handed."""
 
 from __future__ import annotations
 
-import errno
+import os
+import socket
 
 from twisted.internet import defer
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from twistgw.dataplane.http.router import Router
@@ -17,114 +18,76 @@ from twistgw.routing.ir import Bind, RoutingTable
 
 log = Logger()
 
-
-def endpoint_string(bind: Bind) -> str:
-    """The Twisted server endpoint description of a bind."""
-    address = bind.address.replace(":", "\\:")
-    return f"tcp:{bind.port}:interface={address}:backlog=1024"
+Key = tuple[str, int]
 
 
 class DataPlane:
-    """Serves a RoutingTable: one listening port per bind. Applying a new table swaps
-    each port's router in one assignment (requests in flight keep theirs), opens the
-    binds that are new and closes the ones that are gone."""
+    """Listening sockets adopted from the supervisor, each with a factory whose router
+    follows the routing table. Applying a table swaps each factory's router in one
+    assignment; requests in flight keep the router they started with."""
 
     def __init__(self, reactor, metrics: Metrics) -> None:
         self.reactor = reactor
         self.metrics = metrics
         self.pool = UpstreamPool(reactor)
-        self._factories: dict[tuple[str, int], HTTPProxyFactory] = {}
-        self._ports: dict[tuple[str, int], IListeningPort] = {}
-        self._opening: dict[tuple[str, int], defer.Deferred] = {}
-        self._closing: dict[tuple[str, int], defer.Deferred] = {}
-        self.failed: dict[tuple[str, int], str] = {}
-        self.unusable: set[str] = set()
+        self.binds: dict[Key, Bind] = {}
+        self.factories: dict[Key, HTTPProxyFactory] = {}
+        self.ports: dict[Key, IListeningPort] = {}
+        self.retired: list[HTTPProxyFactory] = []  # closed sockets, connections still open
+        self.draining = False
 
-    def apply(self, table: RoutingTable) -> defer.Deferred:
-        """Serve ``table``; fires once every new bind is listening (or has failed)."""
-        wanted = {(b.address, b.port): b for b in table.binds}
-        waits = []
-        for key, bind in wanted.items():
-            router = Router(bind)
-            factory = self._factories.get(key)
-            if factory is not None:
-                factory.router = router
-                continue
-            factory = HTTPProxyFactory(router, self.pool, self.metrics, self.reactor)
-            self._factories[key] = factory
-            waits.append(self._listen(key, bind, factory))
-        for key in list(self._factories) + list(self.failed):
-            if key not in wanted:
-                self._close(key)
-        wanted_addresses = {address for address, _ in wanted}
-        self.unusable &= wanted_addresses
-        return defer.gatherResults(waits, consumeErrors=True)
+    def _router(self, key: Key) -> Router:
+        return Router(self.binds.get(key) or Bind(key[0], key[1], "HTTP"))
 
-    def _listen(self, key: tuple[str, int], bind: Bind, factory) -> defer.Deferred:
-        closing = self._closing.get(key)
-        if closing is not None:  # the same socket is still closing: listen after it
-            d = defer.Deferred()
-            closing.addBoth(lambda _: d.callback(None))
-            d.addCallback(
-                lambda _: serverFromString(self.reactor, endpoint_string(bind)).listen(factory)
-            )
-        else:
-            d = serverFromString(self.reactor, endpoint_string(bind)).listen(factory)
+    def apply(self, table: RoutingTable) -> None:
+        self.binds = {(bind.address, bind.port): bind for bind in table.binds}
+        for key, factory in self.factories.items():
+            factory.router = self._router(key)
 
-        def listening(port: IListeningPort) -> None:
-            self._opening.pop(key, None)
-            if self._factories.get(key) is not factory:  # removed while opening
-                port.stopListening()
+    def adopt(self, key: Key, descriptor: int, family: socket.AddressFamily) -> None:
+        """Accept connections from a listening socket the supervisor bound."""
+        try:
+            if key in self.ports or self.draining:
                 return
-            self._ports[key] = port
-            self.failed.pop(key, None)
-            self.unusable.discard(bind.address)
-            log.info("listening on {address}:{port}", address=bind.address, port=bind.port)
+            factory = HTTPProxyFactory(self._router(key), self.pool, self.metrics, self.reactor)
+            self.ports[key] = self.reactor.adoptStreamPort(descriptor, family, factory)
+            self.factories[key] = factory
+        finally:
+            os.close(descriptor)  # the reactor holds its own duplicate
 
-        def failed(reason) -> None:
-            self._opening.pop(key, None)
-            if self._factories.get(key) is factory:
-                del self._factories[key]
-            self.failed[key] = reason.getErrorMessage()
-            socket_error = getattr(reason.value, "socketError", None)
-            if getattr(socket_error, "errno", None) == errno.EADDRNOTAVAIL:
-                self.unusable.add(bind.address)
-            log.error(
-                "cannot listen on {address}:{port}: {error}",
-                address=bind.address,
-                port=bind.port,
-                error=reason.getErrorMessage(),
-            )
-
-        d.addCallbacks(listening, failed)
-        self._opening[key] = d
-        return d
-
-    def _close(self, key: tuple[str, int]) -> None:
-        self._factories.pop(key, None)
-        self.failed.pop(key, None)
-        port = self._ports.pop(key, None)
+    def close(self, key: Key) -> None:
+        """Stop accepting on a socket; its open connections finish on their own."""
+        factory = self.factories.pop(key, None)
+        if factory is not None:
+            self.retired.append(factory)
+        port = self.ports.pop(key, None)
         if port is not None:
-            closed = defer.maybeDeferred(port.stopListening)  # open connections finish
-            self._closing[key] = closed
+            port.stopListening()
 
-            def forget(_, key=key, closed=closed):
-                if self._closing.get(key) is closed:
-                    del self._closing[key]
+    def open_connections(self) -> int:
+        self.retired = [factory for factory in self.retired if factory.open_connections]
+        return sum(f.open_connections for f in [*self.factories.values(), *self.retired])
 
-            closed.addBoth(forget)
-            log.info("stopped listening on {address}:{port}", address=key[0], port=key[1])
+    def drain(self, timeout: float) -> defer.Deferred:
+        """Stop accepting, close idle keep-alive connections, let requests in flight
+        finish; fires when none is left or ``timeout`` seconds have passed."""
+        if not self.draining:
+            self.draining = True
+            for key in list(self.factories):
+                self.close(key)
+            for factory in self.retired:
+                factory.drain()
+        deadline = self.reactor.seconds() + timeout
 
-    def feedback(self) -> tuple[dict[tuple[str, int], str], frozenset[str]]:
-        """What could not be bound: (address, port) -> why, and unusable addresses."""
-        return dict(self.failed), frozenset(self.unusable)
+        def wait(_=None):
+            left = self.open_connections()
+            if left == 0 or self.reactor.seconds() >= deadline:
+                if left:
+                    log.warn("drain timeout: closing {count} connections", count=left)
+                    for factory in self.retired:
+                        factory.abort_all()
+                self.pool.close_idle()
+                return None
+            return deferLater(self.reactor, 0.05, wait)
 
-    def listening(self) -> set[tuple[str, int]]:
-        return set(self._ports)
-
-    def stop(self) -> defer.Deferred:
-        waits = [defer.maybeDeferred(port.stopListening) for port in self._ports.values()]
-        self._ports.clear()
-        self._factories.clear()
-        self.pool.close_idle()
-        return defer.gatherResults(waits, consumeErrors=True)
+        return defer.maybeDeferred(wait)

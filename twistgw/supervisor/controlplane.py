@@ -1,4 +1,4 @@
-"""The control plane: source -> translate -> status and data plane."""
+"""The control plane: source -> translate -> status and workers."""
 
 from __future__ import annotations
 
@@ -6,31 +6,30 @@ import attrs
 from twisted.application.service import Service
 from twisted.logger import Logger
 
-from twistgw.dataplane.plane import DataPlane
 from twistgw.metrics import Metrics
 from twistgw.routing.ir import RoutingTable
 from twistgw.snapshot import Snapshot
 from twistgw.status.store import StatusStore
+from twistgw.supervisor.workers import WorkerPool
 from twistgw.translate import TranslateOptions, translate
 
 log = Logger()
 
 
 class ControlPlane(Service):
-    """Translates each snapshot, publishes statuses and hands the table to the data
-    plane. A translation that raises is logged and the last good table keeps serving."""
+    """Translates each snapshot, publishes statuses and hands the table to the workers.
+    A translation that raises is logged and the last good table keeps serving. What the
+    table's sockets could not bind goes back into translation, so statuses say so."""
 
     def __init__(
-        self, options: TranslateOptions, dataplane: DataPlane, metrics: Metrics, clock
+        self, options: TranslateOptions, workers: WorkerPool, metrics: Metrics, clock
     ) -> None:
         self.options = options
-        self.dataplane = dataplane
+        self.workers = workers
         self.metrics = metrics
         self.store = StatusStore(clock.seconds)
         self.table = RoutingTable()
         self.translated = False
-        self.applied = False
-        self._generation = 0
         self._snapshot: Snapshot | None = None
 
     def on_snapshot(self, snapshot: Snapshot) -> None:
@@ -40,7 +39,7 @@ class ControlPlane(Service):
             self.metrics.reload_errors.inc(len(snapshot.errors))
         self._translate()
 
-    def _translate(self) -> None:
+    def _translate(self, rounds: int = 2) -> None:
         snapshot = self._snapshot
         try:
             translation = translate(snapshot, self.options)
@@ -52,32 +51,26 @@ class ControlPlane(Service):
         self.store.update(translation.statuses, snapshot.errors)
         self.table = translation.table
         self.translated = True
-        self._generation += 1
-        generation = self._generation
-        d = self.dataplane.apply(translation.table)
-        d.addCallback(lambda _: self._applied(generation))
-
-    def _applied(self, generation: int) -> None:
-        if generation != self._generation:
-            return
-        self.applied = True
-        failures, unusable = self.dataplane.feedback()
-        if failures != self.options.bind_failures or unusable != self.options.unusable_addresses:
-            # what could not be bound shows in status: translate again knowing it
+        self.workers.apply(translation.table)
+        failures, unusable = self.workers.feedback()
+        if (failures, unusable) != (
+            self.options.bind_failures,
+            self.options.unusable_addresses,
+        ) and rounds:
             self.options = attrs.evolve(
                 self.options, bind_failures=failures, unusable_addresses=unusable
             )
-            self._translate()
+            self._translate(rounds - 1)
 
     def ready(self) -> tuple[bool, str]:
         if not self.translated:
             return False, "waiting for the first configuration"
-        if not self.applied:
-            return False, "binding listeners"
-        return True, "ready"
+        return self.workers.ready()
 
     def config_dump(self) -> dict:
+        failures, unusable = self.workers.feedback()
         return {
             "routingTable": self.table.as_dict(),
-            "bindFailures": {f"{a}:{p}": why for (a, p), why in self.dataplane.failed.items()},
+            "bindFailures": {f"{address}:{port}": why for (address, port), why in failures.items()},
+            "workers": self.workers.describe(),
         }

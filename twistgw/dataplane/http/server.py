@@ -117,6 +117,8 @@ class Exchange:
     def start(self, router: Router) -> None:
         self.started = True
         server = self.server
+        if server.factory.draining:
+            self.close_after = True  # tell the client: this connection ends after this
         self.started_at = server.clock.seconds()
         try:
             url = httptools.parse_url(self.url)
@@ -447,7 +449,7 @@ class HTTPServerProtocol(Protocol):
         self.transport.setTcpNoDelay(True)
         self.peer_host = self.transport.getPeer().host.encode()
         self.local_port = self.transport.getHost().port
-        self.factory.connection_opened()
+        self.factory.connection_opened(self)
 
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
@@ -461,7 +463,7 @@ class HTTPServerProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:
         self.closing = True
-        self.factory.connection_closed()
+        self.factory.connection_closed(self)
         for exchange in self.queue:
             exchange.client_gone()
         self.queue.clear()
@@ -523,7 +525,7 @@ class HTTPServerProtocol(Protocol):
         if not self.queue or self.queue[0] is not exchange:
             return
         self.queue.popleft()
-        if exchange.close_after or self.closing:
+        if exchange.close_after or self.closing or (self.factory.draining and not self.queue):
             self.closing = True
             if self.transport is not None:
                 self.transport.loseConnection()
@@ -563,15 +565,30 @@ class HTTPProxyFactory(Factory):
         self.clock = clock
         self.scheme = scheme
         self.open_connections = 0
+        self.protocols: set[HTTPServerProtocol] = set()
+        self.draining = False
         self._gauge = metrics.connection_gauge(f"{router.bind.address}:{router.bind.port}")
 
     def buildProtocol(self, addr) -> HTTPServerProtocol:
         return HTTPServerProtocol(self)
 
-    def connection_opened(self) -> None:
+    def connection_opened(self, protocol: HTTPServerProtocol) -> None:
         self.open_connections += 1
+        self.protocols.add(protocol)
         self._gauge.inc()
 
-    def connection_closed(self) -> None:
+    def connection_closed(self, protocol: HTTPServerProtocol) -> None:
         self.open_connections -= 1
+        self.protocols.discard(protocol)
         self._gauge.dec()
+
+    def drain(self) -> None:
+        """Close idle connections now and busy ones once their exchange ends."""
+        self.draining = True
+        for protocol in list(self.protocols):
+            if not protocol.queue:
+                protocol.transport.loseConnection()
+
+    def abort_all(self) -> None:
+        for protocol in list(self.protocols):
+            protocol.transport.abortConnection()

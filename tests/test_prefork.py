@@ -1,0 +1,202 @@
+"""The prefork supervisor with real worker processes: sockets shared, workers replaced,
+configuration pushed under load, graceful drain."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from tests.support.gateway import GatewayProcess, wait_until
+from tests.support.manifests import backend, gateway_class, gateway_manifest, http_route, service
+from tests.support.procs import alive, connection_owner
+from twistgw.supervisor.workers import RestartPolicy
+
+
+def _workers(process: GatewayProcess) -> list[dict]:
+    return json.loads(process.admin("/config_dump")[1])["workers"]
+
+
+def _live_pids(process: GatewayProcess) -> list[int]:
+    return [w["pid"] for w in _workers(process) if w["alive"]]
+
+
+@pytest.fixture(scope="module")
+def prefork(backends):
+    process = GatewayProcess(extra_args=("--workers", "2", "--drain-timeout", "10")).start()
+    address = backends.start("prefork")
+    process.write(
+        "base.yaml",
+        [
+            gateway_class(),
+            gateway_manifest(),
+            *service("app", [address]),
+            http_route(
+                "stable",
+                [{"matches": [{"path": {"value": "/stable"}}], "backendRefs": [backend("app")]}],
+            ),
+        ],
+    )
+    wait_until(lambda: process.request("/stable")[0] == 200, what="route served")
+    wait_until(lambda: len(_live_pids(process)) == 2, what="two workers")
+    yield process
+    process.stop()
+
+
+def _get(connection: http.client.HTTPConnection, path: str = "/stable") -> int:
+    connection.request("GET", path, headers={"Host": "example.com"})
+    response = connection.getresponse()
+    response.read()
+    return response.status
+
+
+def test_a_killed_worker_is_replaced_and_the_other_keeps_serving(prefork):
+    pids = _live_pids(prefork)
+    owned: dict[int, list[http.client.HTTPConnection]] = {pid: [] for pid in pids}
+    for _ in range(60):
+        connection = http.client.HTTPConnection(prefork.address, 8080, timeout=10)
+        assert _get(connection) == 200
+        owner = connection_owner(connection.sock, pids)
+        owned[owner].append(connection)
+        if all(len(c) >= 2 for c in owned.values()):
+            break
+    assert all(owned.values()), f"connections did not spread over both workers: {owned}"
+    victim, survivor = pids
+    failures, served = [], [0]
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            for connection in owned[survivor]:
+                try:
+                    assert _get(connection) == 200
+                    served[0] += 1
+                except Exception as exc:  # any failure on the surviving worker counts
+                    failures.append(repr(exc))
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    time.sleep(0.3)
+    killed_at = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    replacement = wait_until(
+        lambda: [p for p in _live_pids(prefork) if p not in pids and alive(p)],
+        what="a replacement worker",
+    )
+    print(
+        f"replacement worker {replacement} seen {time.monotonic() - killed_at:.2f}s after the kill"
+    )
+    time.sleep(0.3)
+    stop.set()
+    thread.join()
+    assert failures == [] and served[0] > 0
+    wait_until(lambda: prefork.admin("/readyz")[0] == 200, what="ready with the new worker")
+    for _ in range(20):  # new connections reach both workers and all succeed
+        assert prefork.request("/stable")[0] == 200
+    metrics = prefork.admin("/metrics")[1].decode()
+    assert "twistgw_worker_restarts_total 1.0" in metrics
+
+
+def test_fifty_config_changes_under_load_fail_no_request_on_a_stable_route(prefork):
+    failures, served = [], [0]
+    stop = threading.Event()
+
+    def load() -> None:
+        connection = http.client.HTTPConnection(prefork.address, 8080, timeout=10)
+        while not stop.is_set():
+            try:
+                assert _get(connection) == 200  # keep-alive
+                assert prefork.request("/stable")[0] == 200  # a new connection each time
+                served[0] += 2
+            except Exception as exc:
+                failures.append(repr(exc))
+                connection = http.client.HTTPConnection(prefork.address, 8080, timeout=10)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    listeners = [{"name": "http", "port": 8080, "protocol": "HTTP"}]
+    extra = listeners + [{"name": "extra", "port": 8081, "protocol": "HTTP"}]
+    for change in range(50):
+        if change % 10 == 5:
+            prefork.write("gateway-extra.yaml", [gateway_manifest(listeners=extra)])
+        elif change % 10 == 9:
+            prefork.remove("gateway-extra.yaml")
+        else:
+            route = http_route(
+                f"churn-{change % 3}", [{"matches": [{"path": {"value": f"/churn/{change}"}}]}]
+            )
+            prefork.write(f"churn-{change % 3}.yaml", [route])
+        time.sleep(0.05)
+    wait_until(lambda: prefork.admin("/readyz")[0] == 200, what="ready after the churn")
+    time.sleep(0.3)
+    stop.set()
+    thread.join()
+    assert failures == [] and served[0] > 50
+    versions = {w["tableVersion"] for w in _workers(prefork) if w["alive"]}
+    assert len(versions) == 1  # every worker has the current table
+
+
+def test_metrics_sum_over_workers(prefork):
+    def total() -> float:
+        text = prefork.admin("/metrics")[1].decode()
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("twistgw_http_requests_total{") and 'route="default/stable"' in line
+        )
+
+    before = total()
+    for _ in range(40):
+        assert prefork.request("/stable")[0] == 200
+    assert total() - before == 40
+    text = prefork.admin("/metrics")[1].decode()
+    assert 'twistgw_active_connections{listener="' in text and "pid=" in text
+
+
+def test_sighup_rereads_the_configuration(prefork):
+    os.kill(prefork.process.pid, signal.SIGHUP)
+    wait_until(lambda: "SIGHUP: reading the configuration again" in prefork.log(), what="log line")
+    assert prefork.request("/stable")[0] == 200
+
+
+def test_sigterm_lets_a_slow_request_finish_then_exits_with_no_worker_left(backends):
+    process = GatewayProcess(extra_args=("--workers", "2", "--drain-timeout", "20")).start()
+    address = backends.start("slow")
+    process.write(
+        "base.yaml",
+        [
+            gateway_class(),
+            gateway_manifest(),
+            *service("app", [address]),
+            http_route("r", [{"backendRefs": [backend("app")]}]),
+        ],
+    )
+    wait_until(lambda: process.request("/")[0] == 200, what="route served")
+    pids = _live_pids(process)
+    result = {}
+
+    def slow() -> None:
+        result["response"] = process.request("/slow?seconds=2")
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(0.7)  # the request is in flight at the backend
+    os.kill(process.process.pid, signal.SIGTERM)
+    thread.join(30)
+    code, headers, body = result["response"]
+    assert code == 200 and json.loads(body)["path"] == "/slow?seconds=2"
+    assert process.process.wait(30) == 0
+    assert not any(alive(pid) for pid in pids)
+    assert "draining workers" in process.log()
+
+
+def test_restart_policy_backs_off_while_workers_die_young():
+    policy = RestartPolicy(first_delay=0.0, base_delay=0.5, max_delay=4.0, stable_after=10.0)
+    assert [policy.delay(lived=0.2) for _ in range(6)] == [0.0, 0.5, 1.0, 2.0, 4.0, 4.0]
+    assert policy.delay(lived=60.0) == 0.0  # a worker that ran for a while: replace at once
+    assert policy.delay(lived=1.0) == 0.5

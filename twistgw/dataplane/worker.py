@@ -1,0 +1,135 @@
+"""A worker process: the data plane, driven by the supervisor over the control channel.
+
+    python -m twistgw.dataplane.worker --control-fd 3 --index 0
+
+The supervisor starts workers; they are not meant to be run by hand. A worker gets
+the routing table before it accepts anything, applies every later table it is sent,
+adopts the listening sockets it is handed (inherited at spawn or passed later), and
+drains on SIGTERM, on the supervisor's request, or when the supervisor goes away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+
+from twisted.internet.protocol import Factory
+from twisted.logger import (
+    FilteringLogObserver,
+    Logger,
+    LogLevel,
+    LogLevelFilterPredicate,
+    formatEvent,
+    globalLogBeginner,
+)
+
+from twistgw.supervisor.channel import ControlChannel
+
+log = Logger()
+
+
+class Worker:
+    """Glue between the control channel and the data plane."""
+
+    def __init__(self, reactor, plane, index: int, drain_timeout: float) -> None:
+        self.reactor = reactor
+        self.plane = plane
+        self.index = index
+        self.drain_timeout = drain_timeout
+        self.channel = ControlChannel(
+            {
+                "hello": self.hello,
+                "table": self.table,
+                "listen": self.listen,
+                "close": self.close,
+                "drain": self.drain,
+            },
+            on_lost=self.supervisor_gone,
+        )
+        self.stopping = False
+
+    def hello(self, version: int, table, inherited: list) -> None:
+        """The first message: the current table, then the sockets inherited at spawn
+        (descriptors 4, 5, ... in the order listed)."""
+        self.table(version, table)
+        for offset, (key, family) in enumerate(inherited):
+            self.plane.adopt(tuple(key), 4 + offset, family)
+
+    def table(self, version: int, table) -> None:
+        self.plane.apply(table)
+        self.channel.send("applied", version)
+
+    def listen(self, key, family) -> None:
+        self.plane.adopt(tuple(key), self.channel.take_descriptor(), family)
+
+    def close(self, key) -> None:
+        self.plane.close(tuple(key))
+
+    def drain(self, timeout: float | None = None) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        d = self.plane.drain(self.drain_timeout if timeout is None else timeout)
+        d.addBoth(lambda _: self.reactor.stop())
+
+    def supervisor_gone(self) -> None:
+        if not self.stopping:
+            log.warn("the supervisor went away; draining")
+            self.drain()
+
+
+class ChannelLogObserver:
+    """Sends this worker's log events to the supervisor, which logs them."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def __call__(self, event: dict) -> None:
+        text = formatEvent(event)
+        if event.get("log_failure") is not None:
+            text += "\n" + event["log_failure"].getTraceback()
+        level = event.get("log_level", LogLevel.info)
+        self.worker.channel.send("log", level.name, event.get("log_namespace", "-"), text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="twistgw worker (started by the supervisor)")
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--drain-timeout", type=float, default=30.0)
+    args = parser.parse_args(argv)
+
+    from twisted.internet import reactor
+
+    from twistgw.dataplane.plane import DataPlane
+    from twistgw.metrics import Metrics
+
+    worker = Worker(reactor, DataPlane(reactor, Metrics()), args.index, args.drain_timeout)
+    globalLogBeginner.beginLoggingTo(
+        [
+            FilteringLogObserver(
+                ChannelLogObserver(worker), [LogLevelFilterPredicate(LogLevel.info)]
+            )
+        ],
+        redirectStandardIO=False,
+    )
+    reactor.adoptStreamConnection(
+        args.control_fd, socket.AF_UNIX, Factory.forProtocol(lambda: worker.channel)
+    )
+    os.close(args.control_fd)
+
+    def on_term(signum, frame) -> None:
+        reactor.callFromThread(worker.drain)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; a Ctrl-C reaches it
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    reactor.run(installSignalHandlers=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Worker processes: spawned with the listening sockets, kept on the current routing
+table, replaced when they die, drained on shutdown."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.protocol import Factory, ProcessProtocol
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
+
+from twistgw.routing.ir import RoutingTable
+from twistgw.supervisor.channel import ControlChannel
+from twistgw.supervisor.sockets import ListenerSockets, family_of
+
+log = Logger()
+
+
+@attrs.define
+class RestartPolicy:
+    """When to replace a dead worker: at once after a worker that ran for a while,
+    then exponentially later while workers keep dying young (a crash loop)."""
+
+    first_delay: float = 0.0
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    stable_after: float = 10.0
+    failures: int = 0
+
+    def delay(self, lived: float) -> float:
+        """Seconds to wait before replacing a worker that lived ``lived`` seconds."""
+        if lived >= self.stable_after:
+            self.failures = 0
+        self.failures += 1
+        if self.failures == 1:
+            return self.first_delay
+        return min(self.max_delay, self.base_delay * 2 ** (self.failures - 2))
+
+
+@attrs.define(eq=False)
+class WorkerHandle:
+    index: int
+    channel: ControlChannel
+    started_at: float
+    process: object = None
+    pid: int = 0
+    applied: int = -1
+    alive: bool = True
+
+    def as_dict(self) -> dict:
+        return {
+            "index": self.index,
+            "pid": self.pid,
+            "tableVersion": self.applied,
+            "alive": self.alive,
+        }
+
+
+class _WorkerProcess(ProcessProtocol):
+    def __init__(self, pool: WorkerPool, handle: WorkerHandle) -> None:
+        self.pool, self.handle = pool, handle
+
+    def processEnded(self, reason: Failure) -> None:
+        self.pool.worker_ended(self.handle, reason)
+
+
+class WorkerPool(Service):
+    """N worker processes serving the data plane from sockets this process binds."""
+
+    def __init__(self, reactor, count: int, drain_timeout: float, metrics) -> None:
+        self.reactor = reactor
+        self.count = count
+        self.drain_timeout = drain_timeout
+        self.metrics = metrics
+        self.sockets = ListenerSockets()
+        self.policy = RestartPolicy()
+        self.workers: dict[int, WorkerHandle] = {}
+        self.table = RoutingTable()
+        self.version = 0
+        self.stopping = False
+        self._ended: dict[int, defer.Deferred] = {}
+        self._devnull = os.open(os.devnull, os.O_RDWR)
+
+    # -- the data plane interface the control plane uses
+
+    def apply(self, table: RoutingTable) -> None:
+        """Bind what the table needs, then send every worker the table and sockets."""
+        self.version += 1
+        self.table = table
+        opened, closed = self.sockets.apply(table)
+        for handle in self.live():
+            handle.channel.send("table", self.version, table)
+            for key in opened:
+                handle.channel.send(
+                    "listen", key, family_of(key[0]), descriptor=self.sockets.sockets[key].fileno()
+                )
+            for key in closed:
+                handle.channel.send("close", key)
+
+    def feedback(self):
+        return self.sockets.feedback()
+
+    def ready(self) -> tuple[bool, str]:
+        behind = [h.index for h in self.live() if h.applied != self.version]
+        if len(self.live()) < self.count:
+            return False, f"{len(self.live())} of {self.count} workers running"
+        if behind:
+            return False, f"workers {behind} do not have the current routing table yet"
+        return True, "ready"
+
+    def live(self) -> list[WorkerHandle]:
+        return [handle for handle in self.workers.values() if handle.alive]
+
+    def describe(self) -> list[dict]:
+        return [handle.as_dict() for handle in self.workers.values()]
+
+    # -- processes
+
+    def startService(self) -> None:
+        super().startService()
+        for index in range(self.count):
+            self.spawn(index)
+
+    def spawn(self, index: int) -> None:
+        if self.stopping:
+            return
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        handle = WorkerHandle(index, None, self.reactor.seconds())  # type: ignore[arg-type]
+        handle.channel = ControlChannel(
+            {
+                "applied": lambda version: self._applied(handle, version),
+                "log": lambda *a: self._log(handle, *a),
+            },
+            on_lost=lambda: None,
+        )
+        inherited = sorted(self.sockets.sockets)
+        child_fds = {0: self._devnull, 1: 1, 2: 2, 3: child_end.fileno()}
+        for offset, key in enumerate(inherited):
+            child_fds[4 + offset] = self.sockets.sockets[key].fileno()
+        args = [
+            sys.executable,
+            "-m",
+            "twistgw.dataplane.worker",
+            "--control-fd",
+            "3",
+            "--index",
+            str(index),
+            "--drain-timeout",
+            str(self.drain_timeout),
+        ]
+        handle.process = self.reactor.spawnProcess(
+            _WorkerProcess(self, handle),
+            sys.executable,
+            args,
+            env=dict(os.environ),
+            childFDs=child_fds,
+        )
+        child_end.close()
+        handle.pid = handle.process.pid
+        self.reactor.adoptStreamConnection(
+            parent_end.fileno(), socket.AF_UNIX, Factory.forProtocol(lambda: handle.channel)
+        )
+        parent_end.close()
+        self.workers[index] = handle
+        self._ended[index] = defer.Deferred()
+        handle.channel.send(
+            "hello", self.version, self.table, [(key, family_of(key[0])) for key in inherited]
+        )
+        self.metrics.workers.set(len(self.live()))
+        log.info("worker {index} started (pid {pid})", index=index, pid=handle.pid)
+
+    def _applied(self, handle: WorkerHandle, version: int) -> None:
+        handle.applied = version
+
+    def _log(self, handle: WorkerHandle, level: str, namespace: str, text: str) -> None:
+        log.emit(
+            LogLevel.levelWithName(level),
+            "worker {index} [{ns}] {text}",
+            index=handle.index,
+            ns=namespace,
+            text=text,
+        )
+
+    def worker_ended(self, handle: WorkerHandle, reason: Failure) -> None:
+        handle.alive = False
+        self.metrics.workers.set(len(self.live()))
+        self.metrics.worker_exited(handle.pid)
+        ended = self._ended.pop(handle.index, None)
+        status = reason.value.exitCode if hasattr(reason.value, "exitCode") else None
+        signal_number = getattr(reason.value, "signal", None)
+        if ended is not None:
+            ended.callback(None)
+        if self.stopping:
+            log.info("worker {index} (pid {pid}) exited", index=handle.index, pid=handle.pid)
+            return
+        lived = self.reactor.seconds() - handle.started_at
+        delay = self.policy.delay(lived)
+        self.metrics.worker_restarts.inc()
+        log.error(
+            "worker {index} (pid {pid}) died (exit status {status}, signal {signal}) "
+            "after {lived:.1f}s; replacing it in {delay:.1f}s",
+            index=handle.index,
+            pid=handle.pid,
+            status=status,
+            signal=signal_number,
+            lived=lived,
+            delay=delay,
+        )
+        self.reactor.callLater(delay, self.spawn, handle.index)
+
+    def stopService(self) -> defer.Deferred:
+        """Drain every worker; kill the ones still running after the drain timeout."""
+        super().stopService()
+        self.stopping = True
+        waits = list(self._ended.values())
+        for handle in self.live():
+            handle.channel.send("drain", self.drain_timeout)
+        deadline = self.reactor.callLater(self.drain_timeout + 2.0, self.kill_all)
+        d = defer.DeferredList(waits)
+
+        def done(_):
+            if deadline.active():
+                deadline.cancel()
+            self.sockets.close_all()
+
+        return d.addCallback(done)
+
+    def kill_all(self) -> None:
+        for handle in self.live():
+            with contextlib.suppress(ProcessExitedAlready):
+                handle.process.signalProcess("KILL")
