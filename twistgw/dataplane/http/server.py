@@ -15,6 +15,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from twistgw.dataplane.fastwrite import writer_for
 from twistgw.dataplane.http.filters import redirect_location, rewrite_path
 from twistgw.dataplane.http.router import CompiledBackend, CompiledRoute, Router
 from twistgw.dataplane.http.upstream import UpstreamConnection, UpstreamPool
@@ -72,6 +73,7 @@ class Exchange:
         "close_after",
         "has_body",
         "started",
+        "outgoing",
     )
 
     def __init__(
@@ -111,6 +113,7 @@ class Exchange:
             for name, value in headers
         )
         self.started = False
+        self.outgoing: list[bytes] = []
 
     # -- request side
 
@@ -245,7 +248,7 @@ class Exchange:
         self.upstream = upstream
         pending, self.pending, self.pending_size = self.pending, [], 0
         pending.insert(0, self.head)
-        upstream.write_sequence(pending)
+        upstream.write(b"".join(pending))
         if not self.request_done:
             upstream.transport.registerProducer(self.server.transport, True)
         self.server.resume_reading()
@@ -312,6 +315,8 @@ class Exchange:
             out = self.route.response_headers.apply(out)
         if self.backend.response_headers is not None:
             out = self.backend.response_headers.apply(out)
+        if self.server.factory.draining:
+            self.close_after = True
         bodiless = self.method == b"HEAD" or status in (204, 304)
         if not has_length and not bodiless:
             if self.version == "1.1":
@@ -327,19 +332,26 @@ class Exchange:
         for name, value in out:
             lines += (name, b": ", value, b"\r\n")
         lines.append(b"\r\n")
-        transport = self.server.transport
-        transport.writeSequence(lines)
-        transport.registerProducer(self.upstream.transport, True)
+        self.outgoing += lines
+        self.server.transport.registerProducer(self.upstream.transport, True)
 
     def response_body(self, data: bytes) -> None:
         if self.response_chunked:
-            self.server.transport.writeSequence((b"%x\r\n" % len(data), data, b"\r\n"))
+            self.outgoing += (b"%x\r\n" % len(data), data, b"\r\n")
         else:
-            self.server.transport.write(data)
+            self.outgoing.append(data)
+
+    def flush(self) -> None:
+        """Send what the last read from the backend produced, in one write."""
+        if self.outgoing:
+            data = b"".join(self.outgoing)
+            self.outgoing = []
+            self.server.write(data)
 
     def response_done(self) -> None:
         if self.response_chunked:
-            self.server.transport.write(b"0\r\n\r\n")
+            self.outgoing.append(b"0\r\n\r\n")
+        self.flush()
         self.response_open = False
         upstream = self.upstream
         self._detach_upstream()
@@ -392,9 +404,8 @@ class Exchange:
         headers.append(b"\r\n")
         if self.method != b"HEAD":
             headers.append(body)
-        transport = self.server.transport
-        if transport is not None:
-            transport.writeSequence(headers)
+        if self.server.transport is not None:
+            self.server.write(b"".join(headers))
         self._record()
         self.server.exchange_finished(self)
 
@@ -447,6 +458,7 @@ class HTTPServerProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.transport.setTcpNoDelay(True)
+        self.write = writer_for(self.transport)
         self.peer_host = self.transport.getPeer().host.encode()
         self.local_port = self.transport.getHost().port
         self.factory.connection_opened(self)
@@ -458,6 +470,13 @@ class HTTPServerProtocol(Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._bad_request(b"protocol upgrades are not supported yet\n", 501)
+        except httptools.HttpParserCallbackError as exc:
+            # not the client's fault: one of our callbacks raised
+            cause = exc.__cause__ or exc.__context__ or exc
+            log.failure(
+                "internal error serving a request", Failure(cause, type(cause), cause.__traceback__)
+            )
+            self._bad_request(b"internal error\n", 500)
         except httptools.HttpParserError:
             self._bad_request(b"malformed HTTP request\n", 400)
 

@@ -10,6 +10,7 @@ from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from twistgw.dataplane.fastwrite import writer_for
 from twistgw.routing.ir import Endpoint
 
 log = Logger()
@@ -30,6 +31,7 @@ class ResponseSink(TypingProtocol):
     ) -> None: ...
     def response_body(self, data: bytes) -> None: ...
     def response_done(self) -> None: ...
+    def flush(self) -> None: ...
     def upstream_lost(self, started: bool) -> None: ...
 
 
@@ -53,6 +55,7 @@ class UpstreamConnection(Protocol):
     def connectionMade(self) -> None:
         self.connected = True
         self.transport.setTcpNoDelay(True)
+        self.write = writer_for(self.transport)
         sink, self.sink = self.sink, None
         if sink is not None:
             sink.upstream_ready(self)
@@ -63,6 +66,8 @@ class UpstreamConnection(Protocol):
             return
         try:
             self.parser.feed_data(data)
+            if self.sink is not None:
+                self.sink.flush()
         except httptools.HttpParserError as exc:
             sink, self.sink = self.sink, None
             self.reusable = False
@@ -87,12 +92,6 @@ class UpstreamConnection(Protocol):
         self.reusable = False
         self.head_request = head_request
         self.headers = []
-
-    def write(self, data: bytes) -> None:
-        self.transport.write(data)
-
-    def write_sequence(self, data: list[bytes]) -> None:
-        self.transport.writeSequence(data)
 
     def release(self) -> None:
         """The exchange is done with this connection: pool it or close it."""

@@ -1,0 +1,457 @@
+"""twistgw benchmarks: the same load against twistgw and reference proxies, in
+interleaved rounds (A, B, A, B, ...) so that a busy machine affects all alike.
+
+    .venv/bin/python benchmarks/run.py                      # every scenario
+    .venv/bin/python benchmarks/run.py --scenarios scaling  # 1 vs 2 workers
+    .venv/bin/python benchmarks/run.py --rounds 5 --duration 10
+
+Origin: nginx with a fixed response when installed, else benchmarks/origin.py. Load:
+wrk when installed, else benchmarks/loadgen.py (much slower; the report says which).
+Reference proxy: nginx with 2 workers and upstream keep-alive, when installed.
+Loopback only; it starts and stops its own processes and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def tree(pid: int) -> list[int]:
+    """pid and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / CLK_TCK
+
+
+def rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as handle:
+                for line in handle:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+@dataclass
+class Service:
+    name: str
+    port: int
+    process: subprocess.Popen
+    pids_of_interest: list[int] = field(default_factory=list)
+
+    def pids(self) -> list[int]:
+        return tree(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def _spawn(command: list[str], log_path: str) -> subprocess.Popen:
+    log = open(log_path, "wb")  # noqa: SIM115 - kept open for the child's lifetime
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+NGINX_ORIGIN = """
+worker_processes 1;
+daemon off;
+pid {dir}/origin.pid;
+error_log {dir}/origin-error.log;
+events {{ worker_connections 16384; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location = /big {{ alias {dir}/big.bin; }}
+    location / {{ return 200 "hello, world\\n"; }}
+  }}
+}}
+"""
+
+NGINX_PROXY = """
+worker_processes 2;
+daemon off;
+pid {dir}/proxy.pid;
+error_log {dir}/proxy-error.log;
+events {{ worker_connections 16384; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  upstream origin {{ server 127.0.0.1:{origin}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+  }}
+}}
+"""
+
+
+def start_origin(workdir: str) -> Service:
+    port = free_port()
+    nginx = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
+    )
+    if nginx:
+        with open(os.path.join(workdir, "big.bin"), "wb") as handle:
+            handle.write(b"x" * (1024 * 1024))
+        conf = os.path.join(workdir, "origin.conf")
+        with open(conf, "w") as handle:
+            handle.write(NGINX_ORIGIN.format(dir=workdir, port=port))
+        process = _spawn([nginx, "-c", conf, "-p", workdir], os.path.join(workdir, "origin.log"))
+        name = "nginx"
+    else:
+        process = _spawn(
+            [sys.executable, os.path.join(HERE, "origin.py"), str(port)],
+            os.path.join(workdir, "origin.log"),
+        )
+        name = "benchmarks/origin.py"
+    wait_port(port)
+    return Service(name, port, process)
+
+
+def start_nginx_proxy(workdir: str, origin: Service) -> Service | None:
+    nginx = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
+    )
+    if not nginx:
+        return None
+    port = free_port()
+    conf = os.path.join(workdir, "proxy.conf")
+    with open(conf, "w") as handle:
+        handle.write(NGINX_PROXY.format(dir=workdir, port=port, origin=origin.port))
+    process = _spawn([nginx, "-c", conf, "-p", workdir], os.path.join(workdir, "proxy.log"))
+    wait_port(port)
+    return Service("nginx (2 workers)", port, process)
+
+
+def twistgw_config(directory: str, port: int, origin: Service, routes: int) -> None:
+    """A Gateway on 127.0.0.1:port with ``routes`` HTTPRoutes, each on its own path
+    prefix; the last one, ``/``, is the one the load hits unless it asks for another."""
+    os.makedirs(directory, exist_ok=True)
+    documents = [
+        f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: bench}}
+spec: {{controllerName: gateway.twistgw.dev/controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: bench, namespace: default}}
+spec:
+  gatewayClassName: bench
+  addresses: [{{value: 127.0.0.1}}]
+  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: origin, namespace: default}}
+spec: {{ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: origin, namespace: default, labels: {{kubernetes.io/service-name: origin}}}}
+addressType: IPv4
+ports: [{{name: http, port: {origin.port}}}]
+endpoints: [{{addresses: [127.0.0.1]}}]
+"""
+    ]
+    for index in range(routes - 1):
+        documents.append(f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: route-{index}, namespace: default}}
+spec:
+  parentRefs: [{{name: bench}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /r{index}/}}}}]
+    backendRefs: [{{name: origin, port: 80}}]
+""")
+    documents.append("""
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: catch-all, namespace: default}
+spec:
+  parentRefs: [{name: bench}]
+  rules: [{backendRefs: [{name: origin, port: 80}]}]
+""")
+    with open(os.path.join(directory, "bench.yaml"), "w") as handle:
+        handle.write("---".join(documents))
+
+
+def start_twistgw(workdir: str, origin: Service, workers: int, routes: int = 10) -> Service:
+    port, admin = free_port(), free_port()
+    plural = "s" if workers > 1 else ""
+    name = f"twistgw ({workers} worker{plural}, {routes} routes)"
+    config = os.path.join(workdir, f"twistgw-{workers}-{routes}")
+    twistgw_config(config, port, origin, routes)
+    process = _spawn(
+        [
+            TWISTD,
+            "--nodaemon",
+            "--pidfile=",
+            "gateway",
+            "--config-dir",
+            config,
+            "--admin-endpoint",
+            f"tcp:{admin}:interface=127.0.0.1",
+            "--workers",
+            str(workers),
+        ],
+        config + ".log",
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        time.sleep(0.1)
+    else:
+        raise RuntimeError(f"{name} did not become ready; see {config}.log")
+    return Service(name, port, process)
+
+
+@dataclass
+class Round:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us_per_request: float
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def drive(target: Service, path: str, connections: int, duration: float, close: bool) -> Round:
+    url = f"http://127.0.0.1:{target.port}{path}"
+    wrk = shutil.which("wrk")
+    if wrk:
+        command = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", url]
+        if close:
+            command[1:1] = ["-H", "Connection: close"]
+    else:
+        command = [
+            sys.executable,
+            os.path.join(HERE, "loadgen.py"),
+            url,
+            "--connections",
+            str(connections),
+            "--duration",
+            str(duration),
+        ] + (["--close"] if close else [])
+    pids = target.pids()
+    cpu_before = cpu_seconds(pids)
+    output = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60).stdout
+    cpu = cpu_seconds(pids) - cpu_before
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    p50 = _ms(re.search(r"50%\s+(\S+)", output).group(1))
+    p99 = _ms(re.search(r"99%\s+(\S+)", output).group(1))
+    requests = max(1.0, rps * duration)
+    return Round(rps, p50, p99, cpu / requests * 1e6)
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    path: str = "/"
+    connections: int = 64
+    close: bool = False
+    targets: tuple[str, ...] = ("twistgw:2", "nginx")
+
+
+SCENARIOS = {
+    "scaling": Scenario(
+        "scaling",
+        "keep-alive, small responses: 1 vs 2 twistgw workers",
+        targets=("twistgw:1", "twistgw:2"),
+    ),
+    "keepalive": Scenario("keepalive", "keep-alive, small responses, 64 connections"),
+    "close": Scenario("close", "a new connection per request, small responses", close=True),
+    "big": Scenario(
+        "big", "keep-alive, 1 MiB responses, 16 connections", path="/big", connections=16
+    ),
+    "routes": Scenario(
+        "routes",
+        "keep-alive, small responses: 10 vs 1,000 HTTPRoutes",
+        targets=("twistgw:2", "twistgw:2:1000"),
+    ),
+}
+
+
+def report(scenario: Scenario, results: dict[str, list[Round]], reference: str | None) -> str:
+    lines = [
+        f"### {scenario.name}: {scenario.description}",
+        "",
+        "| target | requests/s median (min–max) | p50 ms | p99 ms | CPU µs/request | ratio |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    medians = {name: statistics.median(r.rps for r in rounds) for name, rounds in results.items()}
+    base = medians.get(reference) if reference else None
+    for name, rounds in results.items():
+        rps = [r.rps for r in rounds]
+        ratio = f"{medians[name] / base:.2f}×" if base else ""
+        extra = ""
+        if scenario.path == "/big":
+            extra = f" ({medians[name]:.0f} MiB/s)"
+        lines.append(
+            f"| {name} | {medians[name]:,.0f} ({min(rps):,.0f}–{max(rps):,.0f}){extra} | "
+            f"{statistics.median(r.p50_ms for r in rounds):.2f} | "
+            f"{statistics.median(r.p99_ms for r in rounds):.2f} | "
+            f"{statistics.median(r.cpu_us_per_request for r in rounds):.0f} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--scenarios",
+        default="scaling,keepalive,close,big,routes",
+        help=f"comma-separated, of: {', '.join(SCENARIOS)}",
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per round")
+    args = parser.parse_args(argv)
+    workdir = tempfile.mkdtemp(prefix="twistgw-bench-")
+    started: list[Service] = []
+    print(f"# twistgw benchmark, {time.strftime('%Y-%m-%d %H:%M')}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+    print(
+        "load: "
+        + (
+            "wrk (1 thread)"
+            if shutil.which("wrk")
+            else "benchmarks/loadgen.py (slow: bounds the figures)"
+        )
+        + f"; {args.rounds} interleaved rounds of {args.duration:.0f}s\n"
+    )
+    try:
+        origin = start_origin(workdir)
+        started.append(origin)
+        print(f"origin: {origin.name}\n")
+        services: dict[str, Service] = {}
+        for name in args.scenarios.split(","):
+            scenario = SCENARIOS[name]
+            for target in scenario.targets:
+                if target in services:
+                    continue
+                if target == "nginx":
+                    proxy = start_nginx_proxy(workdir, origin)
+                    if proxy is None:
+                        continue
+                    services[target] = proxy
+                else:
+                    _, workers, *routes = target.split(":")
+                    services[target] = start_twistgw(
+                        workdir, origin, int(workers), int(routes[0]) if routes else 10
+                    )
+                started.append(services[target])
+            present = [t for t in scenario.targets if t in services]
+            results: dict[str, list[Round]] = {services[t].name: [] for t in present}
+            for t in present:  # warm up: connections, pools, caches
+                drive(services[t], scenario.path, scenario.connections, 1.0, scenario.close)
+            for _ in range(args.rounds):
+                for t in present:
+                    results[services[t].name].append(
+                        drive(
+                            services[t],
+                            scenario.path,
+                            scenario.connections,
+                            args.duration,
+                            scenario.close,
+                        )
+                    )
+            reference = services["nginx"].name if "nginx" in present else services[present[0]].name
+            print(report(scenario, results, reference))
+            print()
+    finally:
+        for service in reversed(started):
+            service.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Run by tests/test_fastwrite.py in its own process (it needs a running reactor):
+exercises dataplane/fastwrite.py on a real TCP connection and prints JSON."""
+
+import hashlib
+import json
+
+from twisted.internet import defer, protocol, reactor, task
+from twisted.internet.testing import StringTransport
+
+from twistgw.dataplane.fastwrite import writer_for
+
+PIECES = [bytes([i % 251]) * (i * 997 % 200000 + 1) for i in range(200)]
+EXPECTED = hashlib.sha256(b"".join(PIECES)).hexdigest()
+
+
+class Sink(protocol.Protocol):
+    def connectionMade(self):
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.transport.pauseProducing()  # read nothing at first: sends fill the kernel buffer
+        reactor.callLater(0.3, self.transport.resumeProducing)
+
+    def dataReceived(self, data):
+        self.digest.update(data)
+        self.size += len(data)
+        if self.size == sum(map(len, PIECES)):
+            self.factory.done.callback(self.digest.hexdigest())
+
+
+class Source(protocol.Protocol):
+    def connectionMade(self):
+        write = writer_for(self.transport)
+        self.factory.shortcut = write is not self.transport.write
+        for piece in PIECES:
+            write(piece)
+
+
+@defer.inlineCallbacks
+def main(_):
+    sink_factory = protocol.Factory.forProtocol(Sink)
+    sink_factory.done = defer.Deferred()
+    port = reactor.listenTCP(0, sink_factory, interface="127.0.0.1")
+    source_factory = protocol.ClientFactory.forProtocol(Source)
+    reactor.connectTCP("127.0.0.1", port.getHost().port, source_factory)
+    digest = yield sink_factory.done
+    string_transport = StringTransport()
+    print(
+        json.dumps(
+            {
+                "tcp_shortcut": source_factory.shortcut,
+                "in_order": digest == EXPECTED,
+                "fallback_is_plain_write": writer_for(string_transport) == string_transport.write,
+            }
+        )
+    )
+
+
+task.react(main)
