@@ -304,7 +304,14 @@ def drive(target: Service, path: str, connections: int, duration: float, close: 
     url = f"http://127.0.0.1:{target.port}{path}"
     wrk = shutil.which("wrk")
     if wrk:
-        command = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", url]
+        command = [
+            wrk,
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(duration))}s",
+            "--latency",
+            url,
+        ]
         if close:
             command[1:1] = ["-H", "Connection: close"]
     else:

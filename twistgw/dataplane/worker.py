@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
 
+    from twistgw.dataplane import reactor as fast_reactor
+
+    reactor_name = fast_reactor.install()
     from twisted.internet import reactor
 
     from twistgw.dataplane.plane import DataPlane
@@ -120,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         args.control_fd, socket.AF_UNIX, Factory.forProtocol(lambda: worker.channel)
     )
     os.close(args.control_fd)
+    log.info("worker {index} runs {reactor}", index=args.index, reactor=reactor_name)
 
     def on_term(signum, frame) -> None:
         reactor.callFromThread(worker.drain)
