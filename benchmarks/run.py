@@ -296,8 +296,11 @@ class Round:
 
 
 def _ms(text: str) -> float:
-    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    found = re.match(r"([\d.]+)(us|ms|s|m)", text)
+    if found is None:
+        raise ValueError(f"unexpected latency {text!r} in the load generator's output")
+    value, unit = found.groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
 def drive(target: Service, path: str, connections: int, duration: float, close: bool) -> Round:
@@ -327,6 +330,8 @@ def drive(target: Service, path: str, connections: int, duration: float, close: 
     pids = target.pids()
     cpu_before = cpu_seconds(pids)
     output = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60).stdout
+    if "Requests/sec" not in output or "50%" not in output:
+        raise RuntimeError(f"unexpected load generator output for {target.name}:\n{output}")
     cpu = cpu_seconds(pids) - cpu_before
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     p50 = _ms(re.search(r"50%\s+(\S+)", output).group(1))

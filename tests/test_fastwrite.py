@@ -12,4 +12,9 @@ def test_immediate_writes_keep_order_under_backpressure_and_fall_back_elsewhere(
     output = subprocess.run([sys.executable, CHECK], capture_output=True, text=True, timeout=60)
     assert output.returncode == 0, output.stderr
     result = json.loads(output.stdout.strip().splitlines()[-1])
-    assert result == {"tcp_shortcut": True, "in_order": True, "fallback_is_plain_write": True}
+    assert result == {
+        "tcp_shortcut": True,
+        "in_order": True,
+        "fallback_is_plain_write": True,
+        "unknown_transport_counts_as_pending": True,
+    }

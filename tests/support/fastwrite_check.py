@@ -7,7 +7,7 @@ import json
 from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.testing import StringTransport
 
-from twistgw.dataplane.fastwrite import writer_for
+from twistgw.dataplane.fastwrite import has_pending, writer_for
 
 PIECES = [bytes([i % 251]) * (i * 997 % 200000 + 1) for i in range(200)]
 EXPECTED = hashlib.sha256(b"".join(PIECES)).hexdigest()
@@ -50,6 +50,7 @@ def main(_):
                 "tcp_shortcut": source_factory.shortcut,
                 "in_order": digest == EXPECTED,
                 "fallback_is_plain_write": writer_for(string_transport) == string_transport.write,
+                "unknown_transport_counts_as_pending": has_pending(string_transport),
             }
         )
     )

@@ -31,6 +31,14 @@ def _has_expected_shape(transport: object) -> bool:
     )
 
 
+def has_pending(transport) -> bool:
+    """Whether bytes wait in the transport's buffer (True when that cannot be known,
+    so callers take the cautious path)."""
+    if not _has_expected_shape(transport):
+        return True
+    return bool(transport.dataBuffer or transport._tempDataBuffer)
+
+
 def writer_for(transport) -> Writer:
     """A ``write(data)`` for ``transport`` that sends at once when it can."""
     if not _has_expected_shape(transport):

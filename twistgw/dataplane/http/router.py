@@ -16,6 +16,8 @@ from twistgw.hostnames import host_matches, specificity
 from twistgw.routing import ir
 
 Headers = list[tuple[bytes, bytes]]
+#: Hosts remembered per router (the cache is dropped with the router on each update).
+HOST_CACHE_SIZE = 10000
 
 
 class CompiledHeaderModifier:
@@ -172,6 +174,7 @@ class CompiledListener:
         self.exact: dict[str, list[CompiledRoute]] = {}
         self.wildcards: list[tuple[str, list[CompiledRoute]]] = []
         self.any: list[CompiledRoute] = []
+        self._candidates: dict[str, list[list[CompiledRoute]]] = {}
         for vhost in spec.virtual_hosts:
             routes = [CompiledRoute(r) for r in vhost.routes]
             if vhost.hostname == "*":
@@ -183,6 +186,15 @@ class CompiledListener:
 
     def candidates(self, host: str) -> list[list[CompiledRoute]]:
         """Route lists whose hostname serves ``host``, most specific first."""
+        found = self._candidates.get(host)
+        if found is not None:
+            return found
+        found = self._lookup(host)
+        if len(self._candidates) < HOST_CACHE_SIZE:
+            self._candidates[host] = found
+        return found
+
+    def _lookup(self, host: str) -> list[list[CompiledRoute]]:
         found = []
         exact = self.exact.get(host)
         if exact is not None:
@@ -212,7 +224,7 @@ class Router:
         except KeyError:
             pass
         chosen = next((li for li in self.listeners if host_matches(host, li.hostname)), None)
-        if len(self._by_host) < 10000:
+        if len(self._by_host) < HOST_CACHE_SIZE:
             self._by_host[host] = chosen
         return chosen
 

@@ -15,34 +15,52 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from twistgw.dataplane.fastwrite import writer_for
+from twistgw.dataplane.fastwrite import has_pending, writer_for
 from twistgw.dataplane.http.filters import redirect_location, rewrite_path
 from twistgw.dataplane.http.router import CompiledBackend, CompiledRoute, Router
-from twistgw.dataplane.http.upstream import UpstreamConnection, UpstreamPool
+from twistgw.dataplane.http.upstream import HOP_BY_HOP, UpstreamConnection, UpstreamPool
 
 if TYPE_CHECKING:
     from twistgw.metrics import Metrics
 
 log = Logger()
 
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
 REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in REASONS.items()}
+#: Request headers noted while parsing; without any of these a request's headers are
+#: forwarded as they are.
+SPECIAL_REQUEST_HEADERS = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto"}
 #: Body bytes held for a backend that is not connected yet before reading pauses.
 MAX_PENDING_BODY = 256 * 1024
 
 
 def status_line(code: int) -> bytes:
-    return b"HTTP/1.1 %d %s\r\n" % (code, REASONS.get(code, b"Unknown"))
+    line = STATUS_LINES.get(code)
+    return line if line is not None else b"HTTP/1.1 %d Unknown\r\n" % code
+
+
+def strip_hop_by_hop(
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
+    """Headers without hop-by-hop ones (and those ``Connection`` names) and without
+    ``X-Forwarded-*``; returns them and the incoming ``X-Forwarded-For``. Names are
+    lower-case already."""
+    drop = HOP_BY_HOP
+    for name, value in headers:
+        if name == b"connection":
+            drop = drop | {token.strip().lower() for token in value.split(b",")}
+    forwarded_for = None
+    kept = []
+    for name, value in headers:
+        if name in drop:
+            continue
+        if name == b"x-forwarded-for":
+            forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
+            continue
+        if name == b"x-forwarded-proto":
+            continue
+        kept.append((name, value))
+    return kept, forwarded_for
 
 
 class Exchange:
@@ -74,6 +92,9 @@ class Exchange:
         "has_body",
         "started",
         "outgoing",
+        "host",
+        "special",
+        "producing",
     )
 
     def __init__(
@@ -84,6 +105,10 @@ class Exchange:
         version: str,
         headers: list[tuple[bytes, bytes]],
         keep_alive: bool,
+        host: bytes = b"",
+        has_body: bool = False,
+        chunked: bool = False,
+        special: bool = False,
     ) -> None:
         self.server = server
         self.method = method
@@ -93,7 +118,10 @@ class Exchange:
         self.keep_alive = keep_alive
         self.started_at = 0.0
         self.request_done = False
-        self.chunked_request = False
+        self.chunked_request = chunked
+        self.host = host
+        self.special = special
+        self.producing = False
         self.pending: list[bytes] = []
         self.pending_size = 0
         self.upstream: UpstreamConnection | None = None
@@ -107,11 +135,7 @@ class Exchange:
         self.retried = False
         self.local = False
         self.close_after = not keep_alive
-        self.has_body = any(
-            (len(name) == 14 and name.lower() == b"content-length" and value.strip() != b"0")
-            or (len(name) == 17 and name.lower() == b"transfer-encoding")
-            for name, value in headers
-        )
+        self.has_body = has_body
         self.started = False
         self.outgoing: list[bytes] = []
 
@@ -123,18 +147,19 @@ class Exchange:
         if server.factory.draining:
             self.close_after = True  # tell the client: this connection ends after this
         self.started_at = server.clock.seconds()
-        try:
-            url = httptools.parse_url(self.url)
-        except httptools.HttpParserInvalidURLError:
-            self.respond_local(400, b"invalid request target\n")
-            return
-        path = url.path.decode("latin-1") if url.path else "/"
-        query = url.query.decode("latin-1") if url.query else ""
-        host = b""
-        for name, value in self.headers:
-            if len(name) == 4 and name.lower() == b"host":
-                host = value
-                break
+        url = self.url
+        if url[:1] == b"/":  # origin-form, nearly every request
+            path_bytes, _, query_bytes = url.partition(b"?")
+        else:
+            try:
+                parsed = httptools.parse_url(url)
+            except httptools.HttpParserInvalidURLError:
+                self.respond_local(400, b"invalid request target\n")
+                return
+            path_bytes, query_bytes = parsed.path or b"/", parsed.query or b""
+        path = path_bytes.decode("latin-1")
+        query = query_bytes.decode("latin-1")
+        host = self.host
         host_name = _host_only(host.decode("latin-1").lower()) if host else ""
         self.listener, route = router.route(host_name, self.method, path, query, self._header_dict)
         if route is None:
@@ -157,49 +182,31 @@ class Exchange:
         if endpoint is None:
             self.respond_local(503, b"no healthy endpoints for the backend\n")
             return
-        self.head = self._upstream_head(host, path, query)
+        self.head = self._upstream_head(path, query)
         server.pool.acquire(endpoint, self, self.method == b"HEAD")
 
     def _header_dict(self) -> dict[str, str]:
         found: dict[str, str] = {}
         for name, value in self.headers:
-            key = name.decode("latin-1").lower()
+            key = name.decode("latin-1")
             if key in found:
                 found[key] += "," + value.decode("latin-1")
             else:
                 found[key] = value.decode("latin-1")
         return found
 
-    def _upstream_head(self, host: bytes, path: str, query: str) -> bytes:
+    def _upstream_head(self, path: str, query: str) -> bytes:
         route, backend, server = self.route, self.backend, self.server
-        headers = []
-        drop = HOP_BY_HOP
+        headers = self.headers
         forwarded_for = None
-        for name, value in self.headers:
-            lower = name.lower()
-            if lower == b"connection":
-                tokens = {t.strip().lower() for t in value.split(b",")}
-                drop = drop | tokens
-            elif lower == b"transfer-encoding":
-                self.chunked_request = b"chunked" in value.lower()
-            elif lower == b"x-forwarded-for":
-                forwarded_for = value
-                continue
-            elif lower == b"x-forwarded-proto":
-                continue
-            headers.append((name, value))
-        headers = [h for h in headers if h[0].lower() not in drop]
-        client = server.peer_host
-        headers.append(
-            (b"X-Forwarded-For", forwarded_for + b", " + client if forwarded_for else client)
-        )
-        headers.append((b"X-Forwarded-Proto", server.scheme_bytes))
+        if self.special:
+            headers, forwarded_for = strip_hop_by_hop(headers)
         target = self.url
         rewrite = route.rewrite
         if rewrite is not None:
             if rewrite.hostname:
-                headers = [h for h in headers if h[0].lower() != b"host"]
-                headers.append((b"Host", rewrite.hostname.encode("latin-1")))
+                headers = [h for h in headers if h[0] != b"host"]
+                headers.append((b"host", rewrite.hostname.encode("latin-1")))
             if rewrite.path is not None:
                 new_path = rewrite_path(route, rewrite.path, path)
                 target = (new_path + ("?" + query if query else "")).encode("latin-1")
@@ -207,12 +214,17 @@ class Exchange:
             headers = route.request_headers.apply(headers)
         if backend.request_headers is not None:
             headers = backend.request_headers.apply(headers)
-        if self.chunked_request:
-            headers.append((b"Transfer-Encoding", b"chunked"))
+        client = server.peer_host
         lines = [self.method, b" ", target, b" HTTP/1.1\r\n"]
         for name, value in headers:
             lines += (name, b": ", value, b"\r\n")
-        lines.append(b"\r\n")
+        lines += (
+            b"x-forwarded-for: ",
+            forwarded_for + b", " + client if forwarded_for else client,
+            b"\r\nx-forwarded-proto: ",
+            server.scheme_bytes,
+            b"\r\n\r\n" if not self.chunked_request else b"\r\ntransfer-encoding: chunked\r\n\r\n",
+        )
         return b"".join(lines)
 
     def request_body(self, data: bytes) -> None:
@@ -291,49 +303,34 @@ class Exchange:
         )
 
     def response_head(
-        self,
-        status: int,
-        reason: bytes,
-        version: str,
-        headers: list[tuple[bytes, bytes]],
-        keep_alive: bool,
+        self, status: int, headers: list[tuple[bytes, bytes]], has_length: bool, special: bool
     ) -> None:
         self.code = status
         self.response_open = True
-        out = []
-        drop = HOP_BY_HOP
-        has_length = False
-        for name, value in headers:
-            lower = name.lower()
-            if lower == b"connection":
-                drop = drop | {t.strip().lower() for t in value.split(b",")}
-            elif lower == b"content-length":
-                has_length = True
-            out.append((name, value))
-        out = [h for h in out if h[0].lower() not in drop]
+        if special:
+            headers = strip_hop_by_hop(headers)[0]
         if self.route.response_headers is not None:
-            out = self.route.response_headers.apply(out)
+            headers = self.route.response_headers.apply(headers)
         if self.backend.response_headers is not None:
-            out = self.backend.response_headers.apply(out)
+            headers = self.backend.response_headers.apply(headers)
         if self.server.factory.draining:
             self.close_after = True
+        lines = [status_line(status)]
+        for name, value in headers:
+            lines += (name, b": ", value, b"\r\n")
         bodiless = self.method == b"HEAD" or status in (204, 304)
         if not has_length and not bodiless:
             if self.version == "1.1":
                 self.response_chunked = True
-                out.append((b"Transfer-Encoding", b"chunked"))
+                lines.append(b"transfer-encoding: chunked\r\n")
             else:
                 self.close_after = True
         if self.close_after:
-            out.append((b"Connection", b"close"))
+            lines.append(b"connection: close\r\n")
         elif self.version == "1.0":
-            out.append((b"Connection", b"keep-alive"))
-        lines = [status_line(status)]
-        for name, value in out:
-            lines += (name, b": ", value, b"\r\n")
+            lines.append(b"connection: keep-alive\r\n")
         lines.append(b"\r\n")
         self.outgoing += lines
-        self.server.transport.registerProducer(self.upstream.transport, True)
 
     def response_body(self, data: bytes) -> None:
         if self.response_chunked:
@@ -346,7 +343,12 @@ class Exchange:
         if self.outgoing:
             data = b"".join(self.outgoing)
             self.outgoing = []
-            self.server.write(data)
+            server = self.server
+            server.write(data)
+            if not self.producing and self.upstream is not None and has_pending(server.transport):
+                # the client is slower than the backend: let it pause the backend
+                server.transport.registerProducer(self.upstream.transport, True)
+                self.producing = True
 
     def response_done(self) -> None:
         if self.response_chunked:
@@ -451,6 +453,8 @@ class HTTPServerProtocol(Protocol):
         self.current: Exchange | None = None
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.host = b""
+        self.has_body = self.chunked = self.special = False
         self.peer_host = b""
         self.local_port = 0
         self.paused = False
@@ -505,12 +509,24 @@ class HTTPServerProtocol(Protocol):
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
+        self.host = b""
+        self.has_body = self.chunked = self.special = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
         self.headers.append((name, value))
+        if name == b"host":
+            self.host = value
+        elif name == b"content-length":
+            self.has_body = self.has_body or value.strip() != b"0"
+        elif name in SPECIAL_REQUEST_HEADERS:
+            self.special = True
+            if name == b"transfer-encoding":
+                self.has_body = True
+                self.chunked = b"chunked" in value.lower()
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -521,6 +537,10 @@ class HTTPServerProtocol(Protocol):
             parser.get_http_version(),
             self.headers,
             parser.should_keep_alive(),
+            self.host,
+            self.has_body,
+            self.chunked,
+            self.special,
         )
         self.current = exchange
         self.queue.append(exchange)

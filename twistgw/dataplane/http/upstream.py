@@ -13,6 +13,19 @@ from twisted.python.failure import Failure
 from twistgw.dataplane.fastwrite import writer_for
 from twistgw.routing.ir import Endpoint
 
+#: Headers that concern one connection only, never forwarded (RFC 9110 7.6.1).
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
 log = Logger()
 
 
@@ -22,12 +35,7 @@ class ResponseSink(TypingProtocol):
     def upstream_ready(self, upstream: UpstreamConnection) -> None: ...
     def upstream_failed(self, reason: str) -> None: ...
     def response_head(
-        self,
-        status: int,
-        reason: bytes,
-        version: str,
-        headers: list[tuple[bytes, bytes]],
-        keep_alive: bool,
+        self, status: int, headers: list[tuple[bytes, bytes]], has_length: bool, special: bool
     ) -> None: ...
     def response_body(self, data: bytes) -> None: ...
     def response_done(self) -> None: ...
@@ -44,6 +52,7 @@ class UpstreamConnection(Protocol):
         self.sink: ResponseSink | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.headers: list[tuple[bytes, bytes]] = []
+        self.has_length = self.special = False
         self.started = False
         self.reusable = False
         self.head_request = False
@@ -110,9 +119,15 @@ class UpstreamConnection(Protocol):
 
     def on_message_begin(self) -> None:
         self.headers = []
+        self.has_length = self.special = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
         self.headers.append((name, value))
+        if name == b"content-length":
+            self.has_length = True
+        elif name in HOP_BY_HOP:
+            self.special = True
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -123,9 +138,7 @@ class UpstreamConnection(Protocol):
         keep_alive = parser.should_keep_alive()
         self.reusable = keep_alive
         if self.sink is not None:
-            self.sink.response_head(
-                status, b"", parser.get_http_version(), self.headers, keep_alive
-            )
+            self.sink.response_head(status, self.headers, self.has_length, self.special)
         if self.head_request or status in (204, 304):
             # httptools cannot be told that a HEAD response has no body: finish the
             # message here and start a fresh parser for the next one.
