@@ -152,7 +152,6 @@ http {{
       proxy_pass http://origin;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-      proxy_buffering off;
     }}
   }}
 }}
@@ -165,8 +164,11 @@ def start_origin(workdir: str) -> Service:
         "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
     )
     if nginx:
-        with open(os.path.join(workdir, "big.bin"), "wb") as handle:
+        big = os.path.join(workdir, "big.bin")
+        with open(big, "wb") as handle:
             handle.write(b"x" * (1024 * 1024))
+        os.chmod(workdir, 0o755)  # nginx's workers run as an unprivileged user
+        os.chmod(big, 0o644)
         conf = os.path.join(workdir, "origin.conf")
         with open(conf, "w") as handle:
             handle.write(NGINX_ORIGIN.format(dir=workdir, port=port))
@@ -293,6 +295,7 @@ class Round:
     p50_ms: float
     p99_ms: float
     cpu_us_per_request: float
+    mib_per_second: float = 0.0
 
 
 def _ms(text: str) -> float:
@@ -332,12 +335,23 @@ def drive(target: Service, path: str, connections: int, duration: float, close: 
     output = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60).stdout
     if "Requests/sec" not in output or "50%" not in output:
         raise RuntimeError(f"unexpected load generator output for {target.name}:\n{output}")
+    if "Non-2xx" in output or "Socket errors" in output:
+        raise RuntimeError(f"{target.name} answered with errors:\n{output}")
     cpu = cpu_seconds(pids) - cpu_before
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    p50 = _ms(re.search(r"50%\s+(\S+)", output).group(1))
-    p99 = _ms(re.search(r"99%\s+(\S+)", output).group(1))
+    p50 = _ms(re.search(r"^\s*50%\s+(\S+)", output, re.M).group(1))
+    p99 = _ms(re.search(r"^\s*99%\s+(\S+)", output, re.M).group(1))
     requests = max(1.0, rps * duration)
-    return Round(rps, p50, p99, cpu / requests * 1e6)
+    transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", output)
+    mib = 0.0
+    if transfer:
+        mib = float(transfer.group(1)) * {
+            "B": 1 / 1048576,
+            "KB": 1 / 1024,
+            "MB": 1,
+            "GB": 1024,
+        }.get(transfer.group(2), 0)
+    return Round(rps, p50, p99, cpu / requests * 1e6, mib)
 
 
 @dataclass
@@ -383,7 +397,7 @@ def report(scenario: Scenario, results: dict[str, list[Round]], reference: str |
         ratio = f"{medians[name] / base:.2f}×" if base else ""
         extra = ""
         if scenario.path == "/big":
-            extra = f" ({medians[name]:.0f} MiB/s)"
+            extra = f" ({statistics.median(r.mib_per_second for r in rounds):,.0f} MiB/s)"
         lines.append(
             f"| {name} | {medians[name]:,.0f} ({min(rps):,.0f}–{max(rps):,.0f}){extra} | "
             f"{statistics.median(r.p50_ms for r in rounds):.2f} | "

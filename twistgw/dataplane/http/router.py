@@ -165,18 +165,82 @@ def _value_test(kind: str, value: str) -> Callable[[str], bool]:
     return value.__eq__
 
 
+class RouteIndex:
+    """One virtual host's routes, in precedence order, indexed by path.
+
+    Exact paths are looked up in a dict; path prefixes in a dict keyed by the prefix
+    without its trailing slash, probed with each segment prefix of the request path;
+    regular expressions are always candidates. The candidates are then tried in
+    precedence order, so the result is the same as trying every route in turn, at
+    the cost of a few dict lookups instead of one test per route."""
+
+    LINEAR = 8  # up to this many routes, trying each in turn is cheaper
+
+    def __init__(self, routes: list[CompiledRoute]) -> None:
+        self.routes = routes
+        self.exact: dict[str, list[tuple[int, CompiledRoute]]] = {}
+        self.prefix: dict[str, list[tuple[int, CompiledRoute]]] = {}
+        self.other: list[tuple[int, CompiledRoute]] = []
+        for order, route in enumerate(routes):
+            match = route.spec.match
+            if match.path_type == "Exact":
+                self.exact.setdefault(match.path, []).append((order, route))
+            elif match.path_type == "PathPrefix":
+                self.prefix.setdefault(match.path.rstrip("/"), []).append((order, route))
+            else:
+                self.other.append((order, route))
+        self.indexed = len(routes) > self.LINEAR
+
+    def first_match(self, method: bytes, path: str, query: str, headers_of) -> CompiledRoute | None:
+        if not self.indexed:
+            headers = None
+            for route in self.routes:
+                if route.headers and headers is None:
+                    headers = headers_of()
+                if route.matches(method, path, query, headers, headers_of):
+                    return route
+            return None
+        found = list(self.other)
+        exact = self.exact.get(path)
+        if exact:
+            found += exact
+        prefix = self.prefix
+        position = path.find("/")
+        while position != -1:
+            hit = prefix.get(path[:position])
+            if hit:
+                found += hit
+            position = path.find("/", position + 1)
+        hit = prefix.get(path)
+        if hit:
+            found += hit
+        if len(found) > 1:
+            found.sort(key=_order)
+        headers = None
+        for _, route in found:
+            if route.headers and headers is None:
+                headers = headers_of()
+            if route.matches(method, path, query, headers, headers_of):
+                return route
+        return None
+
+
+def _order(entry: tuple[int, CompiledRoute]) -> int:
+    return entry[0]
+
+
 class CompiledListener:
     def __init__(self, spec: ir.HTTPListener) -> None:
         self.spec = spec
         self.name = spec.name
         self.gateway = spec.gateway
         self.hostname = spec.hostname
-        self.exact: dict[str, list[CompiledRoute]] = {}
-        self.wildcards: list[tuple[str, list[CompiledRoute]]] = []
-        self.any: list[CompiledRoute] = []
-        self._candidates: dict[str, list[list[CompiledRoute]]] = {}
+        self.exact: dict[str, RouteIndex] = {}
+        self.wildcards: list[tuple[str, RouteIndex]] = []
+        self.any: RouteIndex | None = None
+        self._candidates: dict[str, list[RouteIndex]] = {}
         for vhost in spec.virtual_hosts:
-            routes = [CompiledRoute(r) for r in vhost.routes]
+            routes = RouteIndex([CompiledRoute(r) for r in vhost.routes])
             if vhost.hostname == "*":
                 self.any = routes
             elif vhost.hostname.startswith("*."):
@@ -184,7 +248,7 @@ class CompiledListener:
             else:
                 self.exact[vhost.hostname] = routes
 
-    def candidates(self, host: str) -> list[list[CompiledRoute]]:
+    def candidates(self, host: str) -> list[RouteIndex]:
         """Route lists whose hostname serves ``host``, most specific first."""
         found = self._candidates.get(host)
         if found is not None:
@@ -194,7 +258,7 @@ class CompiledListener:
             self._candidates[host] = found
         return found
 
-    def _lookup(self, host: str) -> list[list[CompiledRoute]]:
+    def _lookup(self, host: str) -> list[RouteIndex]:
         found = []
         exact = self.exact.get(host)
         if exact is not None:
@@ -202,7 +266,7 @@ class CompiledListener:
         for suffix, routes in self.wildcards:
             if host.endswith(suffix) and len(host) > len(suffix):
                 found.append(routes)
-        if self.any:
+        if self.any is not None:
             found.append(self.any)
         return found
 
@@ -239,11 +303,8 @@ class Router:
         listener = self.listener_for(host)
         if listener is None:
             return None, None
-        headers = None
         for routes in listener.candidates(host):
-            for route in routes:
-                if route.headers and headers is None:
-                    headers = headers_of()
-                if route.matches(method, path, query, headers, headers_of):
-                    return listener, route
+            route = routes.first_match(method, path, query, headers_of)
+            if route is not None:
+                return listener, route
         return listener, None
