@@ -354,6 +354,40 @@ def drive(target: Service, path: str, connections: int, duration: float, close: 
     return Round(rps, p50, p99, cpu / requests * 1e6, mib)
 
 
+def idle_memory(target: Service, connections: int) -> tuple[list[float], float, float]:
+    """(RSS of each process, their total, and the total's growth, in MB) when
+    ``connections`` keep-alive connections each made one request and went idle. The
+    first process is the parent (twistgw's supervisor, nginx's master)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    pids = target.pids()
+    per_process = [rss_mb([pid]) for pid in pids]
+    before = sum(per_process)
+    request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+    sockets = []
+    try:
+        for _ in range(connections):
+            sock = socket.create_connection(("127.0.0.1", target.port))
+            sock.sendall(request)
+            sockets.append(sock)
+        for sock in sockets:  # read every answer: each connection is now idle
+            received = b""
+            while b"\r\n\r\n" not in received or not received.endswith(b"\n"):
+                piece = sock.recv(65536)
+                if not piece:
+                    break
+                received += piece
+        time.sleep(1.0)
+        after = rss_mb(target.pids())
+    finally:
+        for sock in sockets:
+            sock.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return per_process, before, after - before
+
+
 @dataclass
 class Scenario:
     name: str
@@ -380,6 +414,7 @@ SCENARIOS = {
         "keep-alive, small responses: 10 vs 1,000 HTTPRoutes",
         targets=("twistgw:2", "twistgw:2:1000"),
     ),
+    "idle": Scenario("idle", "memory: 10,000 idle keep-alive connections", connections=10000),
 }
 
 
@@ -411,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--scenarios",
-        default="scaling,keepalive,close,big,routes",
+        default="scaling,keepalive,close,big,routes,idle",
         help=f"comma-separated, of: {', '.join(SCENARIOS)}",
     )
     parser.add_argument("--rounds", type=int, default=3)
@@ -455,6 +490,19 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 started.append(services[target])
             present = [t for t in scenario.targets if t in services]
+            if scenario.name == "idle":
+                print(f"### idle: {scenario.description}\n")
+                print(
+                    "| target | largest process RSS MB (idle) | total RSS MB (idle) | "
+                    "growth MB with the connections open |"
+                )
+                print("| --- | --- | --- | --- |")
+                for t in present:
+                    each, total, growth = idle_memory(services[t], scenario.connections)
+                    listed = ", ".join(f"{mb:.1f}" for mb in each)
+                    print(f"| {services[t].name} | {listed} | {total:.1f} | {growth:.1f} |")
+                print()
+                continue
             results: dict[str, list[Round]] = {services[t].name: [] for t in present}
             for t in present:  # warm up: connections, pools, caches
                 drive(services[t], scenario.path, scenario.connections, 1.0, scenario.close)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import signal
 import socket
 import sys
@@ -101,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--drain-timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:  # one descriptor per connection: take all the system allows
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     from twistgw.dataplane import reactor as fast_reactor
 
