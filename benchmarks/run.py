@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
             if scenario.name == "idle":
                 print(f"### idle: {scenario.description}\n")
                 print(
-                    "| target | largest process RSS MB (idle) | total RSS MB (idle) | "
+                    "| target | RSS MB per process, parent first (idle) | total RSS MB (idle) | "
                     "growth MB with the connections open |"
                 )
                 print("| --- | --- | --- | --- |")
