@@ -11,6 +11,7 @@ drains on SIGTERM, on the supervisor's request, or when the supervisor goes away
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import resource
 import signal
@@ -135,6 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; a Ctrl-C reaches it
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # Everything alive now lives as long as the worker: keep it out of the collector's
+    # scans, and collect young objects less often (requests allocate many short-lived
+    # objects and make few reference cycles), which trims pause-induced tail latency.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     reactor.run(installSignalHandlers=False)
     return 0
 

@@ -1,8 +1,11 @@
-"""Listening sockets, bound once by the supervisor and shared by every worker.
+"""Listening sockets, bound by the supervisor: one per worker for every address and port.
 
-All workers accept from the same socket (one shared accept queue): the kernel hands
-each new connection to one of the workers waiting on it, a worker that dies takes
-none of the queue with it, and a new worker serves at once from the same socket.
+Each worker accepts from a socket of its own; all of them are bound to the same
+address and port with ``SO_REUSEPORT``, so the kernel spreads new connections evenly
+over the workers by a hash of the connection's addresses (a single shared accept
+queue lets whichever worker happens to be awake take nearly all of them). The
+supervisor keeps every socket open, so connections waiting in a dead worker's
+accept queue stay there until its replacement adopts the same socket.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ def family_of(address: str) -> socket.AddressFamily:
 
 
 def bind_stream(address: str, port: int) -> socket.socket:
-    """A non-blocking listening TCP socket on address:port (raises OSError)."""
+    """A non-blocking listening TCP socket on address:port that other sockets of this
+    user may share (``SO_REUSEPORT``); raises OSError."""
     sock = socket.socket(family_of(address), socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((address, port))
         sock.listen(BACKLOG)
         sock.setblocking(False)
@@ -40,10 +45,12 @@ def bind_stream(address: str, port: int) -> socket.socket:
 
 
 class ListenerSockets:
-    """The sockets a routing table needs: bound when a bind appears, closed when it goes."""
+    """The sockets a routing table needs, ``count`` per bind (one per worker index):
+    bound when a bind appears, closed when it goes."""
 
-    def __init__(self) -> None:
-        self.sockets: dict[Key, socket.socket] = {}
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.sockets: dict[Key, list[socket.socket]] = {}
         self.failed: dict[Key, str] = {}
         self.unusable: set[str] = set()
 
@@ -52,9 +59,13 @@ class ListenerSockets:
         wanted = {(bind.address, bind.port) for bind in table.binds}
         opened, closed = [], []
         for key in sorted(wanted - set(self.sockets)):
+            bound: list[socket.socket] = []
             try:
-                self.sockets[key] = bind_stream(*key)
+                for _ in range(self.count):
+                    bound.append(bind_stream(*key))
             except OSError as exc:
+                for sock in bound:
+                    sock.close()
                 self.failed[key] = exc.strerror or str(exc)
                 if exc.errno == errno.EADDRNOTAVAIL:
                     self.unusable.add(key[0])
@@ -65,12 +76,14 @@ class ListenerSockets:
                     error=self.failed[key],
                 )
                 continue
+            self.sockets[key] = bound
             self.failed.pop(key, None)
             self.unusable.discard(key[0])
             opened.append(key)
             log.info("listening on {address}:{port}", address=key[0], port=key[1])
         for key in sorted(set(self.sockets) - wanted):
-            self.sockets.pop(key).close()
+            for sock in self.sockets.pop(key):
+                sock.close()
             closed.append(key)
             log.info("stopped listening on {address}:{port}", address=key[0], port=key[1])
         for key in list(self.failed):
@@ -79,11 +92,16 @@ class ListenerSockets:
         self.unusable &= {address for address, _ in wanted}
         return opened, closed
 
+    def descriptor(self, key: Key, index: int) -> int:
+        """The descriptor of worker ``index``'s socket for a bind."""
+        return self.sockets[key][index].fileno()
+
     def feedback(self) -> tuple[dict[Key, str], frozenset[str]]:
         """What could not be bound: (address, port) -> why, and unusable addresses."""
         return dict(self.failed), frozenset(self.unusable)
 
     def close_all(self) -> None:
-        for sock in self.sockets.values():
-            sock.close()
+        for bound in self.sockets.values():
+            for sock in bound:
+                sock.close()
         self.sockets.clear()

@@ -79,7 +79,7 @@ class WorkerPool(Service):
         self.count = count
         self.drain_timeout = drain_timeout
         self.metrics = metrics
-        self.sockets = ListenerSockets()
+        self.sockets = ListenerSockets(count)
         self.policy = RestartPolicy()
         self.workers: dict[int, WorkerHandle] = {}
         self.table = RoutingTable()
@@ -99,7 +99,10 @@ class WorkerPool(Service):
             handle.channel.send("table", self.version, table)
             for key in opened:
                 handle.channel.send(
-                    "listen", key, family_of(key[0]), descriptor=self.sockets.sockets[key].fileno()
+                    "listen",
+                    key,
+                    family_of(key[0]),
+                    descriptor=self.sockets.descriptor(key, handle.index),
                 )
             for key in closed:
                 handle.channel.send("close", key)
@@ -143,7 +146,7 @@ class WorkerPool(Service):
         inherited = sorted(self.sockets.sockets)
         child_fds = {0: self._devnull, 1: 1, 2: 2, 3: child_end.fileno()}
         for offset, key in enumerate(inherited):
-            child_fds[4 + offset] = self.sockets.sockets[key].fileno()
+            child_fds[4 + offset] = self.sockets.descriptor(key, index)
         args = [
             sys.executable,
             "-m",
