@@ -199,6 +199,21 @@ def start_nginx_proxy(workdir: str, origin: Service) -> Service | None:
     return Service("nginx (2 workers)", port, process)
 
 
+def start_reverse_proxy_resource(workdir: str, origin: Service) -> Service:
+    port = free_port()
+    process = _spawn(
+        [
+            sys.executable,
+            os.path.join(HERE, "reverse_proxy_resource.py"),
+            str(port),
+            str(origin.port),
+        ],
+        os.path.join(workdir, "rpr.log"),
+    )
+    wait_port(port)
+    return Service("twisted.web ReverseProxyResource (1 process)", port, process)
+
+
 def twistgw_config(directory: str, port: int, origin: Service, routes: int) -> None:
     """A Gateway on 127.0.0.1:port with ``routes`` HTTPRoutes, each on its own path
     prefix; the last one, ``/``, is the one the load hits unless it asks for another."""
@@ -404,7 +419,11 @@ SCENARIOS = {
         "keep-alive, small responses: 1 vs 2 twistgw workers",
         targets=("twistgw:1", "twistgw:2"),
     ),
-    "keepalive": Scenario("keepalive", "keep-alive, small responses, 64 connections"),
+    "keepalive": Scenario(
+        "keepalive",
+        "keep-alive, small responses, 64 connections",
+        targets=("twistgw:2", "nginx", "rpr"),
+    ),
     "close": Scenario("close", "a new connection per request, small responses", close=True),
     "big": Scenario(
         "big", "keep-alive, 1 MiB responses, 16 connections", path="/big", connections=16
@@ -478,7 +497,9 @@ def main(argv: list[str] | None = None) -> int:
             for target in scenario.targets:
                 if target in services:
                     continue
-                if target == "nginx":
+                if target == "rpr":
+                    services[target] = start_reverse_proxy_resource(workdir, origin)
+                elif target == "nginx":
                     proxy = start_nginx_proxy(workdir, origin)
                     if proxy is None:
                         continue
