@@ -433,7 +433,12 @@ SCENARIOS = {
         "keep-alive, small responses: 10 vs 1,000 HTTPRoutes",
         targets=("twistgw:2", "twistgw:2:1000"),
     ),
-    "idle": Scenario("idle", "memory: 10,000 idle keep-alive connections", connections=10000),
+    "idle": Scenario(
+        "idle",
+        "memory: 10,000 idle keep-alive connections, on freshly started proxies",
+        connections=10000,
+        targets=("twistgw:2:10:fresh", "nginx:fresh"),
+    ),
 }
 
 
@@ -499,13 +504,13 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 if target == "rpr":
                     services[target] = start_reverse_proxy_resource(workdir, origin)
-                elif target == "nginx":
+                elif target.startswith("nginx"):
                     proxy = start_nginx_proxy(workdir, origin)
                     if proxy is None:
                         continue
                     services[target] = proxy
                 else:
-                    _, workers, *routes = target.split(":")
+                    _, workers, *routes = target.split(":")[:3]
                     services[target] = start_twistgw(
                         workdir, origin, int(workers), int(routes[0]) if routes else 10
                     )
