@@ -17,4 +17,5 @@ def test_immediate_writes_keep_order_under_backpressure_and_fall_back_elsewhere(
         "in_order": True,
         "fallback_is_plain_write": True,
         "unknown_transport_counts_as_pending": True,
+        "tls_transport_falls_back": True,
     }

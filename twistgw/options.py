@@ -69,6 +69,12 @@ class GatewayOptions(usage.Options):
             float,
         ],
         [
+            "tls-min-version",
+            None,
+            "1.2",
+            "Oldest TLS version HTTPS listeners accept: 1.2 or 1.3.",
+        ],
+        [
             "workers",
             "w",
             None,
@@ -87,6 +93,8 @@ class GatewayOptions(usage.Options):
                 raise usage.UsageError(f"--address-pool: {exc}") from exc
         else:
             self["address-pool"] = ()
+        if self["tls-min-version"] not in ("1.2", "1.3"):
+            raise usage.UsageError("--tls-min-version must be 1.2 or 1.3")
         if self["watch"] not in ("auto", "poll"):
             raise usage.UsageError("--watch must be auto or poll")
         if self["workers"] is None:

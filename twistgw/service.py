@@ -30,7 +30,11 @@ class GatewayService(MultiService):
         self.reactor = reactor
         self.metrics = Metrics()
         self.workers = WorkerPool(
-            reactor, options["workers"], options["drain-timeout"], self.metrics
+            reactor,
+            options["workers"],
+            options["drain-timeout"],
+            self.metrics,
+            options["tls-min-version"],
         )
         self.workers.setServiceParent(self)
         self.control = ControlPlane(

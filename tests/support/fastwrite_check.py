@@ -5,7 +5,9 @@ import hashlib
 import json
 
 from twisted.internet import defer, protocol, reactor, task
+from twisted.internet.ssl import optionsForClientTLS
 from twisted.internet.testing import StringTransport
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from twistgw.dataplane.fastwrite import has_pending, writer_for
 
@@ -44,6 +46,21 @@ def main(_):
     reactor.connectTCP("127.0.0.1", port.getHost().port, source_factory)
     digest = yield sink_factory.done
     string_transport = StringTransport()
+    tls_factory = TLSMemoryBIOFactory(
+        optionsForClientTLS("example.com"),
+        True,
+        protocol.ClientFactory.forProtocol(protocol.Protocol),
+    )
+    tls_done = defer.Deferred()
+
+    class Probe(protocol.Protocol):
+        def connectionMade(self):
+            tls_done.callback(writer_for(self.transport) == self.transport.write)
+            self.transport.abortConnection()
+
+    tls_factory.wrappedFactory = protocol.ClientFactory.forProtocol(Probe)
+    reactor.connectTCP("127.0.0.1", port.getHost().port, tls_factory)
+    tls_falls_back = yield tls_done
     print(
         json.dumps(
             {
@@ -51,6 +68,7 @@ def main(_):
                 "in_order": digest == EXPECTED,
                 "fallback_is_plain_write": writer_for(string_transport) == string_transport.write,
                 "unknown_transport_counts_as_pending": has_pending(string_transport),
+                "tls_transport_falls_back": tls_falls_back,
             }
         )
     )

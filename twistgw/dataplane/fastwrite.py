@@ -11,19 +11,27 @@ Knowing "nothing is queued" means reading Twisted's transport internals
 That is all isolated here: ``writer_for`` checks that the transport has the expected
 shape and otherwise returns plain ``transport.write``, so a Twisted that changes these
 internals, or a transport of another kind (TLS, UNIX, a test transport), just loses
-the shortcut. ``tests/test_fastwrite.py`` checks both paths against real sockets.
+the shortcut. Only plain TCP connections qualify: a TLS transport forwards attribute
+lookups to the TCP transport beneath it, whose socket must never be written directly.
+``tests/test_fastwrite.py`` checks all of this against real sockets.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from twisted.internet import tcp
+
 Writer = Callable[[bytes], None]
 
 
 def _has_expected_shape(transport: object) -> bool:
+    # A real TCP connection, not merely something with its attributes: wrappers such
+    # as TLS forward unknown attributes to the TCP transport beneath them, and writing
+    # to that socket would bypass the wrapper (sending plaintext on a TLS connection).
     return (
-        hasattr(transport, "socket")
+        isinstance(transport, tcp.Connection)
+        and hasattr(transport, "socket")
         and hasattr(transport.socket, "send")
         and isinstance(getattr(transport, "dataBuffer", None), bytes | memoryview)
         and isinstance(getattr(transport, "_tempDataBuffer", None), list)

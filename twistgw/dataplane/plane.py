@@ -7,12 +7,15 @@ import socket
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from twistgw.dataplane.http.router import Router
 from twistgw.dataplane.http.server import HTTPProxyFactory
 from twistgw.dataplane.http.upstream import UpstreamPool
+from twistgw.dataplane.tls import SNIContexts
 from twistgw.metrics import Metrics
 from twistgw.routing.ir import Bind, RoutingTable
 
@@ -21,42 +24,79 @@ log = Logger()
 Key = tuple[str, int]
 
 
+class BindServer(Factory):
+    """What one listening socket serves: HTTP, or HTTP inside TLS for HTTPS binds.
+    ``configure`` follows each new table, even a switch of protocol on the socket."""
+
+    noisy = False
+
+    def __init__(self, http: HTTPProxyFactory, bind: Bind, min_tls_version: str) -> None:
+        self.http = http
+        self.min_tls_version = min_tls_version
+        self.contexts: SNIContexts | None = None
+        self.entry: Factory = http
+        self.configure(bind)
+
+    def configure(self, bind: Bind) -> None:
+        self.http.router = Router(bind)
+        if bind.protocol == "HTTPS":
+            self.http.scheme = "https"
+            if self.contexts is None:
+                self.contexts = SNIContexts(bind, self.min_tls_version)
+                self.entry = TLSMemoryBIOFactory(self.contexts, False, self.http)
+            else:
+                self.contexts.update(bind)
+        else:
+            self.http.scheme = "http"
+            self.contexts = None
+            self.entry = self.http
+
+    def buildProtocol(self, addr):
+        return self.entry.buildProtocol(addr)
+
+
 class DataPlane:
     """Listening sockets adopted from the supervisor, each with a factory whose router
     follows the routing table. Applying a table swaps each factory's router in one
     assignment; requests in flight keep the router they started with."""
 
-    def __init__(self, reactor, metrics: Metrics) -> None:
+    def __init__(self, reactor, metrics: Metrics, min_tls_version: str = "1.2") -> None:
         self.reactor = reactor
         self.metrics = metrics
+        self.min_tls_version = min_tls_version
         self.pool = UpstreamPool(reactor)
         self.binds: dict[Key, Bind] = {}
         self.factories: dict[Key, HTTPProxyFactory] = {}
+        self.servers: dict[Key, BindServer] = {}
         self.ports: dict[Key, IListeningPort] = {}
         self.retired: list[HTTPProxyFactory] = []  # closed sockets, connections still open
         self.draining = False
 
-    def _router(self, key: Key) -> Router:
-        return Router(self.binds.get(key) or Bind(key[0], key[1], "HTTP"))
+    def _bind(self, key: Key) -> Bind:
+        return self.binds.get(key) or Bind(key[0], key[1], "HTTP")
 
     def apply(self, table: RoutingTable) -> None:
         self.binds = {(bind.address, bind.port): bind for bind in table.binds}
-        for key, factory in self.factories.items():
-            factory.router = self._router(key)
+        for key, server in self.servers.items():
+            server.configure(self._bind(key))
 
     def adopt(self, key: Key, descriptor: int, family: socket.AddressFamily) -> None:
         """Accept connections from a listening socket the supervisor bound."""
         try:
             if key in self.ports or self.draining:
                 return
-            factory = HTTPProxyFactory(self._router(key), self.pool, self.metrics, self.reactor)
-            self.ports[key] = self.reactor.adoptStreamPort(descriptor, family, factory)
+            bind = self._bind(key)
+            factory = HTTPProxyFactory(Router(bind), self.pool, self.metrics, self.reactor)
+            server = BindServer(factory, bind, self.min_tls_version)
+            self.ports[key] = self.reactor.adoptStreamPort(descriptor, family, server)
             self.factories[key] = factory
+            self.servers[key] = server
         finally:
             os.close(descriptor)  # the reactor holds its own duplicate
 
     def close(self, key: Key) -> None:
         """Stop accepting on a socket; its open connections finish on their own."""
+        self.servers.pop(key, None)
         factory = self.factories.pop(key, None)
         if factory is not None:
             self.retired.append(factory)

@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--drain-timeout", type=float, default=30.0)
+    parser.add_argument("--tls-min-version", choices=("1.2", "1.3"), default="1.2")
     args = parser.parse_args(argv)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:  # one descriptor per connection: take all the system allows
@@ -115,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     from twistgw.dataplane.plane import DataPlane
     from twistgw.metrics import Metrics
 
-    worker = Worker(reactor, DataPlane(reactor, Metrics()), args.index, args.drain_timeout)
+    worker = Worker(
+        reactor, DataPlane(reactor, Metrics(), args.tls_min_version), args.index, args.drain_timeout
+    )
     globalLogBeginner.beginLoggingTo(
         [
             FilteringLogObserver(

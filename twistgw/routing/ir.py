@@ -100,14 +100,23 @@ class VirtualHost:
 
 
 @attrs.frozen
+class ListenerTLS:
+    """A listener's certificate chain and private key, PEM."""
+
+    certificate_chain: bytes = attrs.field(repr=False)
+    private_key: bytes = attrs.field(repr=False)
+
+
+@attrs.frozen
 class HTTPListener:
     """A Gateway listener's share of a bound port: the hostname it answers for
-    (None: any) and its virtual hosts."""
+    (None: any), its virtual hosts, and for HTTPS its certificate."""
 
     name: str  # "namespace/gateway/listener"
     gateway: str  # "namespace/gateway"
     hostname: str | None
     virtual_hosts: tuple[VirtualHost, ...] = ()
+    tls: ListenerTLS | None = None
 
 
 @attrs.frozen
@@ -125,4 +134,13 @@ class RoutingTable:
     binds: tuple[Bind, ...] = ()
 
     def as_dict(self) -> dict:
-        return attrs.asdict(self)
+        """Plain data for the config dump; private keys are left out."""
+
+        def redact(inst, field, value):
+            if field is not None and field.name == "private_key":
+                return "<redacted>"
+            if isinstance(value, bytes):
+                return value.decode("ascii", "replace")
+            return value
+
+        return attrs.asdict(self, value_serializer=redact)

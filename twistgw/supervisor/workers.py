@@ -74,7 +74,10 @@ class _WorkerProcess(ProcessProtocol):
 class WorkerPool(Service):
     """N worker processes serving the data plane from sockets this process binds."""
 
-    def __init__(self, reactor, count: int, drain_timeout: float, metrics) -> None:
+    def __init__(
+        self, reactor, count: int, drain_timeout: float, metrics, tls_min_version: str = "1.2"
+    ) -> None:
+        self.tls_min_version = tls_min_version
         self.reactor = reactor
         self.count = count
         self.drain_timeout = drain_timeout
@@ -157,6 +160,8 @@ class WorkerPool(Service):
             str(index),
             "--drain-timeout",
             str(self.drain_timeout),
+            "--tls-min-version",
+            self.tls_min_version,
         ]
         handle.process = self.reactor.spawnProcess(
             _WorkerProcess(self, handle),

@@ -47,6 +47,7 @@ def _listener_ir(listener, attachments: list[Attachment]) -> ir.HTTPListener:
         name=f"{gateway.namespace}/{gateway.name}/{listener.name}",
         gateway=f"{gateway.namespace}/{gateway.name}",
         hostname=listener.hostname,
+        tls=listener.tls,
         virtual_hosts=tuple(
             ir.VirtualHost(
                 host, tuple(route for _, route in sorted(by_host[host], key=lambda e: e[0]))

@@ -8,6 +8,7 @@ SUPPORTED_FEATURES: frozenset[str] = frozenset(
     {
         "Gateway",
         "GatewayHTTPListenerIsolation",
+        "GatewayHTTPSListenerDetectMisdirectedRequests",
         "GatewayPort8080",
         "GatewayStaticAddresses",
         "HTTPRoute",

@@ -8,14 +8,18 @@ from typing import Any
 import attrs
 
 from twistgw.api.resource import GATEWAY_GROUP, ObjectKey, Resource
+from twistgw.routing.ir import ListenerTLS
 from twistgw.snapshot import Snapshot
+from twistgw.translate.certificates import listener_certificate
 from twistgw.translate.conditions import Conditions
 from twistgw.translate.features import SUPPORTED_FEATURES
 from twistgw.translate.model import WILDCARD_ADDRESS, ObjectStatus, TranslateOptions
+from twistgw.translate.references import BackendError
 
 #: Route kinds each implemented listener protocol accepts.
 PROTOCOL_ROUTE_KINDS: dict[str, tuple[str, ...]] = {
     "HTTP": ("HTTPRoute",),
+    "HTTPS": ("HTTPRoute",),
 }
 
 #: Protocols that may share a port within one Gateway.
@@ -33,6 +37,7 @@ class ListenerState:
     supported_kinds: list[dict[str, str]] = attrs.field(factory=list)
     attached_routes: int = 0
     servable: bool = False  # valid enough to listen for, whatever binding then says
+    tls: ListenerTLS | None = None
 
     @property
     def name(self) -> str:
@@ -154,22 +159,31 @@ def _supported_kinds(listener: ListenerState) -> bool:
     return valid
 
 
-def _check_listeners(gateway: GatewayState) -> None:
+def _check_listeners(snapshot: Snapshot, gateway: GatewayState) -> None:
     by_port: dict[int, list[ListenerState]] = {}
     for listener in gateway.listeners:
         by_port.setdefault(listener.port, []).append(listener)
     for listener in gateway.listeners:
         c = listener.conditions
         kinds_ok = _supported_kinds(listener)
-        if kinds_ok:
-            c.set("ResolvedRefs", True, "ResolvedRefs", "All references are resolved")
-        else:
+        refs_ok = kinds_ok
+        if not kinds_ok:
             c.set(
                 "ResolvedRefs",
                 False,
                 "InvalidRouteKinds",
                 f"allowedRoutes.kinds names a kind protocol {listener.protocol} cannot carry",
             )
+        elif listener.protocol == "HTTPS":
+            try:
+                listener.tls = listener_certificate(
+                    snapshot, gateway.resource, listener.spec.get("tls") or {}
+                )
+            except BackendError as exc:
+                refs_ok = False
+                c.set("ResolvedRefs", False, exc.reason, exc.message)
+        if refs_ok:
+            c.set("ResolvedRefs", True, "ResolvedRefs", "All references are resolved")
         conflict = None
         for other in by_port[listener.port]:
             if other is listener:
@@ -205,7 +219,7 @@ def _check_listeners(gateway: GatewayState) -> None:
             c.set("Accepted", False, conflict[0], conflict[1])
         else:
             c.set("Accepted", True, "Accepted", "Listener is accepted")
-        if c.is_true("Accepted") and kinds_ok:
+        if c.is_true("Accepted") and refs_ok:
             c.set("Programmed", True, "Programmed", "Listener is programmed")
         else:
             c.set("Programmed", False, "Invalid", "Listener is not valid")
@@ -357,7 +371,7 @@ def build_gateways(
                 f"infrastructure.parametersRef {ref.get('kind')}/"
                 f"{ref.get('name')} is not supported",
             )
-        _check_listeners(gateway)
+        _check_listeners(snapshot, gateway)
         gateways.append(gateway)
     _assign_addresses(gateways, options)
     _port_clashes(gateways)

@@ -19,6 +19,7 @@ from twistgw.dataplane.fastwrite import has_pending, writer_for
 from twistgw.dataplane.http.filters import redirect_location, rewrite_path
 from twistgw.dataplane.http.router import CompiledBackend, CompiledRoute, Router
 from twistgw.dataplane.http.upstream import HOP_BY_HOP, UpstreamConnection, UpstreamPool
+from twistgw.dataplane.tls import handshake_listener
 
 if TYPE_CHECKING:
     from twistgw.metrics import Metrics
@@ -162,6 +163,11 @@ class Exchange:
         host = self.host
         host_name = _host_only(host.decode("latin-1").lower()) if host else ""
         self.listener, route = router.route(host_name, self.method, path, query, self._header_dict)
+        if self.listener is not None and server.tls:
+            chosen = server.handshake_listener()
+            if chosen is not None and chosen != self.listener.name:
+                self.respond_local(421, b"this host is served by another listener: check SNI\n")
+                return
         if route is None:
             self.respond_local(404, b"no route matches this request\n")
             return
@@ -463,6 +469,8 @@ class HTTPServerProtocol(Protocol):
     def connectionMade(self) -> None:
         self.transport.setTcpNoDelay(True)
         self.write = writer_for(self.transport)
+        self.tls = self.scheme == "https"
+        self._handshake_listener: str | None = None
         self.peer_host = self.transport.getPeer().host.encode()
         self.local_port = self.transport.getHost().port
         self.factory.connection_opened(self)
@@ -490,6 +498,12 @@ class HTTPServerProtocol(Protocol):
         for exchange in self.queue:
             exchange.client_gone()
         self.queue.clear()
+
+    def handshake_listener(self) -> str | None:
+        """The listener this connection's TLS handshake chose (by SNI)."""
+        if self._handshake_listener is None:
+            self._handshake_listener = handshake_listener(self.transport)
+        return self._handshake_listener
 
     def _bad_request(self, body: bytes, code: int) -> None:
         self.closing = True
