@@ -26,23 +26,28 @@ def _live_pids(process: GatewayProcess) -> list[int]:
     return [w["pid"] for w in _workers(process) if w["alive"]]
 
 
-@pytest.fixture(scope="module")
-def prefork(backends):
-    process = GatewayProcess(extra_args=("--workers", "2", "--drain-timeout", "10")).start()
-    address = backends.start("prefork")
+def _serving(backends, name: str, drain_timeout: int) -> GatewayProcess:
+    """A two-worker gateway routing everything to an echo backend."""
+    process = GatewayProcess(
+        extra_args=("--workers", "2", "--drain-timeout", str(drain_timeout))
+    ).start()
+    address = backends.start(name)
     process.write(
         "base.yaml",
         [
             gateway_class(),
             gateway_manifest(),
             *service("app", [address]),
-            http_route(
-                "stable",
-                [{"matches": [{"path": {"value": "/stable"}}], "backendRefs": [backend("app")]}],
-            ),
+            http_route("stable", [{"backendRefs": [backend("app")]}]),
         ],
     )
     wait_until(lambda: process.request("/stable")[0] == 200, what="route served")
+    return process
+
+
+@pytest.fixture(scope="module")
+def prefork(backends):
+    process = _serving(backends, "prefork", 10)
     wait_until(lambda: len(_live_pids(process)) == 2, what="two workers")
     yield process
     process.stop()
@@ -165,18 +170,7 @@ def test_sighup_rereads_the_configuration(prefork):
 
 
 def test_sigterm_lets_a_slow_request_finish_then_exits_with_no_worker_left(backends):
-    process = GatewayProcess(extra_args=("--workers", "2", "--drain-timeout", "20")).start()
-    address = backends.start("slow")
-    process.write(
-        "base.yaml",
-        [
-            gateway_class(),
-            gateway_manifest(),
-            *service("app", [address]),
-            http_route("r", [{"backendRefs": [backend("app")]}]),
-        ],
-    )
-    wait_until(lambda: process.request("/")[0] == 200, what="route served")
+    process = _serving(backends, "slow", 20)
     pids = _live_pids(process)
     result = {}
 
