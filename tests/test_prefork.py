@@ -101,6 +101,7 @@ def test_a_killed_worker_is_replaced_and_the_other_keeps_serving(prefork):
     thread.join()
     assert failures == [] and served[0] > 0
     wait_until(lambda: prefork.admin("/readyz")[0] == 200, what="ready with the new worker")
+    print(f"all workers have the current table {time.monotonic() - killed_at:.2f}s after the kill")
     for _ in range(20):  # new connections reach both workers and all succeed
         assert prefork.request("/stable")[0] == 200
     metrics = prefork.admin("/metrics")[1].decode()
@@ -159,8 +160,14 @@ def test_metrics_sum_over_workers(prefork):
     for _ in range(40):
         assert prefork.request("/stable")[0] == 200
     assert total() - before == 40
-    text = prefork.admin("/metrics")[1].decode()
-    assert 'twistgw_active_connections{listener="' in text and "pid=" in text
+    wait_until(  # sampled once a second in each worker
+        lambda: (
+            'twistgw_active_connections{listener="'
+            in (text := prefork.admin("/metrics")[1].decode())
+            and "pid=" in text
+        ),
+        what="the connections gauge",
+    )
 
 
 def test_sighup_rereads_the_configuration(prefork):

@@ -25,7 +25,18 @@ from twisted.internet import tcp
 Writer = Callable[[bytes], None]
 
 
+_SHAPE_BY_CLASS: dict[type, bool] = {}
+
+
 def _has_expected_shape(transport: object) -> bool:
+    """Whether the shortcut applies, decided once per transport class."""
+    known = _SHAPE_BY_CLASS.get(type(transport))
+    if known is None:
+        known = _SHAPE_BY_CLASS[type(transport)] = _check_shape(transport)
+    return known
+
+
+def _check_shape(transport: object) -> bool:
     # A real TCP connection, not merely something with its attributes: wrappers such
     # as TLS forward unknown attributes to the TCP transport beneath them, and writing
     # to that socket would bypass the wrapper (sending plaintext on a TLS connection).

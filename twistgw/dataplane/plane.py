@@ -8,7 +8,7 @@ import socket
 from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
-from twisted.internet.task import deferLater
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
@@ -22,6 +22,8 @@ from twistgw.routing.ir import Bind, RoutingTable
 log = Logger()
 
 Key = tuple[str, int]
+#: Seconds between samples of the open-connections gauge.
+GAUGE_INTERVAL = 1.0
 
 
 class BindServer(Factory):
@@ -71,6 +73,11 @@ class DataPlane:
         self.ports: dict[Key, IListeningPort] = {}
         self.retired: list[HTTPProxyFactory] = []  # closed sockets, connections still open
         self.draining = False
+        # the connections gauge is sampled, not updated per connection (each update of a
+        # multiprocess metric is a locked write to a shared file)
+        self._sampler = LoopingCall(self.sample_connections)
+        self._sampler.clock = reactor
+        self._sampler.start(GAUGE_INTERVAL, now=False)
 
     def _bind(self, key: Key) -> Bind:
         return self.binds.get(key) or Bind(key[0], key[1], "HTTP")
@@ -103,6 +110,14 @@ class DataPlane:
         port = self.ports.pop(key, None)
         if port is not None:
             port.stopListening()
+
+    def sample_connections(self) -> None:
+        counts: dict[str, int] = {}
+        for factory in [*self.factories.values(), *self.retired]:
+            counts[factory.label] = counts.get(factory.label, 0) + factory.open_connections
+        for label, count in counts.items():
+            self.metrics.connection_gauge(label).set(count)
+        self.retired = [factory for factory in self.retired if factory.open_connections]
 
     def open_connections(self) -> int:
         self.retired = [factory for factory in self.retired if factory.open_connections]

@@ -620,7 +620,7 @@ class HTTPProxyFactory(Factory):
         self.open_connections = 0
         self.protocols: set[HTTPServerProtocol] = set()
         self.draining = False
-        self._gauge = metrics.connection_gauge(f"{router.bind.address}:{router.bind.port}")
+        self.label = f"{router.bind.address}:{router.bind.port}"
 
     def buildProtocol(self, addr) -> HTTPServerProtocol:
         return HTTPServerProtocol(self)
@@ -628,12 +628,10 @@ class HTTPProxyFactory(Factory):
     def connection_opened(self, protocol: HTTPServerProtocol) -> None:
         self.open_connections += 1
         self.protocols.add(protocol)
-        self._gauge.inc()
 
     def connection_closed(self, protocol: HTTPServerProtocol) -> None:
         self.open_connections -= 1
         self.protocols.discard(protocol)
-        self._gauge.dec()
 
     def drain(self) -> None:
         """Close idle connections now and busy ones once their exchange ends."""
