@@ -174,7 +174,7 @@ class Exchange:
         self.route = route
         if route.redirect is not None:
             location = redirect_location(
-                route, server.scheme, host.decode("latin-1"), server.local_port, path, query
+                route, server.scheme, host.decode("latin-1"), server.local_port(), path, query
             )
             self.respond_local(route.redirect.status_code, b"", [(b"location", location)])
             return
@@ -462,7 +462,6 @@ class HTTPServerProtocol(Protocol):
         self.host = b""
         self.has_body = self.chunked = self.special = False
         self.peer_host = b""
-        self.local_port = 0
         self.paused = False
         self.closing = False
 
@@ -472,7 +471,6 @@ class HTTPServerProtocol(Protocol):
         self.tls = self.scheme == "https"
         self._handshake_listener: str | None = None
         self.peer_host = self.transport.getPeer().host.encode()
-        self.local_port = self.transport.getHost().port
         self.factory.connection_opened(self)
 
     def dataReceived(self, data: bytes) -> None:
@@ -498,6 +496,10 @@ class HTTPServerProtocol(Protocol):
         for exchange in self.queue:
             exchange.client_gone()
         self.queue.clear()
+
+    def local_port(self) -> int:
+        """The port the client connected to (a getsockname call: only when needed)."""
+        return self.transport.getHost().port
 
     def handshake_listener(self) -> str | None:
         """The listener this connection's TLS handshake chose (by SNI)."""
