@@ -50,14 +50,25 @@ def _route_line(route) -> str:
     return f"{line} -> {backends or 'nothing'}"
 
 
+def _listener_summary(listener) -> dict:
+    if hasattr(listener, "virtual_hosts"):
+        return {
+            vhost.hostname: [_route_line(r) for r in vhost.routes]
+            for vhost in listener.virtual_hosts
+        }
+    summary: dict[str, list[str]] = {}  # TLS passthrough: SNI hostname -> routes
+    for hostname, route in listener.routes:
+        backends = ", ".join(
+            f"{b.name}*{b.weight}" + ("!" if b.invalid else "") for b in route.backends
+        )
+        summary.setdefault(hostname, []).append(f"{route.route}#{route.rule} -> {backends}")
+    return summary
+
+
 def routing_summary(table) -> dict:
     return {
         f"{bind.address}:{bind.port}": {
-            listener.name: {
-                vhost.hostname: [_route_line(r) for r in vhost.routes]
-                for vhost in listener.virtual_hosts
-            }
-            for listener in bind.listeners
+            listener.name: _listener_summary(listener) for listener in bind.listeners
         }
         for bind in table.binds
     }

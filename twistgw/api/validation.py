@@ -279,6 +279,23 @@ def _http_route(body: dict) -> None:
             _filters(ref.get("filters"), f"{at}.backendRefs[{j}].filters")
 
 
+def _tls_route(body: dict) -> None:
+    spec = _mapping(body.setdefault("spec", {}), "spec")
+    _parent_refs(spec, "spec")
+    _hostnames(spec, "spec")
+    rules = _list(spec.get("rules"), "spec.rules", 16)
+    if not rules:
+        _fail("spec.rules", "must have at least one rule")
+    for i, rule in enumerate(rules):
+        at = f"spec.rules[{i}]"
+        rule = _mapping(rule, at)
+        refs = _list(rule.get("backendRefs"), f"{at}.backendRefs", 16)
+        if not refs:
+            _fail(f"{at}.backendRefs", "must have at least one backendRef")
+        for j, ref in enumerate(refs):
+            _backend_ref(ref, f"{at}.backendRefs[{j}]")
+
+
 def _reference_grant(body: dict) -> None:
     spec = _mapping(body.get("spec"), "spec")
     for side in ("from", "to"):
@@ -313,6 +330,7 @@ VALIDATORS: dict[str, Callable[[dict], None]] = {
     "GatewayClass": _gateway_class,
     "Gateway": _gateway,
     "HTTPRoute": _http_route,
+    "TLSRoute": _tls_route,
     "ReferenceGrant": _reference_grant,
     "Service": _service,
     "EndpointSlice": _endpoint_slice,

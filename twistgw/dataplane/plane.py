@@ -15,6 +15,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twistgw.dataplane.http.router import Router
 from twistgw.dataplane.http.server import HTTPProxyFactory
 from twistgw.dataplane.http.upstream import UpstreamPool
+from twistgw.dataplane.stream.passthrough import PassthroughFactory
 from twistgw.dataplane.tls import SNIContexts
 from twistgw.metrics import Metrics
 from twistgw.routing.ir import Bind, RoutingTable
@@ -27,7 +28,8 @@ GAUGE_INTERVAL = 1.0
 
 
 class BindServer(Factory):
-    """What one listening socket serves: HTTP, or HTTP inside TLS for HTTPS binds.
+    """What one listening socket serves: HTTP, HTTP inside TLS for HTTPS binds, or TLS
+    passed through by SNI for TLS binds.
     ``configure`` follows each new table, even a switch of protocol on the socket."""
 
     noisy = False
@@ -40,6 +42,11 @@ class BindServer(Factory):
         self.configure(bind)
 
     def configure(self, bind: Bind) -> None:
+        if bind.protocol == "TLS":
+            self.http.router = Router(Bind(bind.address, bind.port, "HTTP"))
+            self.contexts = None
+            self.entry = PassthroughFactory(bind, self.http.clock)
+            return
         self.http.router = Router(bind)
         if bind.protocol == "HTTPS":
             self.http.scheme = "https"
@@ -93,7 +100,9 @@ class DataPlane:
             if key in self.ports or self.draining:
                 return
             bind = self._bind(key)
-            factory = HTTPProxyFactory(Router(bind), self.pool, self.metrics, self.reactor)
+            factory = HTTPProxyFactory(
+                Router(Bind(key[0], key[1], "HTTP")), self.pool, self.metrics, self.reactor
+            )
             server = BindServer(factory, bind, self.min_tls_version)
             self.ports[key] = self.reactor.adoptStreamPort(descriptor, family, server)
             self.factories[key] = factory

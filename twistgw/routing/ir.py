@@ -120,13 +120,35 @@ class HTTPListener:
 
 
 @attrs.frozen
+class StreamRoute:
+    """A TLSRoute (or, later, TCP/UDP route) rule: where its connections go."""
+
+    route: str  # "namespace/name"
+    rule: int
+    backends: tuple[Backend, ...] = ()
+
+
+@attrs.frozen
+class TLSListener:
+    """A TLS passthrough listener: the ClientHello's SNI picks a route by hostname
+    (``routes`` most specific first, "*" for any), whose backend gets the bytes as
+    they are."""
+
+    name: str
+    gateway: str
+    hostname: str | None
+    routes: tuple[tuple[str, StreamRoute], ...] = ()
+
+
+@attrs.frozen
 class Bind:
-    """A socket to listen on and the listeners that share it."""
+    """A socket to listen on and the listeners that share it (all of one protocol:
+    HTTP and HTTPS binds hold HTTPListeners, TLS binds TLSListeners)."""
 
     address: str
     port: int
     protocol: str
-    listeners: tuple[HTTPListener, ...] = ()
+    listeners: tuple[HTTPListener | TLSListener, ...] = ()
 
 
 @attrs.frozen

@@ -6,9 +6,11 @@ from twistgw.api.resource import Resource
 from twistgw.hostnames import specificity
 from twistgw.routing import ir
 from twistgw.snapshot import Snapshot
+from twistgw.translate.attachment import Attachment, attach_routes
 from twistgw.translate.gateways import accepted_classes, build_gateways
-from twistgw.translate.httproutes import Attachment, attach_routes
+from twistgw.translate.httproutes import analyse_route
 from twistgw.translate.model import TranslateOptions, Translation
+from twistgw.translate.tlsroutes import analyse_stream_route
 
 __all__ = ["TranslateOptions", "Translation", "translate"]
 
@@ -57,18 +59,45 @@ def _listener_ir(listener, attachments: list[Attachment]) -> ir.HTTPListener:
     )
 
 
+def _tls_listener_ir(listener, attachments: list[Attachment]) -> ir.TLSListener:
+    """SNI hostnames to TLSRoute rules, most specific hostname first, then the oldest
+    route (a TLSRoute's first rule carries its backends)."""
+    entries = []
+    for attachment in attachments:
+        route = attachment.route
+        for hostname in attachment.hostnames:
+            for _, compiled in attachment.rules[:1]:
+                entries.append(((specificity(hostname), route.age_key()), hostname, compiled))
+    entries.sort(key=lambda entry: entry[0])
+    gateway = listener.gateway.resource
+    return ir.TLSListener(
+        name=f"{gateway.namespace}/{gateway.name}/{listener.name}",
+        gateway=f"{gateway.namespace}/{gateway.name}",
+        hostname=listener.hostname,
+        routes=tuple((hostname, compiled) for _, hostname, compiled in entries),
+    )
+
+
 def translate(snapshot: Snapshot, options: TranslateOptions) -> Translation:
     """Objects in, routing table and every owned object's status out. No I/O."""
     classes, statuses = accepted_classes(snapshot, options)
     gateways = build_gateways(snapshot, options, classes)
     by_name = {(g.key.namespace, g.key.name): g for g in gateways}
     attachments, route_statuses = attach_routes(
-        snapshot, by_name, snapshot.of_kind("HTTPRoute"), options.controller_name
+        snapshot, by_name, snapshot.of_kind("HTTPRoute"), options.controller_name, analyse_route
     )
+    tls_attachments, tls_statuses = attach_routes(
+        snapshot,
+        by_name,
+        snapshot.of_kind("TLSRoute"),
+        options.controller_name,
+        analyse_stream_route,
+    )
+    route_statuses += tls_statuses
     per_listener: dict[int, list[Attachment]] = {}
-    for attachment in attachments:
+    for attachment in attachments + tls_attachments:
         per_listener.setdefault(id(attachment.listener), []).append(attachment)
-    binds: dict[tuple[str, int], list[ir.HTTPListener]] = {}
+    binds: dict[tuple[str, int], list[ir.HTTPListener | ir.TLSListener]] = {}
     protocols: dict[tuple[str, int], str] = {}
     for gateway in gateways:
         if not gateway.conditions.is_true("Accepted"):
@@ -76,7 +105,8 @@ def translate(snapshot: Snapshot, options: TranslateOptions) -> Translation:
         for listener in gateway.listeners:
             if not listener.servable:
                 continue
-            compiled = _listener_ir(listener, per_listener.get(id(listener), []))
+            build = _tls_listener_ir if listener.protocol == "TLS" else _listener_ir
+            compiled = build(listener, per_listener.get(id(listener), []))
             for address in gateway.addresses:
                 binds.setdefault((address, listener.port), []).append(compiled)
                 protocols[(address, listener.port)] = listener.protocol

@@ -26,5 +26,6 @@ SUPPORTED_FEATURES: frozenset[str] = frozenset(
         "HTTPRouteResponseHeaderModification",
         "HTTPRouteSchemeRedirect",
         "ReferenceGrant",
+        "TLSRoute",
     }
 )

@@ -20,10 +20,8 @@ from twistgw.translate.references import BackendError
 PROTOCOL_ROUTE_KINDS: dict[str, tuple[str, ...]] = {
     "HTTP": ("HTTPRoute",),
     "HTTPS": ("HTTPRoute",),
+    "TLS": ("TLSRoute",),
 }
-
-#: Protocols that may share a port within one Gateway.
-COMPATIBLE_PROTOCOLS = ({"HTTPS", "TLS"},)
 
 SUPPORTED_VERSION_MESSAGE = "Gateway API version is supported"
 
@@ -188,9 +186,7 @@ def _check_listeners(snapshot: Snapshot, gateway: GatewayState) -> None:
         for other in by_port[listener.port]:
             if other is listener:
                 continue
-            if other.protocol != listener.protocol and not any(
-                {other.protocol, listener.protocol} <= group for group in COMPATIBLE_PROTOCOLS
-            ):
+            if other.protocol != listener.protocol:
                 conflict = (
                     "ProtocolConflict",
                     f"listener {other.name} uses port {listener.port} with protocol "
@@ -213,6 +209,17 @@ def _check_listeners(snapshot: Snapshot, gateway: GatewayState) -> None:
                 False,
                 "UnsupportedProtocol",
                 f"protocol {listener.protocol} is not supported",
+            )
+            listener.supported_kinds = []
+        elif (
+            listener.protocol == "TLS"
+            and (listener.spec.get("tls") or {}).get("mode") != "Passthrough"
+        ):
+            c.set(
+                "Accepted",
+                False,
+                "UnsupportedProtocol",
+                "TLS listeners support tls.mode Passthrough only, so far",
             )
             listener.supported_kinds = []
         elif conflict:

@@ -70,6 +70,24 @@ class CompiledBackend:
         return self.endpoints[next(self._next)]
 
 
+class WeightedBackends:
+    """A rule's backends, chosen by weight (weight 0: never)."""
+
+    __slots__ = ("backends", "_weights", "_total")
+
+    def __init__(self, backends) -> None:
+        self.backends = [CompiledBackend(b) for b in backends if b.weight > 0]
+        self._weights = list(itertools.accumulate(b.spec.weight for b in self.backends))
+        self._total = self._weights[-1] if self._weights else 0
+
+    def pick(self) -> CompiledBackend | None:
+        if len(self.backends) == 1:
+            return self.backends[0]
+        if not self._total:
+            return None
+        return self.backends[bisect_right(self._weights, random.randrange(self._total))]
+
+
 class CompiledRoute:
     """One rule match, ready to test against a request."""
 
@@ -85,8 +103,6 @@ class CompiledRoute:
         "request_headers",
         "response_headers",
         "backends",
-        "_weights",
-        "_total",
         "prefix",
     )
 
@@ -104,9 +120,7 @@ class CompiledRoute:
         self.rewrite = filters.rewrite
         self.request_headers = _modifier(filters.request_headers)
         self.response_headers = _modifier(filters.response_headers)
-        self.backends = [CompiledBackend(b) for b in spec.backends if b.weight > 0]
-        self._weights = list(itertools.accumulate(b.spec.weight for b in self.backends))
-        self._total = self._weights[-1] if self._weights else 0
+        self.backends = WeightedBackends(spec.backends)
 
     def matches(
         self,
@@ -138,11 +152,7 @@ class CompiledRoute:
 
     def pick_backend(self) -> CompiledBackend | None:
         """A backend chosen by weight; None when the rule has none with weight > 0."""
-        if len(self.backends) == 1:
-            return self.backends[0]
-        if not self._total:
-            return None
-        return self.backends[bisect_right(self._weights, random.randrange(self._total))]
+        return self.backends.pick()
 
 
 def _path_test(kind: str, value: str) -> Callable[[str], bool]:

@@ -1,0 +1,1 @@
+"""Stream proxying: TLS passthrough (and, later, TCP)."""

@@ -1,0 +1,153 @@
+"""Route attachment, for every route kind: parentRefs resolved to listeners
+(sectionName, port, allowed kinds and namespaces, hostnames) and per-parent status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from twistgw.api.resource import GATEWAY_GROUP, Resource
+from twistgw.hostnames import intersect
+from twistgw.snapshot import Snapshot
+from twistgw.translate.conditions import Conditions
+from twistgw.translate.gateways import GatewayState, ListenerState
+from twistgw.translate.model import ObjectStatus
+from twistgw.translate.references import BackendError
+from twistgw.translate.selectors import namespace_allowed
+
+
+@attrs.frozen
+class Attachment:
+    """A route rule-set bound to one listener with the hostnames it serves there."""
+
+    listener: ListenerState
+    hostnames: tuple[str, ...]
+    route: Resource
+    rules: tuple[tuple[int, Any], ...]  # (match index, compiled rule) in rule order
+
+
+@attrs.define
+class RouteAnalysis:
+    """What a route's rules compile to, independent of its parents."""
+
+    routes: list[tuple[int, Any]] = attrs.field(factory=list)
+    unsupported: list[str] = attrs.field(factory=list)
+    ref_error: BackendError | None = None
+    rule_count: int = 0
+
+
+def _parent_listeners(gateway: GatewayState, ref: dict[str, Any]) -> list[ListenerState]:
+    section, port = ref.get("sectionName"), ref.get("port")
+    return [
+        listener
+        for listener in gateway.listeners
+        if (section is None or listener.name == section) and (port is None or listener.port == port)
+    ]
+
+
+def attach_routes(
+    snapshot: Snapshot,
+    gateways: dict[tuple[str, str], GatewayState],
+    routes: list[Resource],
+    controller_name: str,
+    analyse: Callable[[Snapshot, Resource], RouteAnalysis],
+) -> tuple[list[Attachment], list[ObjectStatus]]:
+    """Attach each route to the listeners its parentRefs select; return the
+    attachments and each route's status (only for parents this controller owns).
+    ``analyse`` compiles a route's rules (it depends on the route kind)."""
+    attachments: list[Attachment] = []
+    statuses: list[ObjectStatus] = []
+    for route in sorted(routes, key=Resource.age_key):
+        analysis = analyse(snapshot, route)
+        parents = []
+        for ref in route.spec.get("parentRefs") or []:
+            if (ref.get("group"), ref.get("kind")) != (GATEWAY_GROUP, "Gateway"):
+                continue
+            gateway = gateways.get((ref.get("namespace") or route.namespace, ref["name"]))
+            if gateway is None:
+                continue
+            conditions = Conditions(route.generation)
+            _attach_to_parent(snapshot, route, ref, gateway, analysis, conditions, attachments)
+            parents.append(
+                {
+                    "parentRef": dict(ref),
+                    "controllerName": controller_name,
+                    "conditions": conditions.as_list(),
+                }
+            )
+        if parents:
+            statuses.append(
+                ObjectStatus(route.key, route.api_version, route.generation, {"parents": parents})
+            )
+    return attachments, statuses
+
+
+def _attach_to_parent(
+    snapshot: Snapshot,
+    route: Resource,
+    ref: dict[str, Any],
+    gateway: GatewayState,
+    analysis: RouteAnalysis,
+    conditions: Conditions,
+    attachments: list[Attachment],
+) -> None:
+    candidates = _parent_listeners(gateway, ref)
+    if not candidates:
+        what = []
+        if ref.get("sectionName") is not None:
+            what.append(f"sectionName {ref['sectionName']}")
+        if ref.get("port") is not None:
+            what.append(f"port {ref['port']}")
+        conditions.set(
+            "Accepted",
+            False,
+            "NoMatchingParent",
+            f"Gateway {gateway.key.namespace}/{gateway.key.name} has no listener "
+            f"with {' and '.join(what)}",
+        )
+    else:
+        allowed = [
+            listener
+            for listener in candidates
+            if listener.accepted
+            and listener.allows_kind(GATEWAY_GROUP, route.kind)
+            and namespace_allowed(snapshot, listener, route.namespace)
+        ]
+        matched = []
+        for listener in allowed:
+            hostnames = intersect(route.spec.get("hostnames") or [], listener.hostname)
+            if hostnames:
+                matched.append((listener, hostnames))
+        if not allowed:
+            conditions.set(
+                "Accepted",
+                False,
+                "NotAllowedByListeners",
+                "No listener of the parent allows this route",
+            )
+        elif not matched:
+            conditions.set(
+                "Accepted",
+                False,
+                "NoMatchingListenerHostname",
+                "No listener hostname matches the route's hostnames",
+            )
+        elif analysis.rule_count and not analysis.routes:
+            conditions.set("Accepted", False, "UnsupportedValue", "; ".join(analysis.unsupported))
+        else:
+            conditions.set("Accepted", True, "Accepted", "Route is accepted")
+            for listener, hostnames in matched:
+                listener.attached_routes += 1
+                attachments.append(
+                    Attachment(listener, tuple(hostnames), route, tuple(analysis.routes))
+                )
+    if analysis.ref_error is not None:
+        conditions.set("ResolvedRefs", False, analysis.ref_error.reason, analysis.ref_error.message)
+    else:
+        conditions.set("ResolvedRefs", True, "ResolvedRefs", "All references are resolved")
+    if analysis.unsupported and analysis.routes:
+        conditions.set(
+            "PartiallyInvalid", True, "UnsupportedValue", "; ".join(analysis.unsupported)
+        )
