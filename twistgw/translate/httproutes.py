@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from twistgw.api.resource import Resource
 from twistgw.routing import ir
 from twistgw.snapshot import Snapshot
 from twistgw.translate.attachment import RouteAnalysis
-from twistgw.translate.references import BackendError, resolve_service
+from twistgw.translate.references import compile_backends
 
 SUPPORTED_FILTERS = frozenset(
     {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite"}
@@ -92,30 +94,18 @@ def analyse_route(snapshot: Snapshot, route: Resource) -> RouteAnalysis:
     rules = route.spec.get("rules") or []
     result.rule_count = len(rules)
     for rule_index, rule in enumerate(rules):
-        backends = []
-        for ref in rule.get("backendRefs") or []:
-            try:
-                endpoints, app_protocol = resolve_service(snapshot, route, ref)
-                invalid = False
-            except BackendError as exc:
-                result.ref_error = result.ref_error or exc
-                endpoints, app_protocol, invalid = (), None, True
-            backends.append((ref, endpoints, app_protocol, invalid))
+        refs = rule.get("backendRefs") or []
+        resolved = compile_backends(snapshot, route, refs, result)
         try:
             for match_index, match_spec in enumerate(rule.get("matches") or [{}]):
                 match = _match(match_spec)
                 filters = _filters(rule.get("filters"), match, SUPPORTED_FILTERS)
                 compiled = tuple(
-                    ir.Backend(
-                        name=f"{ref.get('namespace') or route.namespace}/{ref['name']}:"
-                        f"{ref.get('port')}",
-                        weight=ref.get("weight", 1),
-                        endpoints=endpoints,
-                        invalid=invalid,
-                        app_protocol=app_protocol,
+                    attrs.evolve(
+                        backend,
                         filters=_filters(ref.get("filters"), match, SUPPORTED_BACKEND_FILTERS),
                     )
-                    for ref, endpoints, app_protocol, invalid in backends
+                    for ref, backend in zip(refs, resolved, strict=True)
                 )
                 result.routes.append(
                     (match_index, ir.Route(name, rule_index, match, filters, compiled))

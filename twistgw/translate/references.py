@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twistgw.api.resource import GATEWAY_GROUP, Resource
+from twistgw.routing import ir
 from twistgw.routing.ir import Endpoint
 from twistgw.snapshot import Snapshot
 
@@ -113,3 +114,29 @@ def _endpoints(
                 if candidate not in found:
                     found.append(candidate)
     return tuple(found)
+
+
+def compile_backends(
+    snapshot: Snapshot, route: Resource, refs: list[dict], analysis: Any
+) -> tuple[ir.Backend, ...]:
+    """Backends of a rule; unresolvable ones are kept as invalid (their share of
+    traffic is refused) and the first problem is noted on ``analysis`` (the route's
+    RouteAnalysis) for its ResolvedRefs condition."""
+    backends = []
+    for ref in refs:
+        try:
+            endpoints, app_protocol = resolve_service(snapshot, route, ref)
+            invalid = False
+        except BackendError as exc:
+            analysis.ref_error = analysis.ref_error or exc
+            endpoints, app_protocol, invalid = (), None, True
+        backends.append(
+            ir.Backend(
+                name=f"{ref.get('namespace') or route.namespace}/{ref['name']}:{ref.get('port')}",
+                weight=ref.get("weight", 1),
+                endpoints=endpoints,
+                invalid=invalid,
+                app_protocol=app_protocol,
+            )
+        )
+    return tuple(backends)

@@ -6,32 +6,7 @@ from twistgw.api.resource import Resource
 from twistgw.routing import ir
 from twistgw.snapshot import Snapshot
 from twistgw.translate.attachment import RouteAnalysis
-from twistgw.translate.references import BackendError, resolve_service
-
-
-def compile_backends(
-    snapshot: Snapshot, route: Resource, refs: list[dict], analysis: RouteAnalysis
-) -> tuple[ir.Backend, ...]:
-    """Backends of a rule; unresolvable ones are kept as invalid (their share of
-    connections is refused) and the first problem is noted for ResolvedRefs."""
-    backends = []
-    for ref in refs:
-        try:
-            endpoints, app_protocol = resolve_service(snapshot, route, ref)
-            invalid = False
-        except BackendError as exc:
-            analysis.ref_error = analysis.ref_error or exc
-            endpoints, app_protocol, invalid = (), None, True
-        backends.append(
-            ir.Backend(
-                name=f"{ref.get('namespace') or route.namespace}/{ref['name']}:{ref.get('port')}",
-                weight=ref.get("weight", 1),
-                endpoints=endpoints,
-                invalid=invalid,
-                app_protocol=app_protocol,
-            )
-        )
-    return tuple(backends)
+from twistgw.translate.references import compile_backends
 
 
 def analyse_stream_route(snapshot: Snapshot, route: Resource) -> RouteAnalysis:
