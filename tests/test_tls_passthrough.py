@@ -3,6 +3,8 @@ gateway routes by SNI only."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import ssl
 from collections import Counter
@@ -10,16 +12,16 @@ from collections import Counter
 import pytest
 
 from tests.support.certs import CA
-from tests.support.gateway import wait_until
+from tests.support.gateway import GatewayProcess, wait_until
 from tests.support.manifests import gateway_class, gateway_manifest, service
 from tests.support.tlsecho import TLSEcho
 
 PORT = 9443
 
 
-@pytest.fixture(scope="module")
-def passthrough(gateway):
-    ca = CA()
+def _configure(gateway, ca: CA) -> list[TLSEcho]:
+    """A TLS passthrough listener on PORT routing *.example.com to two TLS echo
+    backends weighted 1:3; returns the backends."""
     one = TLSEcho("one", ca.issue("*.example.com"))
     three = TLSEcho("three", ca.issue("*.example.com"))
     route = {
@@ -52,9 +54,16 @@ def passthrough(gateway):
     )
     context = ssl.create_default_context(cadata=ca.pem.decode())
     wait_until(lambda: _exchange(gateway, context, "a.example.com"), what="passthrough served")
-    yield gateway, context
-    one.close()
-    three.close()
+    return [one, three]
+
+
+@pytest.fixture(scope="module")
+def passthrough(gateway):
+    ca = CA()
+    backends = _configure(gateway, ca)
+    yield gateway, ssl.create_default_context(cadata=ca.pem.decode())
+    for backend in backends:
+        backend.close()
 
 
 def _exchange(gateway, context, sni: str | None) -> str:
@@ -83,3 +92,26 @@ def test_unknown_or_missing_sni_is_closed(passthrough):
     for sni in ("other.org", None):
         with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
             _exchange(gateway, context, sni)
+
+
+def test_sigterm_lets_an_open_passthrough_connection_finish():
+    ca = CA()
+    process = GatewayProcess(extra_args=("--drain-timeout", "20")).start()
+    backends = _configure(process, ca)
+    context = ssl.create_default_context(cadata=ca.pem.decode())
+    try:
+        raw = socket.create_connection((process.address, PORT), timeout=10)
+        with context.wrap_socket(raw, server_hostname="a.example.com") as tls:
+            reader = tls.makefile("rb")
+            tls.sendall(b"before\n")
+            assert reader.readline().endswith(b":before\n")
+            os.kill(process.process.pid, signal.SIGTERM)
+            wait_until(lambda: "draining workers" in process.log(), what="the drain to start")
+            tls.sendall(b"during\n")  # the connection outlives the listening socket
+            assert reader.readline().endswith(b":during\n")
+            reader.close()  # (a socket stays open while a makefile() object of it is)
+        assert process.process.wait(30) == 0
+    finally:
+        process.stop()
+        for backend in backends:
+            backend.close()

@@ -36,16 +36,32 @@ class BindServer(Factory):
 
     def __init__(self, http: HTTPProxyFactory, bind: Bind, min_tls_version: str) -> None:
         self.http = http
+        self.label = http.label
         self.min_tls_version = min_tls_version
         self.contexts: SNIContexts | None = None
         self.entry: Factory = http
+        self.streams: set = set()  # open passthrough connections, whatever table made them
         self.configure(bind)
+
+    @property
+    def open_connections(self) -> int:
+        return self.http.open_connections + len(self.streams)
+
+    def drain(self) -> None:
+        """HTTP connections close once idle; passthrough streams end when their peers
+        end them (the drain timeout aborts what is left)."""
+        self.http.drain()
+
+    def abort_all(self) -> None:
+        self.http.abort_all()
+        for stream in list(self.streams):
+            stream.transport.abortConnection()
 
     def configure(self, bind: Bind) -> None:
         if bind.protocol == "TLS":
             self.http.router = Router(Bind(bind.address, bind.port, "HTTP"))
             self.contexts = None
-            self.entry = PassthroughFactory(bind, self.http.clock)
+            self.entry = PassthroughFactory(bind, self.http.clock, self.streams)
             return
         self.http.router = Router(bind)
         if bind.protocol == "HTTPS":
@@ -75,10 +91,9 @@ class DataPlane:
         self.min_tls_version = min_tls_version
         self.pool = UpstreamPool(reactor)
         self.binds: dict[Key, Bind] = {}
-        self.factories: dict[Key, HTTPProxyFactory] = {}
         self.servers: dict[Key, BindServer] = {}
         self.ports: dict[Key, IListeningPort] = {}
-        self.retired: list[HTTPProxyFactory] = []  # closed sockets, connections still open
+        self.retired: list[BindServer] = []  # closed sockets, connections still open
         self.draining = False
         # the connections gauge is sampled, not updated per connection (each update of a
         # multiprocess metric is a locked write to a shared file)
@@ -105,42 +120,40 @@ class DataPlane:
             )
             server = BindServer(factory, bind, self.min_tls_version)
             self.ports[key] = self.reactor.adoptStreamPort(descriptor, family, server)
-            self.factories[key] = factory
             self.servers[key] = server
         finally:
             os.close(descriptor)  # the reactor holds its own duplicate
 
     def close(self, key: Key) -> None:
         """Stop accepting on a socket; its open connections finish on their own."""
-        self.servers.pop(key, None)
-        factory = self.factories.pop(key, None)
-        if factory is not None:
-            self.retired.append(factory)
+        server = self.servers.pop(key, None)
+        if server is not None:
+            self.retired.append(server)
         port = self.ports.pop(key, None)
         if port is not None:
             port.stopListening()
 
     def sample_connections(self) -> None:
         counts: dict[str, int] = {}
-        for factory in [*self.factories.values(), *self.retired]:
-            counts[factory.label] = counts.get(factory.label, 0) + factory.open_connections
+        for server in [*self.servers.values(), *self.retired]:
+            counts[server.label] = counts.get(server.label, 0) + server.open_connections
         for label, count in counts.items():
             self.metrics.connection_gauge(label).set(count)
-        self.retired = [factory for factory in self.retired if factory.open_connections]
+        self.retired = [server for server in self.retired if server.open_connections]
 
     def open_connections(self) -> int:
-        self.retired = [factory for factory in self.retired if factory.open_connections]
-        return sum(f.open_connections for f in [*self.factories.values(), *self.retired])
+        self.retired = [server for server in self.retired if server.open_connections]
+        return sum(server.open_connections for server in [*self.servers.values(), *self.retired])
 
     def drain(self, timeout: float) -> defer.Deferred:
         """Stop accepting, close idle keep-alive connections, let requests in flight
         finish; fires when none is left or ``timeout`` seconds have passed."""
         if not self.draining:
             self.draining = True
-            for key in list(self.factories):
+            for key in list(self.servers):
                 self.close(key)
-            for factory in self.retired:
-                factory.drain()
+            for server in self.retired:
+                server.drain()
         deadline = self.reactor.seconds() + timeout
 
         def wait(_=None):
@@ -148,8 +161,8 @@ class DataPlane:
             if left == 0 or self.reactor.seconds() >= deadline:
                 if left:
                     log.warn("drain timeout: closing {count} connections", count=left)
-                    for factory in self.retired:
-                        factory.abort_all()
+                    for server in self.retired:
+                        server.abort_all()
                 self.pool.close_idle()
                 return None
             return deferLater(self.reactor, 0.05, wait)

@@ -46,26 +46,52 @@ class SNIRoutes:
 
 @implementer(IHalfCloseableProtocol)
 class _Side(Protocol):
-    """One end of a splice; ``peer`` is the other end once both are connected."""
+    """One end of a splice; ``peer`` is the other end once both are connected.
+
+    A half-close is passed on to the peer. Twisted leaves closing a half-closeable
+    connection to its protocol, so once both halves are shut this side closes itself.
+    """
 
     peer: _Side | None = None
+    read_closed = False
+    write_closed = False
 
     def dataReceived(self, data: bytes) -> None:
         self.peer.transport.write(data)
 
     def readConnectionLost(self) -> None:
+        self.read_closed = True
         if self.peer is not None and self.peer.transport is not None:
+            # no more data from this side: it stops being the peer's producer (a
+            # registered, paused producer would hold back the peer's half-close)
+            _release(self.peer.transport)
             self.peer.transport.loseWriteConnection()
+            self._close_when_done()
+        else:
+            self.transport.loseConnection()  # nothing to pass it on to
 
     def writeConnectionLost(self) -> None:
-        pass
+        self.write_closed = True
+        self._close_when_done()
+
+    def _close_when_done(self) -> None:
+        if self.read_closed and self.write_closed:
+            _release(self.transport)
+            self.transport.loseConnection()
 
     def connectionLost(self, reason=None) -> None:
         peer, self.peer = self.peer, None
         if peer is not None:
             peer.peer = None
             if peer.transport is not None:
+                _release(peer.transport)
                 peer.transport.loseConnection()
+
+
+def _release(transport) -> None:
+    """Unregister the transport's producer, if any (the splice's other side)."""
+    if transport.producer is not None:
+        transport.unregisterProducer()
 
 
 def splice(one: _Side, other: _Side) -> None:
@@ -115,6 +141,7 @@ class PassthroughClient(_Side):
 
     def connectionMade(self) -> None:
         self.transport.setTcpNoDelay(True)
+        self.factory.open.add(self)
 
     def dataReceived(self, data: bytes) -> None:
         if not self.choosing:
@@ -150,15 +177,17 @@ class PassthroughClient(_Side):
 
     def connectionLost(self, reason=None) -> None:
         self.gone = True
+        self.factory.open.discard(self)
         super().connectionLost(reason)
 
 
 class PassthroughFactory(Factory):
     noisy = False
 
-    def __init__(self, bind: Bind, reactor) -> None:
+    def __init__(self, bind: Bind, reactor, open_connections: set) -> None:
         self.reactor = reactor
         self.routes = SNIRoutes(bind)
+        self.open = open_connections  # shared with the bind's server, for the drain
 
     def buildProtocol(self, addr) -> PassthroughClient:
         return PassthroughClient(self)
