@@ -26,10 +26,9 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -99,7 +98,6 @@ class Service:
     name: str
     port: int
     process: subprocess.Popen
-    pids_of_interest: list[int] = field(default_factory=list)
 
     def pids(self) -> list[int]:
         return tree(self.process.pid)

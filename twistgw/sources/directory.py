@@ -11,6 +11,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
 
 from twistgw.snapshot import ConfigError, Snapshot
 from twistgw.sources.assembly import ObjectAssembler
@@ -76,8 +77,6 @@ class DirectorySource(Service):
                     | inotify.IN_MODIFY
                     | inotify.IN_ATTRIB
                 )
-                from twisted.python.filepath import FilePath
-
                 self._notifier.watch(
                     FilePath(self.path), mask=mask, callbacks=[lambda *_: self.schedule_reload()]
                 )
@@ -146,7 +145,7 @@ class DirectorySource(Service):
             if parsed.error is not None:
                 errors.append(ConfigError(os.path.join(self.path, name), parsed.error))
                 # the documents it held before stay in force
-                files[name] = attrs_evolve_error(previous, parsed) if previous else parsed
+                files[name] = _kept_with_error(previous, parsed) if previous else parsed
                 changed = changed or previous is None or previous.error != parsed.error
             elif (
                 not parsed.documents
@@ -167,6 +166,6 @@ class DirectorySource(Service):
         self._on_snapshot(snapshot)
 
 
-def attrs_evolve_error(previous: ParsedFile, failed: ParsedFile) -> ParsedFile:
+def _kept_with_error(previous: ParsedFile, failed: ParsedFile) -> ParsedFile:
     """The previous documents with the new error: what a broken rewrite leaves in force."""
     return ParsedFile(previous.signature, previous.documents, failed.error)

@@ -73,7 +73,6 @@ class Exchange:
         "url",
         "version",
         "headers",
-        "keep_alive",
         "started_at",
         "request_done",
         "chunked_request",
@@ -116,7 +115,6 @@ class Exchange:
         self.url = url
         self.version = version
         self.headers = headers
-        self.keep_alive = keep_alive
         self.started_at = 0.0
         self.request_done = False
         self.chunked_request = chunked
@@ -293,7 +291,7 @@ class Exchange:
             and not self.retried
             and self.request_done
             and not self.chunked_request
-            and not self._has_body()
+            and not self.has_body
         ):
             self.retried = True  # a pooled connection the backend had closed: try again
             endpoint = self.backend.endpoint()
@@ -301,12 +299,6 @@ class Exchange:
                 self.server.pool.acquire(endpoint, self, self.method == b"HEAD")
                 return
         self.respond_local(502, b"the backend closed the connection\n")
-
-    def _has_body(self) -> bool:
-        return any(
-            name.lower() == b"content-length" and value.strip() != b"0"
-            for name, value in self.headers
-        )
 
     def response_head(
         self, status: int, headers: list[tuple[bytes, bytes]], has_length: bool, special: bool
