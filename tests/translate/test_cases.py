@@ -9,10 +9,13 @@ A case file has:
 - ``statuses``: expected statuses, each ``{kind, name, namespace?}`` plus
   ``conditions`` (``Type: Status/Reason``), ``listeners`` (name -> conditions,
   ``attachedRoutes``, ``supportedKinds``), ``parents`` (list, in parentRefs order, of
-  conditions), ``addresses`` or ``supportedFeatures`` — only what is given is checked;
+  conditions), ``ancestors`` (list of ``{gateway, conditions}``, for policies),
+  ``addresses`` or ``supportedFeatures`` — only what is given is checked;
   ``absent`` lists ``Kind ns/name`` that must have no status;
-- ``routing``: expected binds, ``"ADDRESS:PORT"`` -> listener name -> hostname -> the
-  routes in precedence order as ``"ns/route#rule PATHTYPE:PATH -> backend*weight, ..."``.
+- ``routing``: expected binds, ``"ADDRESS:PORT PROTOCOL"`` -> listener name (marked
+  ``[terminate]`` or ``[clients MODE]``) -> hostname -> the routes in precedence order as
+  ``"ns/route#rule PATHTYPE:PATH -> backend*weight(endpoints), ..."`` (``!``: invalid,
+  ``[tls HOST]``: over TLS).
 """
 
 from __future__ import annotations
@@ -34,11 +37,14 @@ def _conditions(conditions: list[dict]) -> dict[str, str]:
     return {c["type"]: f"{c['status']}/{c['reason']}" for c in conditions}
 
 
+def _backend(backend) -> str:
+    """``ns/svc:port*weight``, ``!`` when invalid, ``[tls HOST]`` when reached over TLS."""
+    text = f"{backend.name}*{backend.weight}" + ("!" if backend.invalid else "")
+    return text + (f" [tls {backend.tls.hostname}]" if backend.tls is not None else "")
+
+
 def _route_line(route) -> str:
-    backends = ", ".join(
-        f"{b.name}*{b.weight}" + ("!" if b.invalid else "") + f"({len(b.endpoints)})"
-        for b in route.backends
-    )
+    backends = ", ".join(f"{_backend(b)}({len(b.endpoints)})" for b in route.backends)
     line = f"{route.route}#{route.rule} {route.match.path_type}:{route.match.path}"
     extras = []
     if route.match.method:
@@ -56,19 +62,28 @@ def _listener_summary(listener) -> dict:
             vhost.hostname: [_route_line(r) for r in vhost.routes]
             for vhost in listener.virtual_hosts
         }
-    summary: dict[str, list[str]] = {}  # TLS passthrough: SNI hostname -> routes
+    summary: dict[str, list[str]] = {}  # TLS listeners: SNI hostname -> routes
     for hostname, route in listener.routes:
-        backends = ", ".join(
-            f"{b.name}*{b.weight}" + ("!" if b.invalid else "") for b in route.backends
-        )
+        backends = ", ".join(_backend(b) for b in route.backends)
         summary.setdefault(hostname, []).append(f"{route.route}#{route.rule} -> {backends}")
     return summary
 
 
+def _listener_label(listener) -> str:
+    """The listener's name, with ``[terminate]`` for a terminating TLS listener and
+    ``[clients MODE]`` when it validates client certificates."""
+    label = listener.name
+    if listener.tls is not None and not hasattr(listener, "virtual_hosts"):
+        label += " [terminate]"
+    if listener.tls is not None and listener.tls.client_validation is not None:
+        label += f" [clients {listener.tls.client_validation.mode}]"
+    return label
+
+
 def routing_summary(table) -> dict:
     return {
-        f"{bind.address}:{bind.port}": {
-            listener.name: _listener_summary(listener) for listener in bind.listeners
+        f"{bind.address}:{bind.port} {bind.protocol}": {
+            _listener_label(listener): _listener_summary(listener) for listener in bind.listeners
         }
         for bind in table.binds
     }
@@ -92,6 +107,15 @@ def _check_status(expected: dict, actual: dict, label: str) -> None:
             assert listener["attachedRoutes"] == want["attachedRoutes"], f"{label} {name}"
         if "supportedKinds" in want:
             assert [k["kind"] for k in listener["supportedKinds"]] == want["supportedKinds"]
+    if "ancestors" in expected:
+        assert len(actual["ancestors"]) == len(expected["ancestors"]), (
+            f"{label} ancestors: {actual['ancestors']}"
+        )
+        for index, (want, got) in enumerate(
+            zip(expected["ancestors"], actual["ancestors"], strict=True)
+        ):
+            assert got["ancestorRef"]["name"] == want["gateway"], f"{label} ancestor {index}"
+            _check_status(want, got, f"{label} ancestor {index}")
     if "parents" in expected:
         assert len(actual["parents"]) == len(expected["parents"]), (
             f"{label} parents: {actual['parents']}"

@@ -310,6 +310,48 @@ def _reference_grant(body: dict) -> None:
                 _string(item, "namespace", f"spec.{side}[{i}]", required=True)
 
 
+def _backend_tls_policy(body: dict) -> None:
+    spec = _mapping(body.get("spec"), "spec")
+    targets = _list(spec.get("targetRefs"), "spec.targetRefs", 16)
+    if not targets:
+        _fail("spec.targetRefs", "must have at least one item")
+    seen = set()
+    for i, ref in enumerate(targets):
+        where = f"spec.targetRefs[{i}]"
+        ref = _mapping(ref, where)
+        _string(ref, "group", where, required=True)
+        _string(ref, "kind", where, required=True)
+        _string(ref, "name", where, required=True)
+        _string(ref, "sectionName", where, pattern=SECTION_NAME_RE)
+        key = (ref["group"], ref["kind"], ref["name"], ref.get("sectionName") or "")
+        if key in seen:
+            _fail(where, "targets the same object and section as an earlier targetRef")
+        seen.add(key)
+    validation = _mapping(spec.get("validation"), "spec.validation")
+    _string(validation, "hostname", "spec.validation", required=True, pattern=HOSTNAME_RE)
+    refs = _list(validation.get("caCertificateRefs"), "spec.validation.caCertificateRefs", 8)
+    for i, ref in enumerate(refs):
+        where = f"spec.validation.caCertificateRefs[{i}]"
+        ref = _mapping(ref, where)
+        for key in ("group", "kind", "name"):
+            _string(ref, key, where, required=True)
+    well_known = _string(validation, "wellKnownCACertificates", "spec.validation")
+    if bool(refs) == bool(well_known):
+        _fail(
+            "spec.validation",
+            "must have exactly one of caCertificateRefs and wellKnownCACertificates",
+        )
+    sans = _list(validation.get("subjectAltNames"), "spec.validation.subjectAltNames", 5)
+    for i, san in enumerate(sans):
+        where = f"spec.validation.subjectAltNames[{i}]"
+        san = _mapping(san, where)
+        kind = _string(san, "type", where, required=True, enum=("Hostname", "URI"))
+        field = "hostname" if kind == "Hostname" else "uri"
+        _string(san, field, where, required=True, max_len=4096)
+        if san.get("uri" if kind == "Hostname" else "hostname"):
+            _fail(where, f"must not set {'uri' if kind == 'Hostname' else 'hostname'}")
+
+
 def _service(body: dict) -> None:
     spec = _mapping(body.get("spec"), "spec")
     for i, port in enumerate(_list(spec.get("ports"), "spec.ports")):
@@ -332,6 +374,7 @@ VALIDATORS: dict[str, Callable[[dict], None]] = {
     "HTTPRoute": _http_route,
     "TLSRoute": _tls_route,
     "ReferenceGrant": _reference_grant,
+    "BackendTLSPolicy": _backend_tls_policy,
     "Service": _service,
     "EndpointSlice": _endpoint_slice,
 }

@@ -56,9 +56,22 @@ class Filters:
 
 
 @attrs.frozen
+class BackendTLS:
+    """TLS towards a backend, from the BackendTLSPolicy targeting its Service: the SNI
+    and name to verify, the trust anchors (PEM, or the system store), and the
+    subjectAltNames (("Hostname" | "URI", value)) that replace the hostname check."""
+
+    hostname: str
+    ca_certificates: bytes = attrs.field(default=b"", repr=False)
+    system_trust: bool = False
+    subject_alt_names: tuple[tuple[str, str], ...] = ()
+
+
+@attrs.frozen
 class Backend:
     """One backendRef of a rule. ``invalid`` backends answer 500 for their share of
-    traffic, as the spec requires; ``endpoints`` may be empty (503)."""
+    traffic, as the spec requires; ``endpoints`` may be empty (503). ``tls`` set:
+    the gateway speaks TLS to the backend."""
 
     name: str
     weight: int
@@ -66,6 +79,7 @@ class Backend:
     invalid: bool = False
     app_protocol: str | None = None
     filters: Filters = Filters()
+    tls: BackendTLS | None = None
 
 
 @attrs.frozen
@@ -100,23 +114,42 @@ class VirtualHost:
 
 
 @attrs.frozen
-class ListenerTLS:
-    """A listener's certificate chain and private key, PEM."""
+class CertificateKey:
+    """A certificate chain and its private key, PEM."""
 
     certificate_chain: bytes = attrs.field(repr=False)
     private_key: bytes = attrs.field(repr=False)
 
 
 @attrs.frozen
+class ClientValidation:
+    """Frontend client-certificate validation: trust anchors (PEM) and the mode,
+    ``AllowValidOnly`` or ``AllowInsecureFallback``."""
+
+    ca_certificates: bytes = attrs.field(repr=False)
+    mode: str = "AllowValidOnly"
+
+
+@attrs.frozen
+class ListenerTLS:
+    """What a terminating listener presents and, optionally, asks of clients."""
+
+    certificate: CertificateKey
+    client_validation: ClientValidation | None = None
+
+
+@attrs.frozen
 class HTTPListener:
     """A Gateway listener's share of a bound port: the hostname it answers for
-    (None: any), its virtual hosts, and for HTTPS its certificate."""
+    (None: any), its virtual hosts, and for HTTPS its certificate. ``client_certificate``
+    is the Gateway's certificate for backends that ask for one (BackendTLSPolicy)."""
 
     name: str  # "namespace/gateway/listener"
     gateway: str  # "namespace/gateway"
     hostname: str | None
     virtual_hosts: tuple[VirtualHost, ...] = ()
     tls: ListenerTLS | None = None
+    client_certificate: CertificateKey | None = None
 
 
 @attrs.frozen
@@ -130,20 +163,24 @@ class StreamRoute:
 
 @attrs.frozen
 class TLSListener:
-    """A TLS passthrough listener: the ClientHello's SNI picks a route by hostname
-    (``routes`` most specific first, "*" for any), whose backend gets the bytes as
-    they are."""
+    """A TLS listener: the ClientHello's SNI picks a route by hostname (``routes``
+    most specific first, "*" for any). Without ``tls`` (Passthrough) the backend gets
+    the bytes as they are; with it (Terminate) the gateway ends TLS and the backend
+    gets the plaintext stream."""
 
     name: str
     gateway: str
     hostname: str | None
     routes: tuple[tuple[str, StreamRoute], ...] = ()
+    tls: ListenerTLS | None = None
+    client_certificate: CertificateKey | None = None
 
 
 @attrs.frozen
 class Bind:
-    """A socket to listen on and the listeners that share it (all of one protocol:
-    HTTP and HTTPS binds hold HTTPListeners, TLS binds TLSListeners)."""
+    """A socket to listen on and the listeners that share it. HTTP and HTTPS binds
+    hold HTTPListeners; TLS binds hold TLSListeners and may hold HTTPS listeners too
+    (the ClientHello's SNI tells them apart)."""
 
     address: str
     port: int

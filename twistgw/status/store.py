@@ -68,3 +68,6 @@ def _condition_lists(body: dict[str, Any]):
     for parent in body.get("parents") or []:
         ref = json.dumps(parent.get("parentRef"), sort_keys=True)
         yield f"parent/{parent.get('controllerName')}/{ref}", parent.get("conditions") or []
+    for ancestor in body.get("ancestors") or []:
+        ref = json.dumps(ancestor.get("ancestorRef"), sort_keys=True)
+        yield f"ancestor/{ancestor.get('controllerName')}/{ref}", ancestor.get("conditions") or []

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from twistgw.api.resource import Resource
+from functools import partial
+
+from twistgw.api.resource import ObjectKey, Resource
 from twistgw.hostnames import specificity
 from twistgw.routing import ir
 from twistgw.snapshot import Snapshot
 from twistgw.translate.attachment import Attachment, attach_routes
+from twistgw.translate.backendtls import BackendTLSPolicies
 from twistgw.translate.gateways import accepted_classes, build_gateways
 from twistgw.translate.httproutes import analyse_route
 from twistgw.translate.model import TranslateOptions, Translation
@@ -50,6 +53,7 @@ def _listener_ir(listener, attachments: list[Attachment]) -> ir.HTTPListener:
         gateway=f"{gateway.namespace}/{gateway.name}",
         hostname=listener.hostname,
         tls=listener.tls,
+        client_certificate=listener.gateway.client_certificate,
         virtual_hosts=tuple(
             ir.VirtualHost(
                 host, tuple(route for _, route in sorted(by_host[host], key=lambda e: e[0]))
@@ -75,23 +79,43 @@ def _tls_listener_ir(listener, attachments: list[Attachment]) -> ir.TLSListener:
         gateway=f"{gateway.namespace}/{gateway.name}",
         hostname=listener.hostname,
         routes=tuple((hostname, compiled) for _, hostname, compiled in entries),
+        tls=listener.tls,
+        client_certificate=listener.gateway.client_certificate,
     )
+
+
+def _service_users(attachments: list[Attachment]) -> dict[tuple[str, str], set[ObjectKey]]:
+    """(namespace, Service) -> the Gateways whose attached routes send traffic to it."""
+    users: dict[tuple[str, str], set[ObjectKey]] = {}
+    for attachment in attachments:
+        route = attachment.route
+        for rule in route.spec.get("rules") or []:
+            for ref in rule.get("backendRefs") or []:
+                if (ref.get("group", ""), ref.get("kind", "Service")) == ("", "Service"):
+                    service = (ref.get("namespace") or route.namespace, ref["name"])
+                    users.setdefault(service, set()).add(attachment.listener.gateway.key)
+    return users
 
 
 def translate(snapshot: Snapshot, options: TranslateOptions) -> Translation:
     """Objects in, routing table and every owned object's status out. No I/O."""
     classes, statuses = accepted_classes(snapshot, options)
     gateways = build_gateways(snapshot, options, classes)
+    policies = BackendTLSPolicies(snapshot)
     by_name = {(g.key.namespace, g.key.name): g for g in gateways}
     attachments, route_statuses = attach_routes(
-        snapshot, by_name, snapshot.of_kind("HTTPRoute"), options.controller_name, analyse_route
+        snapshot,
+        by_name,
+        snapshot.of_kind("HTTPRoute"),
+        options.controller_name,
+        partial(analyse_route, policies=policies),
     )
     tls_attachments, tls_statuses = attach_routes(
         snapshot,
         by_name,
         snapshot.of_kind("TLSRoute"),
         options.controller_name,
-        analyse_stream_route,
+        partial(analyse_stream_route, policies=policies),
     )
     route_statuses += tls_statuses
     per_listener: dict[int, list[Attachment]] = {}
@@ -109,7 +133,9 @@ def translate(snapshot: Snapshot, options: TranslateOptions) -> Translation:
             compiled = build(listener, per_listener.get(id(listener), []))
             for address in gateway.addresses:
                 binds.setdefault((address, listener.port), []).append(compiled)
-                protocols[(address, listener.port)] = listener.protocol
+                # a port with any TLS listener is dispatched by SNI before termination
+                if protocols.get((address, listener.port)) != "TLS":
+                    protocols[(address, listener.port)] = listener.protocol
     table = ir.RoutingTable(
         tuple(
             ir.Bind(
@@ -123,5 +149,8 @@ def translate(snapshot: Snapshot, options: TranslateOptions) -> Translation:
     )
     statuses.extend(gateway.status() for gateway in gateways)
     statuses.extend(route_statuses)
+    statuses.extend(
+        policies.statuses(_service_users(attachments + tls_attachments), options.controller_name)
+    )
     assigned = {g.key: g.addresses[0] for g in gateways if g.addresses}
     return Translation(table, tuple(statuses), assigned)

@@ -1,4 +1,5 @@
-"""Listener certificates: ``tls.certificateRefs`` resolved to a checked PEM pair."""
+"""Certificates named by references: listener certificates (``tls.certificateRefs``),
+the Gateway's client certificate for backends, and CA bundles from ConfigMaps."""
 
 from __future__ import annotations
 
@@ -10,53 +11,52 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from twistgw.api.resource import Resource
-from twistgw.routing.ir import ListenerTLS
+from twistgw.routing.ir import CertificateKey
 from twistgw.snapshot import Snapshot
 from twistgw.translate.references import BackendError, reference_permitted
 
 TLS_SECRET_TYPE = "kubernetes.io/tls"
 
 
-def _decoded(secret: Resource, key: str) -> bytes:
+def _decoded(secret: Resource, key: str, reason: str) -> bytes:
     value = (secret.body.get("data") or {}).get(key)
     if value is None:
         string = (secret.body.get("stringData") or {}).get(key)
         if string is None:
-            raise BackendError(
-                "InvalidCertificateRef", f"Secret {secret.namespace}/{secret.name} has no {key}"
-            )
+            raise BackendError(reason, f"Secret {secret.namespace}/{secret.name} has no {key}")
         return string.encode()
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise BackendError(
-            "InvalidCertificateRef", f"Secret {secret.namespace}/{secret.name} {key} is not base64"
+            reason, f"Secret {secret.namespace}/{secret.name} {key} is not base64"
         ) from exc
 
 
-def checked_pair(secret: Resource) -> ListenerTLS:
-    """The Secret's certificate chain and key, if they parse and belong together."""
+def checked_pair(secret: Resource, reason: str = "InvalidCertificateRef") -> CertificateKey:
+    """The Secret's certificate chain and key, if they parse and belong together;
+    otherwise BackendError with ``reason``."""
     where = f"Secret {secret.namespace}/{secret.name}"
     if secret.body.get("type", TLS_SECRET_TYPE) != TLS_SECRET_TYPE:
-        raise BackendError("InvalidCertificateRef", f"{where} is not of type {TLS_SECRET_TYPE}")
-    chain, key = _decoded(secret, "tls.crt"), _decoded(secret, "tls.key")
+        raise BackendError(reason, f"{where} is not of type {TLS_SECRET_TYPE}")
+    chain, key = _decoded(secret, "tls.crt", reason), _decoded(secret, "tls.key", reason)
     try:
         certificates = x509.load_pem_x509_certificates(chain)
         private_key = serialization.load_pem_private_key(key, password=None)
     except (ValueError, TypeError) as exc:
-        raise BackendError(
-            "InvalidCertificateRef", f"{where} does not hold a PEM certificate and key"
-        ) from exc
+        raise BackendError(reason, f"{where} does not hold a PEM certificate and key") from exc
     public = serialization.PublicFormat.SubjectPublicKeyInfo
     encoding = serialization.Encoding.DER
     if certificates[0].public_key().public_bytes(
         encoding, public
     ) != private_key.public_key().public_bytes(encoding, public):
-        raise BackendError("InvalidCertificateRef", f"{where}: tls.key does not match tls.crt")
-    return ListenerTLS(chain, key)
+        raise BackendError(reason, f"{where}: tls.key does not match tls.crt")
+    return CertificateKey(chain, key)
 
 
-def listener_certificate(snapshot: Snapshot, gateway: Resource, tls: dict[str, Any]) -> ListenerTLS:
+def listener_certificate(
+    snapshot: Snapshot, gateway: Resource, tls: dict[str, Any]
+) -> CertificateKey:
     """The first certificateRef of a listener, resolved; raises BackendError with the
     ResolvedRefs reason (InvalidCertificateRef, RefNotPermitted)."""
     refs = tls.get("certificateRefs") or []
@@ -81,3 +81,88 @@ def listener_certificate(snapshot: Snapshot, gateway: Resource, tls: dict[str, A
     if secret is None:
         raise BackendError("InvalidCertificateRef", f"Secret {namespace}/{name} not found")
     return checked_pair(secret)
+
+
+def client_certificate(snapshot: Snapshot, gateway: Resource) -> CertificateKey | None:
+    """The Gateway's ``spec.tls.backend.clientCertificateRef``, resolved (None when
+    unset); raises BackendError (InvalidClientCertificateRef, RefNotPermitted)."""
+    ref = ((gateway.spec.get("tls") or {}).get("backend") or {}).get("clientCertificateRef")
+    if not ref:
+        return None
+    reason = "InvalidClientCertificateRef"
+    group, kind, name = ref.get("group", ""), ref.get("kind", "Secret"), ref.get("name")
+    namespace = ref.get("namespace") or gateway.namespace
+    if (group, kind) != ("", "Secret"):
+        raise BackendError(
+            reason, f"clientCertificateRef kind {group or 'core'}/{kind} is not supported"
+        )
+    if not reference_permitted(
+        snapshot, "Gateway", gateway.namespace, "", "Secret", namespace, name
+    ):
+        raise BackendError(
+            "RefNotPermitted",
+            f"clientCertificateRef to Secret {namespace}/{name} is not permitted by any "
+            "ReferenceGrant",
+        )
+    secret = snapshot.get("Secret", namespace, name)
+    if secret is None:
+        raise BackendError(reason, f"Secret {namespace}/{name} not found")
+    return checked_pair(secret, reason)
+
+
+def ca_bundle(
+    snapshot: Snapshot,
+    referrer: Resource,
+    ref: dict[str, Any],
+    kind_reason: str,
+    cross_namespace: bool = True,
+) -> bytes:
+    """The PEM certificates in a ConfigMap's ``ca.crt``. Raises BackendError:
+    ``kind_reason`` for another kind, RefNotPermitted across namespaces without a
+    ReferenceGrant (or at all, when ``cross_namespace`` is False), and
+    InvalidCACertificateRef for a missing ConfigMap or one without usable ``ca.crt``."""
+    group, kind, name = ref.get("group", ""), ref.get("kind", "ConfigMap"), ref.get("name")
+    namespace = ref.get("namespace") or referrer.namespace
+    if (group, kind) != ("", "ConfigMap"):
+        raise BackendError(
+            kind_reason, f"CA certificate reference kind {group or 'core'}/{kind} is not supported"
+        )
+    if namespace != referrer.namespace and not (
+        cross_namespace
+        and reference_permitted(
+            snapshot, referrer.kind, referrer.namespace, "", "ConfigMap", namespace, name
+        )
+    ):
+        raise BackendError(
+            "RefNotPermitted",
+            f"reference to ConfigMap {namespace}/{name} is not permitted by any ReferenceGrant",
+        )
+    config_map = snapshot.get("ConfigMap", namespace, name)
+    reason = "InvalidCACertificateRef"
+    if config_map is None:
+        raise BackendError(reason, f"ConfigMap {namespace}/{name} not found")
+    pem = (config_map.body.get("data") or {}).get("ca.crt") or ""
+    try:
+        certificates = x509.load_pem_x509_certificates(pem.encode())
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise BackendError(
+            reason, f"ConfigMap {namespace}/{name} ca.crt holds no PEM certificate"
+        ) from exc
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
+
+
+def ca_bundles(
+    snapshot: Snapshot,
+    referrer: Resource,
+    refs: list[dict[str, Any]],
+    kind_reason: str,
+    cross_namespace: bool = True,
+) -> tuple[bytes, BackendError | None]:
+    """Every usable CA certificate of ``refs`` and the first problem, if any."""
+    found, error = b"", None
+    for ref in refs:
+        try:
+            found += ca_bundle(snapshot, referrer, ref, kind_reason, cross_namespace)
+        except BackendError as exc:
+            error = error or exc
+    return found, error

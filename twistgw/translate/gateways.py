@@ -8,9 +8,9 @@ from typing import Any
 import attrs
 
 from twistgw.api.resource import GATEWAY_GROUP, ObjectKey, Resource
-from twistgw.routing.ir import ListenerTLS
+from twistgw.routing.ir import CertificateKey, ClientValidation, ListenerTLS
 from twistgw.snapshot import Snapshot
-from twistgw.translate.certificates import listener_certificate
+from twistgw.translate.certificates import ca_bundles, client_certificate, listener_certificate
 from twistgw.translate.conditions import Conditions
 from twistgw.translate.features import SUPPORTED_FEATURES
 from twistgw.translate.model import WILDCARD_ADDRESS, ObjectStatus, TranslateOptions
@@ -75,6 +75,7 @@ class GatewayState:
     conditions: Conditions
     listeners: list[ListenerState] = attrs.field(factory=list)
     addresses: list[str] = attrs.field(factory=list)
+    client_certificate: CertificateKey | None = None
 
     @property
     def key(self) -> ObjectKey:
@@ -157,6 +158,84 @@ def _supported_kinds(listener: ListenerState) -> bool:
     return valid
 
 
+#: Protocols whose listeners may share a port: the ClientHello's SNI tells them apart.
+SNI_PROTOCOLS = frozenset({"HTTPS", "TLS"})
+
+
+def _compatible(one: str, other: str) -> bool:
+    return one == other or (one in SNI_PROTOCOLS and other in SNI_PROTOCOLS)
+
+
+def _conflict(listener: ListenerState, same_port: list[ListenerState]) -> tuple[str, str] | None:
+    for other in same_port:
+        if other is listener:
+            continue
+        if not _compatible(other.protocol, listener.protocol):
+            return (
+                "ProtocolConflict",
+                f"listener {other.name} uses port {listener.port} with protocol {other.protocol}",
+            )
+        if other.hostname == listener.hostname:
+            return (
+                "HostnameConflict",
+                f"listener {other.name} has the same port, protocol family and hostname",
+            )
+    return None
+
+
+def _frontend_validation(
+    snapshot: Snapshot, gateway: Resource, port: int
+) -> tuple[ClientValidation | None, BackendError | None]:
+    """The client-certificate validation for HTTPS listeners on ``port`` (the
+    Gateway's perPort entry, else its default) and the first bad caCertificateRef."""
+    frontend = (gateway.spec.get("tls") or {}).get("frontend") or {}
+    config = frontend.get("default") or {}
+    for entry in frontend.get("perPort") or []:
+        if entry.get("port") == port:
+            config = entry.get("tls") or {}
+    validation = config.get("validation")
+    if not validation:
+        return None, None
+    bundle, error = ca_bundles(
+        snapshot, gateway, validation.get("caCertificateRefs") or [], "InvalidCACertificateKind"
+    )
+    if not bundle:
+        return None, error
+    return ClientValidation(bundle, validation.get("mode", "AllowValidOnly")), error
+
+
+def _listener_tls(snapshot: Snapshot, listener: ListenerState) -> bool:
+    """Resolve a terminating listener's certificate and client validation; set its
+    ResolvedRefs (and, with no usable CA at all, Accepted) conditions. False when
+    the listener cannot serve."""
+    c = listener.conditions
+    gateway = listener.gateway.resource
+    try:
+        certificate = listener_certificate(snapshot, gateway, listener.spec.get("tls") or {})
+    except BackendError as exc:
+        c.set("ResolvedRefs", False, exc.reason, exc.message)
+        return False
+    validation, error = None, None
+    if listener.protocol == "HTTPS":
+        validation, error = _frontend_validation(snapshot, gateway, listener.port)
+    listener.tls = ListenerTLS(certificate, validation)
+    if error is not None:
+        c.set("ResolvedRefs", False, error.reason, error.message)
+        if validation is None:
+            c.set(
+                "Accepted",
+                False,
+                "NoValidCACertificate",
+                f"no usable CA certificate for client validation: {error.message}",
+            )
+            return False
+    return True
+
+
+def _tls_mode(listener: ListenerState) -> str:
+    return (listener.spec.get("tls") or {}).get("mode", "Terminate")
+
+
 def _check_listeners(snapshot: Snapshot, gateway: GatewayState) -> None:
     by_port: dict[int, list[ListenerState]] = {}
     for listener in gateway.listeners:
@@ -172,33 +251,13 @@ def _check_listeners(snapshot: Snapshot, gateway: GatewayState) -> None:
                 "InvalidRouteKinds",
                 f"allowedRoutes.kinds names a kind protocol {listener.protocol} cannot carry",
             )
-        elif listener.protocol == "HTTPS":
-            try:
-                listener.tls = listener_certificate(
-                    snapshot, gateway.resource, listener.spec.get("tls") or {}
-                )
-            except BackendError as exc:
-                refs_ok = False
-                c.set("ResolvedRefs", False, exc.reason, exc.message)
-        if refs_ok:
+        elif listener.protocol == "HTTPS" or (
+            listener.protocol == "TLS" and _tls_mode(listener) == "Terminate"
+        ):
+            refs_ok = _listener_tls(snapshot, listener)
+        if c.get("ResolvedRefs") is None:
             c.set("ResolvedRefs", True, "ResolvedRefs", "All references are resolved")
-        conflict = None
-        for other in by_port[listener.port]:
-            if other is listener:
-                continue
-            if other.protocol != listener.protocol:
-                conflict = (
-                    "ProtocolConflict",
-                    f"listener {other.name} uses port {listener.port} with protocol "
-                    f"{other.protocol}",
-                )
-                break
-            if other.protocol == listener.protocol and other.hostname == listener.hostname:
-                conflict = (
-                    "HostnameConflict",
-                    f"listener {other.name} has the same port, protocol and hostname",
-                )
-                break
+        conflict = _conflict(listener, by_port[listener.port])
         if conflict:
             c.set("Conflicted", True, conflict[0], conflict[1])
         else:
@@ -211,25 +270,25 @@ def _check_listeners(snapshot: Snapshot, gateway: GatewayState) -> None:
                 f"protocol {listener.protocol} is not supported",
             )
             listener.supported_kinds = []
-        elif (
-            listener.protocol == "TLS"
-            and (listener.spec.get("tls") or {}).get("mode") != "Passthrough"
-        ):
-            c.set(
-                "Accepted",
-                False,
-                "UnsupportedProtocol",
-                "TLS listeners support tls.mode Passthrough only, so far",
-            )
-            listener.supported_kinds = []
         elif conflict:
             c.set("Accepted", False, conflict[0], conflict[1])
-        else:
+        elif c.get("Accepted") is None:
             c.set("Accepted", True, "Accepted", "Listener is accepted")
         if c.is_true("Accepted") and refs_ok:
             c.set("Programmed", True, "Programmed", "Listener is programmed")
         else:
             c.set("Programmed", False, "Invalid", "Listener is not valid")
+
+
+def _backend_client_certificate(snapshot: Snapshot, gateway: GatewayState) -> None:
+    """The certificate the Gateway presents to backends that ask (ResolvedRefs)."""
+    try:
+        gateway.client_certificate = client_certificate(snapshot, gateway.resource)
+    except BackendError as exc:
+        gateway.conditions.set("ResolvedRefs", False, exc.reason, exc.message)
+        return
+    if gateway.client_certificate is not None:
+        gateway.conditions.set("ResolvedRefs", True, "ResolvedRefs", "All references are resolved")
 
 
 def _pool_address(gateway: GatewayState, options: TranslateOptions, taken: set[str]) -> str | None:
@@ -379,6 +438,7 @@ def build_gateways(
                 f"{ref.get('name')} is not supported",
             )
         _check_listeners(snapshot, gateway)
+        _backend_client_certificate(snapshot, gateway)
         gateways.append(gateway)
     _assign_addresses(gateways, options)
     _port_clashes(gateways)

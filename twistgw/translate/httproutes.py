@@ -10,6 +10,7 @@ from twistgw.api.resource import Resource
 from twistgw.routing import ir
 from twistgw.snapshot import Snapshot
 from twistgw.translate.attachment import RouteAnalysis
+from twistgw.translate.backendtls import BackendTLSPolicies
 from twistgw.translate.references import compile_backends
 
 SUPPORTED_FILTERS = frozenset(
@@ -87,7 +88,9 @@ def _match(spec: dict[str, Any]) -> ir.Match:
     )
 
 
-def analyse_route(snapshot: Snapshot, route: Resource) -> RouteAnalysis:
+def analyse_route(
+    snapshot: Snapshot, route: Resource, policies: BackendTLSPolicies
+) -> RouteAnalysis:
     """Compile every rule of an HTTPRoute; note backend and support problems."""
     result = RouteAnalysis()
     name = f"{route.namespace}/{route.name}"
@@ -95,7 +98,7 @@ def analyse_route(snapshot: Snapshot, route: Resource) -> RouteAnalysis:
     result.rule_count = len(rules)
     for rule_index, rule in enumerate(rules):
         refs = rule.get("backendRefs") or []
-        resolved = compile_backends(snapshot, route, refs, result)
+        resolved = compile_backends(snapshot, route, refs, result, policies)
         try:
             for match_index, match_spec in enumerate(rule.get("matches") or [{}]):
                 match = _match(match_spec)

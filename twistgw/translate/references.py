@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twistgw.api.resource import GATEWAY_GROUP, Resource
 from twistgw.routing import ir
 from twistgw.routing.ir import Endpoint
 from twistgw.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from twistgw.translate.backendtls import BackendTLSPolicies
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 #: Backend protocols (Service port appProtocol) the data plane cannot speak yet.
@@ -61,8 +64,8 @@ def reference_permitted(
 
 def resolve_service(
     snapshot: Snapshot, route: Resource, ref: dict[str, Any]
-) -> tuple[tuple[Endpoint, ...], str | None]:
-    """(endpoints, appProtocol) of a backendRef; raises BackendError."""
+) -> tuple[tuple[Endpoint, ...], dict[str, Any]]:
+    """(endpoints, Service port) of a backendRef; raises BackendError."""
     group, kind, name = ref.get("group", ""), ref.get("kind", "Service"), ref["name"]
     namespace = ref.get("namespace") or route.namespace
     if (group, kind) != ("", "Service"):
@@ -89,7 +92,7 @@ def resolve_service(
             f"Service {namespace}/{name} port {port} speaks {service_port['appProtocol']}, "
             "which twistgw does not support yet",
         )
-    return _endpoints(snapshot, service, service_port), service_port.get("appProtocol")
+    return _endpoints(snapshot, service, service_port), service_port
 
 
 def _endpoints(
@@ -117,19 +120,31 @@ def _endpoints(
 
 
 def compile_backends(
-    snapshot: Snapshot, route: Resource, refs: list[dict], analysis: Any
+    snapshot: Snapshot,
+    route: Resource,
+    refs: list[dict],
+    analysis: Any,
+    policies: BackendTLSPolicies,
 ) -> tuple[ir.Backend, ...]:
     """Backends of a rule; unresolvable ones are kept as invalid (their share of
     traffic is refused) and the first problem is noted on ``analysis`` (the route's
-    RouteAnalysis) for its ResolvedRefs condition."""
+    RouteAnalysis) for its ResolvedRefs condition. A Service port targeted by a
+    BackendTLSPolicy is reached over TLS; if that policy is unusable, its share of
+    traffic is refused too."""
     backends = []
     for ref in refs:
+        tls, app_protocol = None, None
         try:
-            endpoints, app_protocol = resolve_service(snapshot, route, ref)
-            invalid = False
+            endpoints, port = resolve_service(snapshot, route, ref)
+            app_protocol = port.get("appProtocol")
+            policy = policies.lookup(
+                ref.get("namespace") or route.namespace, ref["name"], port.get("name") or ""
+            )
+            tls = policy.tls if policy is not None else None
+            invalid = policy is not None and tls is None
         except BackendError as exc:
             analysis.ref_error = analysis.ref_error or exc
-            endpoints, app_protocol, invalid = (), None, True
+            endpoints, invalid = (), True
         backends.append(
             ir.Backend(
                 name=f"{ref.get('namespace') or route.namespace}/{ref['name']}:{ref.get('port')}",
@@ -137,6 +152,7 @@ def compile_backends(
                 endpoints=endpoints,
                 invalid=invalid,
                 app_protocol=app_protocol,
+                tls=tls,
             )
         )
     return tuple(backends)
