@@ -79,6 +79,24 @@ class Metrics:
             "Configuration inputs rejected (parse or validation errors)",
             registry=self.registry,
         )
+        self.streams = Counter(
+            "twistgw_stream_connections",
+            "Spliced (TLS passthrough and terminate) connections, by listener, route, backend",
+            ["listener", "route", "backend"],
+            registry=self.registry,
+        )
+        self.stream_received = Counter(
+            "twistgw_stream_received_bytes",
+            "Bytes received from clients of spliced connections (counted when they end)",
+            ["listener", "route", "backend"],
+            registry=self.registry,
+        )
+        self.stream_sent = Counter(
+            "twistgw_stream_sent_bytes",
+            "Bytes sent to clients of spliced connections (counted when they end)",
+            ["listener", "route", "backend"],
+            registry=self.registry,
+        )
         self._requests: dict[tuple, object] = {}
         self._latency: dict[tuple, object] = {}
         self._connections: dict[str, object] = {}
@@ -94,6 +112,15 @@ class Metrics:
         if timer is None:
             timer = self._latency[key] = self.latency.labels(gateway, route)
         timer.observe(seconds)
+
+    def stream_opened(self, listener: str, route: str, backend: str) -> None:
+        self.streams.labels(listener, route, backend).inc()
+
+    def stream_closed(
+        self, listener: str, route: str, backend: str, received: int, sent: int
+    ) -> None:
+        self.stream_received.labels(listener, route, backend).inc(received)
+        self.stream_sent.labels(listener, route, backend).inc(sent)
 
     def exposition_registry(self) -> CollectorRegistry:
         """The registry ``/metrics`` renders: every process's values when shared."""

@@ -15,10 +15,10 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twistgw.dataplane.http.router import Router
 from twistgw.dataplane.http.server import HTTPProxyFactory
 from twistgw.dataplane.http.upstream import UpstreamPool
-from twistgw.dataplane.stream.passthrough import PassthroughFactory
+from twistgw.dataplane.stream.tlsfront import TLSFrontFactory
 from twistgw.dataplane.tls import SNIContexts
 from twistgw.metrics import Metrics
-from twistgw.routing.ir import Bind, RoutingTable
+from twistgw.routing.ir import Bind, HTTPListener, RoutingTable
 
 log = Logger()
 
@@ -28,8 +28,9 @@ GAUGE_INTERVAL = 1.0
 
 
 class BindServer(Factory):
-    """What one listening socket serves: HTTP, HTTP inside TLS for HTTPS binds, or TLS
-    passed through by SNI for TLS binds.
+    """What one listening socket serves: HTTP, HTTP inside TLS for HTTPS binds, or for
+    TLS binds whatever listener the ClientHello's SNI names (passthrough, terminated
+    stream or HTTPS).
     ``configure`` follows each new table, even a switch of protocol on the socket."""
 
     noisy = False
@@ -40,7 +41,7 @@ class BindServer(Factory):
         self.min_tls_version = min_tls_version
         self.contexts: SNIContexts | None = None
         self.entry: Factory = http
-        self.streams: set = set()  # open passthrough connections, whatever table made them
+        self.streams: set = set()  # open spliced connections, whatever table made them
         self.configure(bind)
 
     @property
@@ -48,8 +49,8 @@ class BindServer(Factory):
         return self.http.open_connections + len(self.streams)
 
     def drain(self) -> None:
-        """HTTP connections close once idle; passthrough streams end when their peers
-        end them (the drain timeout aborts what is left)."""
+        """HTTP connections close once idle; spliced streams end when their peers end
+        them (the drain timeout aborts what is left)."""
         self.http.drain()
 
     def abort_all(self) -> None:
@@ -59,9 +60,19 @@ class BindServer(Factory):
 
     def configure(self, bind: Bind) -> None:
         if bind.protocol == "TLS":
-            self.http.router = Router(Bind(bind.address, bind.port, "HTTP"))
+            https = tuple(li for li in bind.listeners if isinstance(li, HTTPListener))
+            self.http.router = Router(Bind(bind.address, bind.port, "HTTPS", https))
+            self.http.scheme = "https"
             self.contexts = None
-            self.entry = PassthroughFactory(bind, self.http.clock, self.streams)
+            self.entry = TLSFrontFactory(
+                bind,
+                SNIContexts(bind, self.min_tls_version),
+                self.http,
+                self.http.clock,
+                self.http.metrics,
+                self.http.pool.tls_creators,
+                self.streams,
+            )
             return
         self.http.router = Router(bind)
         if bind.protocol == "HTTPS":

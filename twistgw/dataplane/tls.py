@@ -1,4 +1,5 @@
-"""TLS termination for HTTPS listeners: one OpenSSL context per listener, chosen by SNI.
+"""TLS termination for HTTPS and TLS listeners: one OpenSSL context per listener,
+chosen by SNI.
 
 All HTTPS listeners sharing an address and port share one socket; the client's SNI
 picks the listener (exact hostname over wildcard over none), whose certificate is then
@@ -9,12 +10,16 @@ New tables bring new contexts: new handshakes use them, open connections keep th
 
 from __future__ import annotations
 
+import hashlib
+
 from OpenSSL import SSL, crypto
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from zope.interface import implementer
 
 from twistgw.hostnames import host_matches, specificity
-from twistgw.routing.ir import Bind, HTTPListener
+from twistgw.routing.ir import Bind, CertificateKey, HTTPListener, TLSListener
+
+Listener = HTTPListener | TLSListener
 
 MIN_VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
 #: Forward-secret AEAD suites only (TLS 1.3 suites are OpenSSL's defaults).
@@ -29,26 +34,69 @@ def _select_alpn(connection: SSL.Connection, offered: list[bytes]) -> bytes:
     return SSL.NO_OVERLAPPING_PROTOCOLS
 
 
-def listener_context(listener: HTTPListener, min_version: str) -> SSL.Context:
-    context = SSL.Context(SSL.TLS_SERVER_METHOD)
-    context.set_min_proto_version(MIN_VERSIONS[min_version])
-    context.set_options(
-        SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_RENEGOTIATION
-    )
-    context.set_cipher_list(CIPHERS)
-    certificates = _split_chain(listener.tls.certificate_chain)
+def split_chain(pem: bytes) -> list[bytes]:
+    """The PEM certificates of a bundle, one each."""
+    marker = b"-----END CERTIFICATE-----"
+    return [part + marker for part in pem.split(marker) if b"-----BEGIN CERTIFICATE-----" in part]
+
+
+def load_certificate_key(context: SSL.Context, pair: CertificateKey) -> None:
+    """Present ``pair`` (leaf, intermediates, key) on connections of ``context``."""
+    certificates = split_chain(pair.certificate_chain)
     context.use_certificate(crypto.load_certificate(crypto.FILETYPE_PEM, certificates[0]))
     for intermediate in certificates[1:]:
         context.add_extra_chain_cert(crypto.load_certificate(crypto.FILETYPE_PEM, intermediate))
-    context.use_privatekey(crypto.load_privatekey(crypto.FILETYPE_PEM, listener.tls.private_key))
+    context.use_privatekey(crypto.load_privatekey(crypto.FILETYPE_PEM, pair.private_key))
     context.check_privatekey()
-    context.set_alpn_select_callback(_select_alpn)
-    return context
 
 
-def _split_chain(pem: bytes) -> list[bytes]:
-    marker = b"-----END CERTIFICATE-----"
-    return [part + marker for part in pem.split(marker) if b"-----BEGIN CERTIFICATE-----" in part]
+def _accept_any(connection, certificate, error, depth, ok) -> bool:
+    return True
+
+
+def _accept_valid(connection, certificate, error, depth, ok) -> bool:
+    return bool(ok)
+
+
+class ListenerContext:
+    """A terminating listener's OpenSSL context and how it treats client certificates."""
+
+    def __init__(self, listener: Listener, min_version: str) -> None:
+        self.listener = listener
+        context = SSL.Context(SSL.TLS_SERVER_METHOD)
+        context.set_min_proto_version(MIN_VERSIONS[min_version])
+        context.set_options(
+            SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_RENEGOTIATION
+        )
+        context.set_cipher_list(CIPHERS)
+        load_certificate_key(context, listener.tls.certificate)
+        if isinstance(listener, HTTPListener):  # a TLS listener's stream is not ours to name
+            context.set_alpn_select_callback(_select_alpn)
+        self.verify_mode, self.verify = SSL.VERIFY_NONE, None
+        validation = listener.tls.client_validation
+        if validation is not None:
+            store = context.get_cert_store()
+            authorities = []
+            for pem in split_chain(validation.ca_certificates):
+                certificate = crypto.load_certificate(crypto.FILETYPE_PEM, pem)
+                store.add_cert(certificate)
+                authorities.append(certificate.get_subject())
+            context.set_client_ca_list(authorities)
+            if validation.mode == "AllowInsecureFallback":
+                self.verify_mode, self.verify = SSL.VERIFY_PEER, _accept_any
+            else:
+                self.verify_mode = SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+                self.verify = _accept_valid
+            context.set_verify(self.verify_mode, self.verify)
+        # a session is resumed only on the listener that made it (and checked its client)
+        context.set_session_id(hashlib.sha256(listener.name.encode()).digest()[:32])
+        self.context = context
+
+    def apply(self, connection: SSL.Connection) -> None:
+        """Make ``connection`` (created on another context) behave as this listener's."""
+        connection.set_context(self.context)
+        connection.set_verify(self.verify_mode, self.verify)
+        connection.set_app_data(self.listener.name)
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -65,38 +113,49 @@ class SNIContexts:
             (li for li in bind.listeners if li.tls is not None),
             key=lambda li: specificity(li.hostname),
         )
-        contexts = [
-            (listener, listener_context(listener, self.min_version)) for listener in listeners
-        ]
-        default = contexts[-1][1] if contexts else SSL.Context(SSL.TLS_SERVER_METHOD)
+        contexts = [ListenerContext(listener, self.min_version) for listener in listeners]
+        default = contexts[-1].context if contexts else SSL.Context(SSL.TLS_SERVER_METHOD)
         default.set_tlsext_servername_callback(self._servername)
         self.contexts = contexts
+        self.by_name = {c.listener.name: c for c in contexts}
         self.default = default
 
-    def choose(self, server_name: str | None) -> tuple[HTTPListener, SSL.Context] | None:
+    def choose(self, server_name: str | None) -> ListenerContext | None:
         """The most specific listener for a server name; without one, the listener with
         no hostname if there is one, else the least specific."""
         if not self.contexts:
             return None
         if server_name:
-            for listener, context in self.contexts:
-                if host_matches(server_name, listener.hostname):
-                    return listener, context
+            for context in self.contexts:
+                if host_matches(server_name, context.listener.hostname):
+                    return context
         return self.contexts[-1]
 
     def _servername(self, connection: SSL.Connection) -> None:
         name = connection.get_servername()
         chosen = self.choose(name.decode("ascii", "replace").lower() if name else None)
         if chosen is not None:
-            listener, context = chosen
-            connection.set_context(context)
-            connection.set_app_data(listener.name)
+            chosen.apply(connection)
 
     def serverConnectionForTLS(self, protocol) -> SSL.Connection:
         connection = SSL.Connection(self.default, None)
         chosen = self.choose(None)
         if chosen is not None:  # until (unless) SNI says otherwise
-            connection.set_app_data(chosen[0].name)
+            chosen.apply(connection)
+        return connection
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ChosenContext:
+    """Creates server-side TLS connections for a listener already chosen (by the
+    ClientHello's SNI, read before the handshake)."""
+
+    def __init__(self, context: ListenerContext) -> None:
+        self.chosen = context
+
+    def serverConnectionForTLS(self, protocol) -> SSL.Connection:
+        connection = SSL.Connection(self.chosen.context, None)
+        self.chosen.apply(connection)
         return connection
 
 

@@ -6,7 +6,12 @@ this list must never name a feature before it is built and tested.
 
 SUPPORTED_FEATURES: frozenset[str] = frozenset(
     {
+        "BackendTLSPolicy",
+        "BackendTLSPolicySANValidation",
         "Gateway",
+        "GatewayBackendClientCertificate",
+        "GatewayFrontendClientCertificateValidation",
+        "GatewayFrontendClientCertificateValidationInsecureFallback",
         "GatewayHTTPListenerIsolation",
         "GatewayHTTPSListenerDetectMisdirectedRequests",
         "GatewayPort8080",
@@ -27,5 +32,7 @@ SUPPORTED_FEATURES: frozenset[str] = frozenset(
         "HTTPRouteSchemeRedirect",
         "ReferenceGrant",
         "TLSRoute",
+        "TLSRouteModeMixed",
+        "TLSRouteModeTerminate",
     }
 )

@@ -23,6 +23,7 @@ from twistgw.dataplane.tls import handshake_listener
 
 if TYPE_CHECKING:
     from twistgw.metrics import Metrics
+    from twistgw.routing.ir import Endpoint
 
 log = Logger()
 
@@ -187,7 +188,20 @@ class Exchange:
             self.respond_local(503, b"no healthy endpoints for the backend\n")
             return
         self.head = self._upstream_head(path, query)
-        server.pool.acquire(endpoint, self, self.method == b"HEAD")
+        self._connect(endpoint)
+
+    def _connect(self, endpoint: Endpoint) -> None:
+        tls = self.backend.spec.tls
+        if tls is None:
+            self.server.pool.acquire(endpoint, self, self.method == b"HEAD")
+        else:
+            self.server.pool.acquire(
+                endpoint,
+                self,
+                self.method == b"HEAD",
+                tls,
+                self.listener.spec.client_certificate,
+            )
 
     def _header_dict(self) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -296,9 +310,12 @@ class Exchange:
             self.retried = True  # a pooled connection the backend had closed: try again
             endpoint = self.backend.endpoint()
             if endpoint is not None:
-                self.server.pool.acquire(endpoint, self, self.method == b"HEAD")
+                self._connect(endpoint)
                 return
-        self.respond_local(502, b"the backend closed the connection\n")
+        if self.backend.spec.tls is not None:
+            self.respond_local(502, b"the backend closed the connection or failed TLS checks\n")
+        else:
+            self.respond_local(502, b"the backend closed the connection\n")
 
     def response_head(
         self, status: int, headers: list[tuple[bytes, bytes]], has_length: bool, special: bool

@@ -1,4 +1,5 @@
-"""Connections to backends: an HTTP/1.1 client protocol and a keep-alive pool per endpoint."""
+"""Connections to backends: an HTTP/1.1 client protocol and a keep-alive pool per endpoint,
+in plaintext or, for Services with a BackendTLSPolicy, over verified TLS."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from twistgw.dataplane.backend_tls import BackendConnectionCreator, BackendTLSCreators
 from twistgw.dataplane.fastwrite import writer_for
-from twistgw.routing.ir import Endpoint
+from twistgw.routing.ir import BackendTLS, CertificateKey, Endpoint
 
 #: Headers that concern one connection only, never forwarded (RFC 9110 7.6.1).
 HOP_BY_HOP = frozenset(
@@ -43,12 +45,17 @@ class ResponseSink(TypingProtocol):
     def upstream_lost(self, started: bool) -> None: ...
 
 
+#: What a pooled connection is kept under: where it goes and how (TLS creator or None).
+PoolKey = tuple[Endpoint, BackendConnectionCreator | None]
+
+
 class UpstreamConnection(Protocol):
     """One keep-alive connection to a backend endpoint, serving one exchange at a time."""
 
-    def __init__(self, pool: UpstreamPool, endpoint: Endpoint) -> None:
+    def __init__(self, pool: UpstreamPool, key: PoolKey) -> None:
         self.pool = pool
-        self.endpoint = endpoint
+        self.key = key
+        self.endpoint = key[0]
         self.sink: ResponseSink | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.headers: list[tuple[bytes, bytes]] = []
@@ -163,11 +170,11 @@ class UpstreamConnection(Protocol):
 class _ConnectFactory(ClientFactory):
     noisy = False  # one per upstream connection: no log lines
 
-    def __init__(self, pool: UpstreamPool, endpoint: Endpoint, sink: ResponseSink) -> None:
-        self.pool, self.endpoint, self.sink = pool, endpoint, sink
+    def __init__(self, pool: UpstreamPool, key: PoolKey, sink: ResponseSink) -> None:
+        self.pool, self.key, self.sink = pool, key, sink
 
     def buildProtocol(self, addr) -> UpstreamConnection:
-        connection = UpstreamConnection(self.pool, self.endpoint)
+        connection = UpstreamConnection(self.pool, self.key)
         connection.sink = self.sink
         connection.factory = self
         return connection
@@ -177,7 +184,8 @@ class _ConnectFactory(ClientFactory):
 
 
 class UpstreamPool:
-    """Idle keep-alive connections per endpoint, most recently used first."""
+    """Idle keep-alive connections per endpoint (and TLS settings), most recently used
+    first."""
 
     def __init__(
         self, reactor: IReactorTCP, connect_timeout: float = 5.0, max_idle: int = 256
@@ -185,11 +193,22 @@ class UpstreamPool:
         self.reactor = reactor
         self.connect_timeout = connect_timeout
         self.max_idle = max_idle
-        self._idle: dict[Endpoint, list[UpstreamConnection]] = {}
+        self.tls_creators = BackendTLSCreators()
+        self._idle: dict[PoolKey, list[UpstreamConnection]] = {}
 
-    def acquire(self, endpoint: Endpoint, sink: ResponseSink, head_request: bool) -> None:
-        """Hand ``sink`` a connection: at once if one is idle, else once connected."""
-        idle = self._idle.get(endpoint)
+    def acquire(
+        self,
+        endpoint: Endpoint,
+        sink: ResponseSink,
+        head_request: bool,
+        tls: BackendTLS | None = None,
+        client_certificate: CertificateKey | None = None,
+    ) -> None:
+        """Hand ``sink`` a connection: at once if one is idle, else once connected
+        (over TLS, verified as ``tls`` says, when it is given)."""
+        creator = self.tls_creators.get(tls, client_certificate) if tls is not None else None
+        key = (endpoint, creator)
+        idle = self._idle.get(key)
         while idle:
             connection = idle.pop()
             if connection.connected:
@@ -197,20 +216,25 @@ class UpstreamPool:
                 connection.serve(sink, head_request)
                 sink.upstream_ready(connection)
                 return
-        factory = _ConnectFactory(self, endpoint, _HeadMarker(sink, head_request))
-        self.reactor.connectTCP(
-            endpoint.address, endpoint.port, factory, timeout=self.connect_timeout
-        )
+        factory = _ConnectFactory(self, key, _HeadMarker(sink, head_request))
+        if creator is None:
+            self.reactor.connectTCP(
+                endpoint.address, endpoint.port, factory, timeout=self.connect_timeout
+            )
+        else:
+            self.reactor.connectSSL(
+                endpoint.address, endpoint.port, factory, creator, timeout=self.connect_timeout
+            )
 
     def give_back(self, connection: UpstreamConnection) -> None:
-        idle = self._idle.setdefault(connection.endpoint, [])
+        idle = self._idle.setdefault(connection.key, [])
         if len(idle) >= self.max_idle:
             connection.transport.loseConnection()
             return
         idle.append(connection)
 
     def forget(self, connection: UpstreamConnection) -> None:
-        idle = self._idle.get(connection.endpoint)
+        idle = self._idle.get(connection.key)
         if idle and connection in idle:
             idle.remove(connection)
 
