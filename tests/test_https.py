@@ -7,7 +7,6 @@ import http.client
 import json
 import socket
 import ssl
-import tempfile
 
 import pytest
 import yaml
@@ -15,6 +14,7 @@ import yaml
 from tests.support.certs import CA, tls_secret
 from tests.support.gateway import wait_until
 from tests.support.manifests import backend, gateway_class, gateway_manifest, http_route, service
+from tests.support.tlsclient import client_context, https_request
 
 PORT = 8443
 
@@ -60,29 +60,14 @@ def https(gateway, backends, ca):
 
 
 def _context(ca: CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    with tempfile.NamedTemporaryFile(suffix=".pem") as handle:
-        handle.write(ca.pem)
-        handle.flush()
-        context.load_verify_locations(handle.name)
+    context = client_context(ca.pem)
     context.set_alpn_protocols(["h2", "http/1.1"])
     return context
 
 
 def _request(gateway, ca, sni: str, host: str | None = None, path: str = "/"):
-    raw = socket.create_connection((gateway.address, PORT), timeout=10)
-    tls = _context(ca).wrap_socket(raw, server_hostname=sni)
-    try:
-        connection = http.client.HTTPConnection(gateway.address, PORT, timeout=10)
-        connection.sock = tls
-        connection.request("GET", path, headers={"Host": host or sni})
-        response = connection.getresponse()
-        body = response.read()
-        certificate = tls.getpeercert()
-        names = [value for kind, value in certificate.get("subjectAltName", ()) if kind == "DNS"]
-        return response.status, body, names, tls.selected_alpn_protocol()
-    finally:
-        tls.close()
+    answer = https_request(gateway.address, PORT, _context(ca), sni, host, path)
+    return answer.status, answer.body, answer.names, answer.alpn
 
 
 def test_sni_picks_the_listener_certificate(https, ca):

@@ -38,9 +38,11 @@ class CA:
         )
         self.pem = self.certificate.public_bytes(serialization.Encoding.PEM)
 
-    def issue(self, *names: str) -> tuple[bytes, bytes]:
-        """(certificate PEM, key PEM) for the given DNS names (the first is the CN)."""
+    def issue(self, *names: str, uris: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
+        """(certificate PEM, key PEM) for the given DNS names (the first is the CN) and
+        URI subjectAltNames."""
         key = ec.generate_private_key(ec.SECP256R1())
+        sans = [x509.DNSName(n) for n in names] + [x509.UniformResourceIdentifier(u) for u in uris]
         now = datetime.datetime.now(datetime.UTC)
         certificate = (
             x509.CertificateBuilder()
@@ -50,9 +52,7 @@ class CA:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
-            )
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .sign(self.key, hashes.SHA256())
         )
         return certificate.public_bytes(serialization.Encoding.PEM), _pem_key(key)
@@ -69,4 +69,13 @@ def tls_secret(name: str, pair: tuple[bytes, bytes], namespace: str = "default")
             "tls.crt": base64.b64encode(certificate).decode(),
             "tls.key": base64.b64encode(key).decode(),
         },
+    }
+
+
+def ca_config_map(name: str, pem: bytes, namespace: str = "default") -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": {"ca.crt": pem.decode()},
     }

@@ -147,6 +147,18 @@ class GatewayProcess:
     def status_document(self) -> dict:
         return json.loads(self.admin("/status")[1])
 
+    def address_of(self, gateway: str, namespace: str = "default") -> str:
+        """The address a Gateway was given (waits for its status to say)."""
+        found: list[str] = []
+
+        def assigned() -> bool:
+            item = self.status("Gateway", gateway, namespace)
+            found[:] = [a["value"] for a in (item or {}).get("status", {}).get("addresses", [])]
+            return bool(found)
+
+        wait_until(assigned, what=f"an address for Gateway {gateway}")
+        return found[0]
+
     def status(self, kind: str, name: str, namespace: str = "default") -> dict | None:
         for item in self.status_document()["items"]:
             meta = item["metadata"]
