@@ -11,19 +11,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 import time
 from urllib.parse import urlsplit
 
 
 async def _worker(
-    host: str, port: int, path: str, close: bool, deadline: float, latencies: list[float]
+    host: str,
+    port: int,
+    path: str,
+    close: bool,
+    deadline: float,
+    latencies: list[float],
+    tls: ssl.SSLContext | None,
 ) -> None:
     extra = "Connection: close\r\n" if close else ""
     request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode()
     reader = writer = None
     while time.monotonic() < deadline:
         if reader is None:
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await asyncio.open_connection(host, port, ssl=tls)
         started = time.monotonic()
         writer.write(request)
         head = await reader.readuntil(b"\r\n\r\n")
@@ -42,12 +49,21 @@ async def _worker(
 
 async def run(url: str, connections: int, duration: float, close: bool) -> None:
     parts = urlsplit(url)
+    tls = ssl._create_unverified_context() if parts.scheme == "https" else None  # a test cert
     deadline = time.monotonic() + duration
     latencies: list[float] = []
     started = time.monotonic()
     await asyncio.gather(
         *(
-            _worker(parts.hostname, parts.port or 80, parts.path or "/", close, deadline, latencies)
+            _worker(
+                parts.hostname,
+                parts.port or (443 if parts.scheme == "https" else 80),
+                parts.path or "/",
+                close,
+                deadline,
+                latencies,
+                tls,
+            )
             for _ in range(connections)
         ),
         return_exceptions=True,

@@ -7,13 +7,16 @@ interleaved rounds (A, B, A, B, ...) so that a busy machine affects all alike.
 
 Origin: nginx with a fixed response when installed, else benchmarks/origin.py. Load:
 wrk when installed, else benchmarks/loadgen.py (much slower; the report says which).
-Reference proxy: nginx with 2 workers and upstream keep-alive, when installed.
+Reference proxy: nginx with 2 workers and upstream keep-alive, when installed (for the
+TLS scenarios terminating TLS with the same ECDSA P-256 certificate as twistgw).
 Loopback only; it starts and stops its own processes and nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import datetime
 import os
 import platform
 import re
@@ -27,6 +30,11 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -98,6 +106,7 @@ class Service:
     name: str
     port: int
     process: subprocess.Popen
+    scheme: str = "http"
 
     def pids(self) -> list[int]:
         return tree(self.process.pid)
@@ -182,19 +191,67 @@ def start_origin(workdir: str) -> Service:
     return Service(name, port, process)
 
 
-def start_nginx_proxy(workdir: str, origin: Service) -> Service | None:
+NGINX_TLS = """
+    listen 127.0.0.1:{port} ssl backlog=4096;
+    ssl_certificate {dir}/tls.crt;
+    ssl_certificate_key {dir}/tls.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+"""
+
+
+def certificate_files(workdir: str) -> tuple[str, str, bytes, bytes]:
+    """A self-signed ECDSA P-256 certificate for 127.0.0.1 (both proxies use it)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench.example.com")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("bench.example.com")]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = certificate.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    paths = os.path.join(workdir, "tls.crt"), os.path.join(workdir, "tls.key")
+    for path, data in zip(paths, (cert_pem, key_pem), strict=True):
+        with open(path, "wb") as handle:
+            handle.write(data)
+        os.chmod(path, 0o644)  # nginx's workers run as an unprivileged user
+    return paths[0], paths[1], cert_pem, key_pem
+
+
+def start_nginx_proxy(workdir: str, origin: Service, tls: bool = False) -> Service | None:
     nginx = shutil.which("nginx") or (
         "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
     )
     if not nginx:
         return None
     port = free_port()
-    conf = os.path.join(workdir, "proxy.conf")
+    suffix = "-tls" if tls else ""
+    conf = os.path.join(workdir, f"proxy{suffix}.conf")
+    text = NGINX_PROXY.format(dir=workdir, port=port, origin=origin.port)
+    if tls:
+        certificate_files(workdir)
+        text = text.replace(
+            f"    listen 127.0.0.1:{port} backlog=4096;\n",
+            NGINX_TLS.format(dir=workdir, port=port),
+        ).replace("proxy.pid", "proxy-tls.pid")
     with open(conf, "w") as handle:
-        handle.write(NGINX_PROXY.format(dir=workdir, port=port, origin=origin.port))
-    process = _spawn([nginx, "-c", conf, "-p", workdir], os.path.join(workdir, "proxy.log"))
+        handle.write(text)
+    process = _spawn(
+        [nginx, "-c", conf, "-p", workdir], os.path.join(workdir, f"proxy{suffix}.log")
+    )
     wait_port(port)
-    return Service("nginx (2 workers)", port, process)
+    return Service(
+        f"nginx (2 workers{', TLS' if tls else ''})", port, process, "https" if tls else "http"
+    )
 
 
 def start_reverse_proxy_resource(workdir: str, origin: Service) -> Service:
@@ -212,10 +269,31 @@ def start_reverse_proxy_resource(workdir: str, origin: Service) -> Service:
     return Service("twisted.web ReverseProxyResource (1 process)", port, process)
 
 
-def twistgw_config(directory: str, port: int, origin: Service, routes: int) -> None:
+def twistgw_config(
+    directory: str, port: int, origin: Service, routes: int, tls: bool = False
+) -> None:
     """A Gateway on 127.0.0.1:port with ``routes`` HTTPRoutes, each on its own path
-    prefix; the last one, ``/``, is the one the load hits unless it asks for another."""
+    prefix; the last one, ``/``, is the one the load hits unless it asks for another.
+    With ``tls`` the listener is HTTPS."""
     os.makedirs(directory, exist_ok=True)
+    listener = f"{{name: http, port: {port}, protocol: HTTP}}"
+    secret = ""
+    if tls:
+        _, _, cert_pem, key_pem = certificate_files(directory)
+        listener = (
+            f"{{name: https, port: {port}, protocol: HTTPS, "
+            "tls: {certificateRefs: [{name: bench-cert}]}}"
+        )
+        secret = f"""
+---
+apiVersion: v1
+kind: Secret
+type: kubernetes.io/tls
+metadata: {{name: bench-cert, namespace: default}}
+data:
+  tls.crt: {base64.b64encode(cert_pem).decode()}
+  tls.key: {base64.b64encode(key_pem).decode()}
+"""
     documents = [
         f"""
 apiVersion: gateway.networking.k8s.io/v1
@@ -229,7 +307,7 @@ metadata: {{name: bench, namespace: default}}
 spec:
   gatewayClassName: bench
   addresses: [{{value: 127.0.0.1}}]
-  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
+  listeners: [{listener}]{secret}
 ---
 apiVersion: v1
 kind: Service
@@ -267,12 +345,14 @@ spec:
         handle.write("---".join(documents))
 
 
-def start_twistgw(workdir: str, origin: Service, workers: int, routes: int = 10) -> Service:
+def start_twistgw(
+    workdir: str, origin: Service, workers: int, routes: int = 10, tls: bool = False
+) -> Service:
     port, admin = free_port(), free_port()
     plural = "s" if workers > 1 else ""
-    name = f"twistgw ({workers} worker{plural}, {routes} routes)"
-    config = os.path.join(workdir, f"twistgw-{workers}-{routes}")
-    twistgw_config(config, port, origin, routes)
+    name = f"twistgw ({workers} worker{plural}, {routes} routes{', TLS' if tls else ''})"
+    config = os.path.join(workdir, f"twistgw-{workers}-{routes}{'-tls' if tls else ''}")
+    twistgw_config(config, port, origin, routes, tls)
     process = _spawn(
         [
             TWISTD,
@@ -299,7 +379,7 @@ def start_twistgw(workdir: str, origin: Service, workers: int, routes: int = 10)
         time.sleep(0.1)
     else:
         raise RuntimeError(f"{name} did not become ready; see {config}.log")
-    return Service(name, port, process)
+    return Service(name, port, process, "https" if tls else "http")
 
 
 @dataclass
@@ -320,7 +400,7 @@ def _ms(text: str) -> float:
 
 
 def drive(target: Service, path: str, connections: int, duration: float, close: bool) -> Round:
-    url = f"http://127.0.0.1:{target.port}{path}"
+    url = f"{target.scheme}://127.0.0.1:{target.port}{path}"
     wrk = shutil.which("wrk")
     if wrk:
         command = [
@@ -431,6 +511,17 @@ SCENARIOS = {
         "keep-alive, small responses: 10 vs 1,000 HTTPRoutes",
         targets=("twistgw:2", "twistgw:2:1000"),
     ),
+    "tls": Scenario(
+        "tls",
+        "keep-alive HTTPS, small responses, 64 connections (plain HTTP beside it)",
+        targets=("twistgw:2:10:tls", "nginx:tls", "twistgw:2", "nginx"),
+    ),
+    "handshakes": Scenario(
+        "handshakes",
+        "a new TLS connection (full handshake) per request: handshakes/s",
+        close=True,
+        targets=("twistgw:2:10:tls", "nginx:tls"),
+    ),
     "idle": Scenario(
         "idle",
         "memory: 10,000 idle keep-alive connections, on freshly started proxies",
@@ -468,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--scenarios",
-        default="scaling,keepalive,close,big,routes,idle",
+        default="scaling,keepalive,close,big,routes,tls,handshakes,idle",
         help=f"comma-separated, of: {', '.join(SCENARIOS)}",
     )
     parser.add_argument("--rounds", type=int, default=3)
@@ -503,14 +594,18 @@ def main(argv: list[str] | None = None) -> int:
                 if target == "rpr":
                     services[target] = start_reverse_proxy_resource(workdir, origin)
                 elif target.startswith("nginx"):
-                    proxy = start_nginx_proxy(workdir, origin)
+                    proxy = start_nginx_proxy(workdir, origin, tls=target.endswith(":tls"))
                     if proxy is None:
                         continue
                     services[target] = proxy
                 else:
-                    _, workers, *routes = target.split(":")[:3]
+                    _, workers, *rest = target.split(":")
                     services[target] = start_twistgw(
-                        workdir, origin, int(workers), int(routes[0]) if routes else 10
+                        workdir,
+                        origin,
+                        int(workers),
+                        int(rest[0]) if rest else 10,
+                        tls="tls" in rest,
                     )
                 started.append(services[target])
             present = [t for t in scenario.targets if t in services]
@@ -541,7 +636,8 @@ def main(argv: list[str] | None = None) -> int:
                             scenario.close,
                         )
                     )
-            reference = services["nginx"].name if "nginx" in present else services[present[0]].name
+            nginx = next((t for t in present if t.startswith("nginx")), None)
+            reference = services[nginx or present[0]].name
             print(report(scenario, results, reference))
             print()
     finally:
