@@ -81,19 +81,26 @@ class Metrics:
         )
         self.streams = Counter(
             "twistgw_stream_connections",
-            "Spliced (TLS passthrough and terminate) connections, by listener, route, backend",
+            "Spliced connections (TLS, TCP) and UDP sessions opened, by listener, route, backend",
             ["listener", "route", "backend"],
             registry=self.registry,
         )
+        self.stream_active = Gauge(
+            "twistgw_stream_active",
+            "Spliced connections and UDP sessions open now, per worker",
+            ["listener", "route", "backend"],
+            registry=self.registry,
+            multiprocess_mode="liveall",
+        )
         self.stream_received = Counter(
             "twistgw_stream_received_bytes",
-            "Bytes received from clients of spliced connections (counted when they end)",
+            "Bytes received from clients of spliced connections and UDP sessions (when they end)",
             ["listener", "route", "backend"],
             registry=self.registry,
         )
         self.stream_sent = Counter(
             "twistgw_stream_sent_bytes",
-            "Bytes sent to clients of spliced connections (counted when they end)",
+            "Bytes sent to clients of spliced connections and UDP sessions (when they end)",
             ["listener", "route", "backend"],
             registry=self.registry,
         )

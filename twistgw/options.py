@@ -72,7 +72,30 @@ class GatewayOptions(usage.Options):
             "tls-min-version",
             None,
             "1.2",
-            "Oldest TLS version HTTPS listeners accept: 1.2 or 1.3.",
+            "Oldest TLS version HTTPS and terminating TLS listeners accept: 1.2 or 1.3.",
+        ],
+        [
+            "stream-idle-timeout",
+            None,
+            3600.0,
+            "Seconds a TCP or TLS-route connection may pass no bytes either way before it "
+            "is closed.",
+            float,
+        ],
+        [
+            "udp-session-timeout",
+            None,
+            60.0,
+            "Seconds a UDP session lives without a datagram either way.",
+            float,
+        ],
+        [
+            "udp-max-sessions",
+            None,
+            10000,
+            "UDP sessions per listener and worker; beyond it the least recently active "
+            "session ends.",
+            int,
         ],
         [
             "workers",
@@ -95,6 +118,9 @@ class GatewayOptions(usage.Options):
             self["address-pool"] = ()
         if self["tls-min-version"] not in ("1.2", "1.3"):
             raise usage.UsageError("--tls-min-version must be 1.2 or 1.3")
+        for name in ("stream-idle-timeout", "udp-session-timeout", "udp-max-sessions"):
+            if self[name] <= 0:
+                raise usage.UsageError(f"--{name} must be positive")
         if self["watch"] not in ("auto", "poll"):
             raise usage.UsageError("--watch must be auto or poll")
         if self["workers"] is None:

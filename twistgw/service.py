@@ -10,6 +10,7 @@ from twisted.application.strports import service as endpoint_service
 from twisted.logger import Logger
 
 from twistgw.admin.server import admin_site
+from twistgw.dataplane.settings import DataPlaneSettings
 from twistgw.metrics import Metrics
 from twistgw.sources.directory import DirectorySource
 from twistgw.supervisor.controlplane import ControlPlane
@@ -34,7 +35,12 @@ class GatewayService(MultiService):
             options["workers"],
             options["drain-timeout"],
             self.metrics,
-            options["tls-min-version"],
+            DataPlaneSettings(
+                tls_min_version=options["tls-min-version"],
+                stream_idle_timeout=options["stream-idle-timeout"],
+                udp_session_timeout=options["udp-session-timeout"],
+                udp_max_sessions=options["udp-max-sessions"],
+            ),
         )
         self.workers.setServiceParent(self)
         self.control = ControlPlane(

@@ -5,7 +5,8 @@ A case file has:
 
 - ``objects``: the manifests;
 - ``options``: optional ``controllerName``, ``addressPool`` (a CIDR), and the data
-  plane's feedback: ``bindFailures`` (``"ADDRESS:PORT": why``) and ``unusableAddresses``;
+  plane's feedback: ``bindFailures`` (``"ADDRESS:PORT": why``, ``ADDRESS:PORT/udp`` for
+  UDP) and ``unusableAddresses``;
 - ``statuses``: expected statuses, each ``{kind, name, namespace?}`` plus
   ``conditions`` (``Type: Status/Reason``), ``listeners`` (name -> conditions,
   ``attachedRoutes``, ``supportedKinds``), ``parents`` (list, in parentRefs order, of
@@ -126,6 +127,13 @@ def _check_status(expected: dict, actual: dict, label: str) -> None:
             _check_status(want, got, f"{label} parent {index}")
 
 
+def _bind_key(where: str) -> tuple[str, int, str]:
+    """``ADDRESS:PORT`` (TCP) or ``ADDRESS:PORT/udp``."""
+    where, _, transport = where.partition("/")
+    address, port = where.rsplit(":", 1)
+    return address, int(port), transport or "tcp"
+
+
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
 def test_case(path: pathlib.Path) -> None:
     case = yaml.safe_load(path.read_text())
@@ -140,8 +148,7 @@ def test_case(path: pathlib.Path) -> None:
             controller_name=options.get("controllerName", "gateway.twistgw.dev/controller"),
             address_pool=address_pool(options["addressPool"]) if "addressPool" in options else (),
             bind_failures={
-                (where.rsplit(":", 1)[0], int(where.rsplit(":", 1)[1])): why
-                for where, why in (options.get("bindFailures") or {}).items()
+                _bind_key(where): why for where, why in (options.get("bindFailures") or {}).items()
             },
             unusable_addresses=frozenset(options.get("unusableAddresses") or ()),
         ),

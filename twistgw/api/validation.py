@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -279,11 +280,12 @@ def _http_route(body: dict) -> None:
             _filters(ref.get("filters"), f"{at}.backendRefs[{j}].filters")
 
 
-def _tls_route(body: dict) -> None:
+def _stream_route(body: dict, max_rules: int = 16) -> None:
+    """TLSRoute, TCPRoute and UDPRoute (the last two have one rule and no hostnames)."""
     spec = _mapping(body.setdefault("spec", {}), "spec")
     _parent_refs(spec, "spec")
     _hostnames(spec, "spec")
-    rules = _list(spec.get("rules"), "spec.rules", 16)
+    rules = _list(spec.get("rules"), "spec.rules", max_rules)
     if not rules:
         _fail("spec.rules", "must have at least one rule")
     for i, rule in enumerate(rules):
@@ -372,7 +374,9 @@ VALIDATORS: dict[str, Callable[[dict], None]] = {
     "GatewayClass": _gateway_class,
     "Gateway": _gateway,
     "HTTPRoute": _http_route,
-    "TLSRoute": _tls_route,
+    "TLSRoute": _stream_route,
+    "TCPRoute": partial(_stream_route, max_rules=1),
+    "UDPRoute": partial(_stream_route, max_rules=1),
     "ReferenceGrant": _reference_grant,
     "BackendTLSPolicy": _backend_tls_policy,
     "Service": _service,

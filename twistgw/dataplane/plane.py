@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections import Counter
+from time import monotonic
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort
@@ -12,25 +14,28 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from twistgw.dataplane.datagram import MAX_DATAGRAM, UDPServer
 from twistgw.dataplane.http.router import Router
 from twistgw.dataplane.http.server import HTTPProxyFactory
 from twistgw.dataplane.http.upstream import UpstreamPool
+from twistgw.dataplane.settings import DEFAULT_SETTINGS, DataPlaneSettings
+from twistgw.dataplane.stream.tcp import TCPFrontFactory
 from twistgw.dataplane.stream.tlsfront import TLSFrontFactory
 from twistgw.dataplane.tls import SNIContexts
 from twistgw.metrics import Metrics
-from twistgw.routing.ir import Bind, HTTPListener, RoutingTable
+from twistgw.routing.ir import Bind, BindKey, HTTPListener, RoutingTable
 
 log = Logger()
 
-Key = tuple[str, int]
+Key = BindKey
 #: Seconds between samples of the open-connections gauge.
 GAUGE_INTERVAL = 1.0
 
 
 class BindServer(Factory):
-    """What one listening socket serves: HTTP, HTTP inside TLS for HTTPS binds, or for
+    """What one listening TCP socket serves: HTTP, HTTP inside TLS for HTTPS binds, for
     TLS binds whatever listener the ClientHello's SNI names (passthrough, terminated
-    stream or HTTPS).
+    stream or HTTPS), or spliced streams for TCP binds.
     ``configure`` follows each new table, even a switch of protocol on the socket."""
 
     noisy = False
@@ -59,6 +64,13 @@ class BindServer(Factory):
             stream.transport.abortConnection()
 
     def configure(self, bind: Bind) -> None:
+        if bind.protocol == "TCP":
+            self.http.router = Router(Bind(bind.address, bind.port, "HTTP"))
+            self.contexts = None
+            self.entry = TCPFrontFactory(
+                bind, self.http.clock, self.http.metrics, self.http.pool.tls_creators, self.streams
+            )
+            return
         if bind.protocol == "TLS":
             https = tuple(li for li in bind.listeners if isinstance(li, HTTPListener))
             self.http.router = Router(Bind(bind.address, bind.port, "HTTPS", https))
@@ -96,60 +108,98 @@ class DataPlane:
     follows the routing table. Applying a table swaps each factory's router in one
     assignment; requests in flight keep the router they started with."""
 
-    def __init__(self, reactor, metrics: Metrics, min_tls_version: str = "1.2") -> None:
+    def __init__(
+        self, reactor, metrics: Metrics, settings: DataPlaneSettings = DEFAULT_SETTINGS
+    ) -> None:
         self.reactor = reactor
         self.metrics = metrics
-        self.min_tls_version = min_tls_version
+        self.settings = settings
+        self.min_tls_version = settings.tls_min_version
         self.pool = UpstreamPool(reactor)
         self.binds: dict[Key, Bind] = {}
-        self.servers: dict[Key, BindServer] = {}
+        self.servers: dict[Key, BindServer | UDPServer] = {}
         self.ports: dict[Key, IListeningPort] = {}
         self.retired: list[BindServer] = []  # closed sockets, connections still open
         self.draining = False
-        # the connections gauge is sampled, not updated per connection (each update of a
+        # the gauges are sampled, not updated per connection (each update of a
         # multiprocess metric is a locked write to a shared file)
         self._sampler = LoopingCall(self.sample_connections)
         self._sampler.clock = reactor
         self._sampler.start(GAUGE_INTERVAL, now=False)
+        self._streams_seen: set[tuple[str, str, str]] = set()
+        self._sweeper = LoopingCall(self.sweep)
+        self._sweeper.clock = reactor
+        self._sweeper.start(
+            max(0.05, min(1.0, settings.stream_idle_timeout / 4, settings.udp_session_timeout / 4)),
+            now=False,
+        )
 
     def _bind(self, key: Key) -> Bind:
-        return self.binds.get(key) or Bind(key[0], key[1], "HTTP")
+        return self.binds.get(key) or Bind(key[0], key[1], "UDP" if key[2] == "udp" else "HTTP")
 
     def apply(self, table: RoutingTable) -> None:
-        self.binds = {(bind.address, bind.port): bind for bind in table.binds}
+        self.binds = {bind.key: bind for bind in table.binds}
         for key, server in self.servers.items():
             server.configure(self._bind(key))
 
     def adopt(self, key: Key, descriptor: int, family: socket.AddressFamily) -> None:
-        """Accept connections from a listening socket the supervisor bound."""
+        """Serve a socket the supervisor bound (listening TCP, or UDP)."""
         try:
             if key in self.ports or self.draining:
                 return
             bind = self._bind(key)
-            factory = HTTPProxyFactory(
-                Router(Bind(key[0], key[1], "HTTP")), self.pool, self.metrics, self.reactor
-            )
-            server = BindServer(factory, bind, self.min_tls_version)
-            self.ports[key] = self.reactor.adoptStreamPort(descriptor, family, server)
+            if key[2] == "udp":
+                server = UDPServer(bind, self.reactor, self.metrics, self.settings)
+                self.ports[key] = self.reactor.adoptDatagramPort(
+                    descriptor, family, server, maxPacketSize=MAX_DATAGRAM
+                )
+            else:
+                factory = HTTPProxyFactory(
+                    Router(Bind(key[0], key[1], "HTTP")), self.pool, self.metrics, self.reactor
+                )
+                server = BindServer(factory, bind, self.min_tls_version)
+                self.ports[key] = self.reactor.adoptStreamPort(descriptor, family, server)
             self.servers[key] = server
         finally:
             os.close(descriptor)  # the reactor holds its own duplicate
 
     def close(self, key: Key) -> None:
-        """Stop accepting on a socket; its open connections finish on their own."""
+        """Stop serving a socket; its open connections finish on their own (UDP
+        sessions end with it: their replies would have no socket to leave from)."""
         server = self.servers.pop(key, None)
-        if server is not None:
+        if isinstance(server, UDPServer):
+            server.abort_all()
+        elif server is not None:
             self.retired.append(server)
         port = self.ports.pop(key, None)
         if port is not None:
             port.stopListening()
 
+    def sweep(self) -> None:
+        """Close TCP and TLS streams idle for longer than the stream idle timeout, and
+        end UDP sessions past theirs."""
+        now = monotonic()
+        limit = now - self.settings.stream_idle_timeout
+        for server in [*self.servers.values(), *self.retired]:
+            if isinstance(server, UDPServer):
+                server.expire(now)
+                continue
+            for stream in [s for s in server.streams if s.idle_since() < limit]:
+                stream.transport.abortConnection()
+
     def sample_connections(self) -> None:
         counts: dict[str, int] = {}
+        streams: Counter[tuple[str, str, str]] = Counter()
         for server in [*self.servers.values(), *self.retired]:
             counts[server.label] = counts.get(server.label, 0) + server.open_connections
+            streams.update(s.labels for s in server.streams if s.labels is not None)
         for label, count in counts.items():
             self.metrics.connection_gauge(label).set(count)
+        for labels in self._streams_seen - set(streams):
+            self.metrics.stream_active.labels(*labels).set(0)
+        for labels, count in streams.items():
+            self.metrics.stream_active.labels(*labels).set(count)
+        self._streams_seen = set(streams)
         self.retired = [server for server in self.retired if server.open_connections]
 
     def open_connections(self) -> int:

@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--drain-timeout", type=float, default=30.0)
-    parser.add_argument("--tls-min-version", choices=("1.2", "1.3"), default="1.2")
+    parser.add_argument("--settings", default="{}", help="DataPlaneSettings as JSON")
     args = parser.parse_args(argv)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:  # one descriptor per connection: take all the system allows
@@ -114,10 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.internet import reactor
 
     from twistgw.dataplane.plane import DataPlane
+    from twistgw.dataplane.settings import DataPlaneSettings
     from twistgw.metrics import Metrics
 
+    settings = DataPlaneSettings.from_json(args.settings)
     worker = Worker(
-        reactor, DataPlane(reactor, Metrics(), args.tls_min_version), args.index, args.drain_timeout
+        reactor, DataPlane(reactor, Metrics(), settings), args.index, args.drain_timeout
     )
     globalLogBeginner.beginLoggingTo(
         [

@@ -154,7 +154,8 @@ class HTTPListener:
 
 @attrs.frozen
 class StreamRoute:
-    """A TLSRoute (or, later, TCP/UDP route) rule: where its connections go."""
+    """A TLSRoute, TCPRoute or UDPRoute rule: where its connections (or datagram
+    sessions) go."""
 
     route: str  # "namespace/name"
     rule: int
@@ -177,15 +178,48 @@ class TLSListener:
 
 
 @attrs.frozen
+class StreamListener:
+    """A TCP or UDP listener: every connection (datagram session) goes to its route,
+    the oldest TCPRoute (UDPRoute) attached; None: nothing attached, refused."""
+
+    name: str
+    gateway: str
+    route: StreamRoute | None = None
+    client_certificate: CertificateKey | None = None
+
+    @property
+    def hostname(self) -> None:
+        """TCP and UDP listeners match no hostname."""
+        return None
+
+
+#: What a socket is known by: address, port and transport ("tcp" or "udp").
+BindKey = tuple[str, int, str]
+
+
+@attrs.frozen
 class Bind:
     """A socket to listen on and the listeners that share it. HTTP and HTTPS binds
     hold HTTPListeners; TLS binds hold TLSListeners and may hold HTTPS listeners too
-    (the ClientHello's SNI tells them apart)."""
+    (the ClientHello's SNI tells them apart); TCP and UDP binds one StreamListener."""
 
     address: str
     port: int
     protocol: str
-    listeners: tuple[HTTPListener | TLSListener, ...] = ()
+    listeners: tuple[HTTPListener | TLSListener | StreamListener, ...] = ()
+
+    @property
+    def transport(self) -> str:
+        return transport_of(self.protocol)
+
+    @property
+    def key(self) -> BindKey:
+        return (self.address, self.port, self.transport)
+
+
+def transport_of(protocol: str) -> str:
+    """The transport a listener protocol runs on: "udp" for UDP, else "tcp"."""
+    return "udp" if protocol == "UDP" else "tcp"
 
 
 @attrs.frozen

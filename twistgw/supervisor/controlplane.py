@@ -71,6 +71,9 @@ class ControlPlane(Service):
         failures, unusable = self.workers.feedback()
         return {
             "routingTable": self.table.as_dict(),
-            "bindFailures": {f"{address}:{port}": why for (address, port), why in failures.items()},
+            "bindFailures": {
+                f"{address}:{port}/{transport}": why
+                for (address, port, transport), why in failures.items()
+            },
             "workers": self.workers.describe(),
         }

@@ -1,11 +1,14 @@
-"""Listening sockets, bound by the supervisor: one per worker for every address and port.
+"""Listening sockets, bound by the supervisor: one per worker for every address, port
+and transport.
 
 Each worker accepts from a socket of its own; all of them are bound to the same
 address and port with ``SO_REUSEPORT``, so the kernel spreads new connections evenly
 over the workers by a hash of the connection's addresses (a single shared accept
-queue lets whichever worker happens to be awake take nearly all of them). The
-supervisor keeps every socket open, so connections waiting in a dead worker's
-accept queue stay there until its replacement adopts the same socket.
+queue lets whichever worker happens to be awake take nearly all of them). For UDP the
+same hash sends every datagram of one client address to the same worker, which keeps
+its session. The supervisor keeps every socket open, so connections waiting in a dead
+worker's accept queue stay there, and a client's datagrams keep going to the same
+socket, until its replacement adopts it.
 """
 
 from __future__ import annotations
@@ -16,27 +19,29 @@ import socket
 
 from twisted.logger import Logger
 
-from twistgw.routing.ir import RoutingTable
+from twistgw.routing.ir import BindKey, RoutingTable
 
 log = Logger()
 
 BACKLOG = 1024
-Key = tuple[str, int]
+Key = BindKey
 
 
 def family_of(address: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
 
 
-def bind_stream(address: str, port: int) -> socket.socket:
-    """A non-blocking listening TCP socket on address:port that other sockets of this
-    user may share (``SO_REUSEPORT``); raises OSError."""
-    sock = socket.socket(family_of(address), socket.SOCK_STREAM)
+def bind_socket(address: str, port: int, transport: str) -> socket.socket:
+    """A non-blocking TCP listening socket (or a UDP socket) on address:port that other
+    sockets of this user may share (``SO_REUSEPORT``); raises OSError."""
+    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    sock = socket.socket(family_of(address), kind)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((address, port))
-        sock.listen(BACKLOG)
+        if kind == socket.SOCK_STREAM:
+            sock.listen(BACKLOG)
         sock.setblocking(False)
     except OSError:
         sock.close()
@@ -56,13 +61,13 @@ class ListenerSockets:
 
     def apply(self, table: RoutingTable) -> tuple[list[Key], list[Key]]:
         """Bind what is new, close what is gone; returns (opened, closed) keys."""
-        wanted = {(bind.address, bind.port) for bind in table.binds}
+        wanted = {bind.key for bind in table.binds}
         opened, closed = [], []
         for key in sorted(wanted - set(self.sockets)):
             bound: list[socket.socket] = []
             try:
                 for _ in range(self.count):
-                    bound.append(bind_stream(*key))
+                    bound.append(bind_socket(*key))
             except OSError as exc:
                 for sock in bound:
                     sock.close()
@@ -70,9 +75,10 @@ class ListenerSockets:
                 if exc.errno == errno.EADDRNOTAVAIL:
                     self.unusable.add(key[0])
                 log.error(
-                    "cannot listen on {address}:{port}: {error}",
+                    "cannot listen on {address}:{port}/{transport}: {error}",
                     address=key[0],
                     port=key[1],
+                    transport=key[2],
                     error=self.failed[key],
                 )
                 continue
@@ -80,16 +86,26 @@ class ListenerSockets:
             self.failed.pop(key, None)
             self.unusable.discard(key[0])
             opened.append(key)
-            log.info("listening on {address}:{port}", address=key[0], port=key[1])
+            log.info(
+                "listening on {address}:{port}/{transport}",
+                address=key[0],
+                port=key[1],
+                transport=key[2],
+            )
         for key in sorted(set(self.sockets) - wanted):
             for sock in self.sockets.pop(key):
                 sock.close()
             closed.append(key)
-            log.info("stopped listening on {address}:{port}", address=key[0], port=key[1])
+            log.info(
+                "stopped listening on {address}:{port}/{transport}",
+                address=key[0],
+                port=key[1],
+                transport=key[2],
+            )
         for key in list(self.failed):
             if key not in wanted:
                 del self.failed[key]
-        self.unusable &= {address for address, _ in wanted}
+        self.unusable &= {address for address, _, _ in wanted}
         return opened, closed
 
     def descriptor(self, key: Key, index: int) -> int:
@@ -97,7 +113,8 @@ class ListenerSockets:
         return self.sockets[key][index].fileno()
 
     def feedback(self) -> tuple[dict[Key, str], frozenset[str]]:
-        """What could not be bound: (address, port) -> why, and unusable addresses."""
+        """What could not be bound: (address, port, transport) -> why, and unusable
+        addresses."""
         return dict(self.failed), frozenset(self.unusable)
 
     def close_all(self) -> None:

@@ -16,6 +16,7 @@ from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
+from twistgw.dataplane.settings import DEFAULT_SETTINGS, DataPlaneSettings
 from twistgw.routing.ir import RoutingTable
 from twistgw.supervisor.channel import ControlChannel
 from twistgw.supervisor.sockets import ListenerSockets, family_of
@@ -75,9 +76,14 @@ class WorkerPool(Service):
     """N worker processes serving the data plane from sockets this process binds."""
 
     def __init__(
-        self, reactor, count: int, drain_timeout: float, metrics, tls_min_version: str = "1.2"
+        self,
+        reactor,
+        count: int,
+        drain_timeout: float,
+        metrics,
+        settings: DataPlaneSettings = DEFAULT_SETTINGS,
     ) -> None:
-        self.tls_min_version = tls_min_version
+        self.settings = settings
         self.reactor = reactor
         self.count = count
         self.drain_timeout = drain_timeout
@@ -160,8 +166,8 @@ class WorkerPool(Service):
             str(index),
             "--drain-timeout",
             str(self.drain_timeout),
-            "--tls-min-version",
-            self.tls_min_version,
+            "--settings",
+            self.settings.to_json(),
         ]
         handle.process = self.reactor.spawnProcess(
             _WorkerProcess(self, handle),

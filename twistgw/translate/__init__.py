@@ -84,6 +84,31 @@ def _tls_listener_ir(listener, attachments: list[Attachment]) -> ir.TLSListener:
     )
 
 
+def _stream_listener_ir(listener, attachments: list[Attachment]) -> ir.StreamListener:
+    """A TCP or UDP listener serves its oldest attached route (a route has one rule)."""
+    oldest = min(attachments, key=lambda a: a.route.age_key(), default=None)
+    gateway = listener.gateway.resource
+    route = oldest.rules[0][1] if oldest is not None and oldest.rules else None
+    return ir.StreamListener(
+        name=f"{gateway.namespace}/{gateway.name}/{listener.name}",
+        gateway=f"{gateway.namespace}/{gateway.name}",
+        route=route,
+        client_certificate=listener.gateway.client_certificate,
+    )
+
+
+#: How each listener protocol's IR is built.
+LISTENER_BUILDERS = {
+    "HTTP": _listener_ir,
+    "HTTPS": _listener_ir,
+    "TLS": _tls_listener_ir,
+    "TCP": _stream_listener_ir,
+    "UDP": _stream_listener_ir,
+}
+#: Route kinds carried over streams, compiled alike.
+STREAM_ROUTE_KINDS = ("TLSRoute", "TCPRoute", "UDPRoute")
+
+
 def _service_users(attachments: list[Attachment]) -> dict[tuple[str, str], set[ObjectKey]]:
     """(namespace, Service) -> the Gateways whose attached routes send traffic to it."""
     users: dict[tuple[str, str], set[ObjectKey]] = {}
@@ -110,47 +135,49 @@ def translate(snapshot: Snapshot, options: TranslateOptions) -> Translation:
         options.controller_name,
         partial(analyse_route, policies=policies),
     )
-    tls_attachments, tls_statuses = attach_routes(
-        snapshot,
-        by_name,
-        snapshot.of_kind("TLSRoute"),
-        options.controller_name,
-        partial(analyse_stream_route, policies=policies),
-    )
-    route_statuses += tls_statuses
+    for kind in STREAM_ROUTE_KINDS:
+        found, found_statuses = attach_routes(
+            snapshot,
+            by_name,
+            snapshot.of_kind(kind),
+            options.controller_name,
+            partial(analyse_stream_route, policies=policies),
+        )
+        attachments += found
+        route_statuses += found_statuses
     per_listener: dict[int, list[Attachment]] = {}
-    for attachment in attachments + tls_attachments:
+    for attachment in attachments:
         per_listener.setdefault(id(attachment.listener), []).append(attachment)
-    binds: dict[tuple[str, int], list[ir.HTTPListener | ir.TLSListener]] = {}
-    protocols: dict[tuple[str, int], str] = {}
+    binds: dict[ir.BindKey, list] = {}
+    protocols: dict[ir.BindKey, str] = {}
     for gateway in gateways:
         if not gateway.conditions.is_true("Accepted"):
             continue
         for listener in gateway.listeners:
             if not listener.servable:
                 continue
-            build = _tls_listener_ir if listener.protocol == "TLS" else _listener_ir
-            compiled = build(listener, per_listener.get(id(listener), []))
+            compiled = LISTENER_BUILDERS[listener.protocol](
+                listener, per_listener.get(id(listener), [])
+            )
             for address in gateway.addresses:
-                binds.setdefault((address, listener.port), []).append(compiled)
+                key = (address, listener.port, ir.transport_of(listener.protocol))
+                binds.setdefault(key, []).append(compiled)
                 # a port with any TLS listener is dispatched by SNI before termination
-                if protocols.get((address, listener.port)) != "TLS":
-                    protocols[(address, listener.port)] = listener.protocol
+                if protocols.get(key) != "TLS":
+                    protocols[key] = listener.protocol
     table = ir.RoutingTable(
         tuple(
             ir.Bind(
                 address,
                 port,
-                protocols[(address, port)],
+                protocols[(address, port, transport)],
                 tuple(sorted(listeners, key=lambda li: specificity(li.hostname))),
             )
-            for (address, port), listeners in sorted(binds.items())
+            for (address, port, transport), listeners in sorted(binds.items())
         )
     )
     statuses.extend(gateway.status() for gateway in gateways)
     statuses.extend(route_statuses)
-    statuses.extend(
-        policies.statuses(_service_users(attachments + tls_attachments), options.controller_name)
-    )
+    statuses.extend(policies.statuses(_service_users(attachments), options.controller_name))
     assigned = {g.key: g.addresses[0] for g in gateways if g.addresses}
     return Translation(table, tuple(statuses), assigned)

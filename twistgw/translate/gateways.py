@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 
 from twistgw.api.resource import GATEWAY_GROUP, ObjectKey, Resource
-from twistgw.routing.ir import CertificateKey, ClientValidation, ListenerTLS
+from twistgw.routing.ir import CertificateKey, ClientValidation, ListenerTLS, transport_of
 from twistgw.snapshot import Snapshot
 from twistgw.translate.certificates import ca_bundles, client_certificate, listener_certificate
 from twistgw.translate.conditions import Conditions
@@ -21,6 +21,8 @@ PROTOCOL_ROUTE_KINDS: dict[str, tuple[str, ...]] = {
     "HTTP": ("HTTPRoute",),
     "HTTPS": ("HTTPRoute",),
     "TLS": ("TLSRoute",),
+    "TCP": ("TCPRoute",),
+    "UDP": ("UDPRoute",),
 }
 
 SUPPORTED_VERSION_MESSAGE = "Gateway API version is supported"
@@ -162,18 +164,31 @@ def _supported_kinds(listener: ListenerState) -> bool:
 SNI_PROTOCOLS = frozenset({"HTTPS", "TLS"})
 
 
+#: Protocols told apart by port alone: a second listener on the port conflicts.
+PORT_ONLY_PROTOCOLS = frozenset({"TCP", "UDP"})
+
+
 def _compatible(one: str, other: str) -> bool:
     return one == other or (one in SNI_PROTOCOLS and other in SNI_PROTOCOLS)
 
 
 def _conflict(listener: ListenerState, same_port: list[ListenerState]) -> tuple[str, str] | None:
+    """Why the listener cannot share its port (UDP and the TCP-based protocols use
+    different sockets, so they never meet)."""
+    transport = transport_of(listener.protocol)
     for other in same_port:
-        if other is listener:
+        if other is listener or transport_of(other.protocol) != transport:
             continue
         if not _compatible(other.protocol, listener.protocol):
             return (
                 "ProtocolConflict",
                 f"listener {other.name} uses port {listener.port} with protocol {other.protocol}",
+            )
+        if listener.protocol in PORT_ONLY_PROTOCOLS:
+            return (
+                "ProtocolConflict",
+                f"listener {other.name} is also {listener.protocol} on port {listener.port}; "
+                f"{listener.protocol} listeners are told apart by port alone",
             )
         if other.hostname == listener.hostname:
             return (
@@ -341,19 +356,28 @@ def _assign_addresses(gateways: list[GatewayState], options: TranslateOptions) -
 
 
 def _port_clashes(gateways: list[GatewayState]) -> None:
-    """A listener whose address and port an older Gateway already uses is not accepted."""
-    owners: dict[tuple[str, int], ObjectKey] = {}
+    """A listener whose address, port and transport an older Gateway already uses is
+    not accepted."""
+    owners: dict[tuple[str, int, str], ObjectKey] = {}
     for gateway in gateways:
         claimed = set()
         for listener in gateway.listeners:
             if not listener.accepted:
                 continue
+            transport = transport_of(listener.protocol)
             for address in gateway.addresses:
-                owner = owners.get((address, listener.port))
-                wildcard_owner = owners.get((WILDCARD_ADDRESS, listener.port))
+                owner = owners.get((address, listener.port, transport))
+                wildcard_owner = owners.get((WILDCARD_ADDRESS, listener.port, transport))
                 clash = owner or (wildcard_owner if address != WILDCARD_ADDRESS else None)
                 if clash is None and address == WILDCARD_ADDRESS:
-                    clash = next((o for (a, p), o in owners.items() if p == listener.port), None)
+                    clash = next(
+                        (
+                            o
+                            for (_, p, t), o in owners.items()
+                            if (p, t) == (listener.port, transport)
+                        ),
+                        None,
+                    )
                 if clash is not None and clash != gateway.key:
                     message = (
                         f"port {listener.port} on {address} is already used by Gateway "
@@ -362,7 +386,7 @@ def _port_clashes(gateways: list[GatewayState]) -> None:
                     listener.conditions.set("Accepted", False, "PortUnavailable", message)
                     listener.conditions.set("Programmed", False, "Invalid", message)
                     break
-                claimed.add((address, listener.port))
+                claimed.add((address, listener.port, transport))
         for item in claimed:
             owners[item] = gateway.key
 
@@ -373,7 +397,9 @@ def _bind_failures(gateway: GatewayState, options: TranslateOptions) -> None:
         if not listener.conditions.is_true("Programmed"):
             continue
         for address in gateway.addresses:
-            why = options.bind_failures.get((address, listener.port))
+            why = options.bind_failures.get(
+                (address, listener.port, transport_of(listener.protocol))
+            )
             if why is not None:
                 listener.conditions.set(
                     "Programmed",

@@ -21,7 +21,8 @@ class TranslateOptions:
     order; empty means every such Gateway binds the wildcard address.
     ``assigned_addresses``: the addresses Gateways held after the previous
     translation, so that a Gateway keeps its address for as long as it exists.
-    ``bind_failures``: (address, port) -> why the data plane could not listen there;
+    ``bind_failures``: (address, port, transport) -> why the data plane could not
+    listen there;
     ``unusable_addresses``: addresses this host cannot listen on at all. Both come
     back from the data plane, so statuses can say what could not be programmed.
     """
@@ -29,7 +30,7 @@ class TranslateOptions:
     controller_name: str = "gateway.twistgw.dev/controller"
     address_pool: tuple[str, ...] = ()
     assigned_addresses: Mapping[ObjectKey, str] = attrs.field(factory=dict)
-    bind_failures: Mapping[tuple[str, int], str] = attrs.field(factory=dict)
+    bind_failures: Mapping[tuple[str, int, str], str] = attrs.field(factory=dict)
     unusable_addresses: frozenset[str] = frozenset()
 
 

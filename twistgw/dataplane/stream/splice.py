@@ -3,10 +3,13 @@
 Each side is the other's streaming producer, so a slow reader pauses the fast writer;
 a half-close on one side is passed on to the other (where that side's transport can
 half-close: a TLS-terminated client cannot, so it is closed instead). Bytes are
-counted per connection and reported to the metrics when it ends.
+counted per connection and reported to the metrics when it ends; the time bytes last
+moved is kept for the idle timeout (the data plane's sweep closes stalled pairs).
 """
 
 from __future__ import annotations
+
+from time import monotonic
 
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import ClientFactory, Protocol
@@ -36,9 +39,11 @@ class Side(Protocol):
     write_closed = False
     half_closeable = True  # whether this side's transport can shut only its writing half
     received = 0
+    active = 0.0  # monotonic time of the last bytes received
 
     def dataReceived(self, data: bytes) -> None:
         self.received += len(data)
+        self.active = monotonic()
         self.peer.transport.write(data)
 
     def readConnectionLost(self) -> None:
@@ -104,10 +109,17 @@ class StreamClient(Side):
 
     def connectionMade(self) -> None:
         self.transport.setTcpNoDelay(True)
+        self.active = monotonic()
         self.open.add(self)
+
+    def idle_since(self) -> float:
+        """When bytes last moved either way."""
+        upstream = self.upstream
+        return max(self.active, upstream.active) if upstream is not None else self.active
 
     def dataReceived(self, data: bytes) -> None:
         self.received += len(data)
+        self.active = monotonic()
         if self.peer is not None:
             self.peer.transport.write(data)
             return

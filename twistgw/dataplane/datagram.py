@@ -1,0 +1,157 @@
+"""UDP listeners: a session per client address, proxied to a backend of the
+listener's UDPRoute.
+
+A client's first datagram picks a backend by weight and opens a connected socket to
+one of its endpoints; the client's later datagrams go through that socket, and what
+the backend sends back goes to the client from the listener's address. Sessions end
+after ``udp_session_timeout`` seconds without a datagram either way, when the backend's
+host answers with an ICMP error (port unreachable), or, beyond ``udp_max_sessions``,
+least recently active first. With several workers, the kernel's ``SO_REUSEPORT`` hash
+sends all of a client address's datagrams to one worker's socket, so its session stays
+in one process.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from time import monotonic
+
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from twistgw.dataplane.http.router import WeightedBackends
+from twistgw.dataplane.settings import DataPlaneSettings
+from twistgw.metrics import Metrics
+from twistgw.routing.ir import Bind, StreamListener
+
+log = Logger()
+#: The largest UDP payload (65,535 less the IPv4 and UDP headers).
+MAX_DATAGRAM = 65507
+
+Address = tuple[str, int]
+
+
+class Session(DatagramProtocol):
+    """One client's association with one backend endpoint, over a connected socket."""
+
+    def __init__(self, server: UDPServer, client: Address, labels: tuple[str, str, str]) -> None:
+        self.server = server
+        self.client = client
+        self.labels = labels
+        self.active = monotonic()
+        self.received = 0  # bytes from the client
+        self.sent = 0  # bytes to the client
+        self.port = None
+
+    def forward(self, data: bytes) -> None:
+        self.active = monotonic()
+        self.received += len(data)
+        self.transport.write(data)
+
+    def datagramReceived(self, data: bytes, addr: Address) -> None:
+        self.active = monotonic()
+        self.sent += len(data)
+        self.server.reply(self, data)
+
+    def connectionRefused(self) -> None:
+        """An ICMP error from the backend's host: this session is over."""
+        self.server.end(self, "the backend refused (ICMP port unreachable)")
+
+
+class UDPServer(DatagramProtocol):
+    """What one UDP socket serves; ``configure`` follows each new table (sessions keep
+    the backend they chose)."""
+
+    noisy = False
+
+    def __init__(self, bind: Bind, reactor, metrics: Metrics, settings: DataPlaneSettings) -> None:
+        self.reactor = reactor
+        self.metrics = metrics
+        self.settings = settings
+        self.label = f"{bind.address}:{bind.port}/udp"
+        self.sessions: OrderedDict[Address, Session] = OrderedDict()
+        self.configure(bind)
+
+    @property
+    def open_connections(self) -> int:
+        return len(self.sessions)
+
+    @property
+    def streams(self) -> list[Session]:
+        return list(self.sessions.values())
+
+    def configure(self, bind: Bind) -> None:
+        listener = next((li for li in bind.listeners if isinstance(li, StreamListener)), None)
+        route = listener.route if listener is not None else None
+        self.listener = listener
+        self.backends = WeightedBackends(route.backends) if route is not None else None
+
+    def datagramReceived(self, data: bytes, addr: Address) -> None:
+        session = self.sessions.get(addr)
+        if session is None:
+            session = self._open(addr)
+            if session is None:
+                return
+        else:
+            self.sessions.move_to_end(addr)
+        try:
+            session.forward(data)
+        except OSError as exc:  # e.g. an earlier ICMP error reported on this send
+            self.end(session, str(exc))
+
+    def _open(self, client: Address) -> Session | None:
+        if self.backends is None:
+            return None
+        backend = self.backends.pick()
+        endpoint = backend.endpoint() if backend is not None and not backend.invalid else None
+        if endpoint is None:
+            return None  # the backend's share of sessions is refused: the datagram dropped
+        while len(self.sessions) >= self.settings.udp_max_sessions:
+            _, oldest = self.sessions.popitem(last=False)
+            self._close(oldest)
+        labels = (self.listener.name, self.listener.route.route, backend.name)
+        session = Session(self, client, labels)
+        interface = "::" if ":" in endpoint.address else "0.0.0.0"
+        session.port = self.reactor.listenUDP(
+            0, session, interface=interface, maxPacketSize=MAX_DATAGRAM
+        )
+        session.transport.connect(endpoint.address, endpoint.port)
+        self.sessions[client] = session
+        self.metrics.stream_opened(*labels)
+        return session
+
+    def reply(self, session: Session, data: bytes) -> None:
+        if self.sessions.get(session.client) is not session:
+            return  # ended meanwhile
+        self.sessions.move_to_end(session.client)
+        try:
+            self.transport.write(data, session.client)
+        except OSError as exc:
+            log.info("cannot answer UDP client {client}: {error}", client=session.client, error=exc)
+
+    def end(self, session: Session, why: str) -> None:
+        if self.sessions.get(session.client) is session:
+            del self.sessions[session.client]
+            log.debug("UDP session {client} ended: {why}", client=session.client, why=why)
+            self._close(session)
+
+    def _close(self, session: Session) -> None:
+        self.metrics.stream_closed(*session.labels, session.received, session.sent)
+        session.port.stopListening()
+
+    def expire(self, now: float) -> None:
+        """End the sessions idle for longer than the session timeout (the least recently
+        active come first)."""
+        limit = now - self.settings.udp_session_timeout
+        while self.sessions:
+            client, session = next(iter(self.sessions.items()))
+            if session.active > limit:
+                break
+            self.end(session, "idle")
+
+    def drain(self) -> None:
+        self.abort_all()
+
+    def abort_all(self) -> None:
+        for session in list(self.sessions.values()):
+            self.end(session, "stopping")
