@@ -16,7 +16,8 @@ A case file has:
 - ``routing``: expected binds, ``"ADDRESS:PORT PROTOCOL"`` -> listener name (marked
   ``[terminate]`` or ``[clients MODE]``) -> hostname -> the routes in precedence order as
   ``"ns/route#rule PATHTYPE:PATH -> backend*weight(endpoints), ..."`` (``!``: invalid,
-  ``[tls HOST]``: over TLS).
+  ``[tls HOST]``: over TLS); for TCP and UDP listeners ``{route: "ns/route#0 ->
+  backends"}``.
 """
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ def _route_line(route) -> str:
 
 
 def _listener_summary(listener) -> dict:
+    if hasattr(listener, "route"):  # TCP and UDP: the one route served
+        route = listener.route
+        if route is None:
+            return {"route": None}
+        backends = ", ".join(_backend(b) for b in route.backends)
+        return {"route": f"{route.route}#{route.rule} -> {backends}"}
     if hasattr(listener, "virtual_hosts"):
         return {
             vhost.hostname: [_route_line(r) for r in vhost.routes]
@@ -74,9 +81,10 @@ def _listener_label(listener) -> str:
     """The listener's name, with ``[terminate]`` for a terminating TLS listener and
     ``[clients MODE]`` when it validates client certificates."""
     label = listener.name
-    if listener.tls is not None and not hasattr(listener, "virtual_hosts"):
+    tls = getattr(listener, "tls", None)  # TCP and UDP listeners have none
+    if tls is not None and not hasattr(listener, "virtual_hosts"):
         label += " [terminate]"
-    if listener.tls is not None and listener.tls.client_validation is not None:
+    if tls is not None and tls.client_validation is not None:
         label += f" [clients {listener.tls.client_validation.mode}]"
     return label
 

@@ -13,11 +13,15 @@ in one process.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections import OrderedDict
 from time import monotonic
 
+from twisted.internet.interfaces import IReadDescriptor
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from twistgw.dataplane.http.router import WeightedBackends
 from twistgw.dataplane.settings import DataPlaneSettings
@@ -31,31 +35,63 @@ MAX_DATAGRAM = 65507
 Address = tuple[str, int]
 
 
-class Session(DatagramProtocol):
-    """One client's association with one backend endpoint, over a connected socket."""
+@implementer(IReadDescriptor)
+class Session:
+    """One client's association with one backend endpoint, over a connected socket
+    watched by the reactor directly (a Twisted port per session would log two lines
+    for each)."""
 
-    def __init__(self, server: UDPServer, client: Address, labels: tuple[str, str, str]) -> None:
+    def __init__(
+        self,
+        server: UDPServer,
+        client: Address,
+        labels: tuple[str, str, str],
+        endpoint: tuple[str, int],
+    ) -> None:
         self.server = server
         self.client = client
         self.labels = labels
         self.active = monotonic()
         self.received = 0  # bytes from the client
         self.sent = 0  # bytes to the client
-        self.port = None
+        family = socket.AF_INET6 if ":" in endpoint[0] else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.sock.connect(endpoint)
+        server.reactor.addReader(self)
 
     def forward(self, data: bytes) -> None:
+        """Send a client's datagram on; raises OSError (ICMP errors show up here too)."""
         self.active = monotonic()
         self.received += len(data)
-        self.transport.write(data)
+        with contextlib.suppress(BlockingIOError):  # a full buffer: UDP may drop, and does
+            self.sock.send(data)
 
-    def datagramReceived(self, data: bytes, addr: Address) -> None:
-        self.active = monotonic()
-        self.sent += len(data)
-        self.server.reply(self, data)
+    def doRead(self) -> None:
+        for _ in range(64):  # then let other sockets have their turn
+            try:
+                data = self.sock.recv(MAX_DATAGRAM)
+            except BlockingIOError:
+                return
+            except OSError as exc:  # ECONNREFUSED: an ICMP error from the backend's host
+                self.server.end(self, exc.strerror or str(exc))
+                return
+            self.active = monotonic()
+            self.sent += len(data)
+            self.server.reply(self, data)
 
-    def connectionRefused(self) -> None:
-        """An ICMP error from the backend's host: this session is over."""
-        self.server.end(self, "the backend refused (ICMP port unreachable)")
+    def close(self) -> None:
+        self.server.reactor.removeReader(self)
+        self.sock.close()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def logPrefix(self) -> str:
+        return "udp-session"
+
+    def connectionLost(self, reason) -> None:
+        self.server.end(self, "socket lost")
 
 
 class UDPServer(DatagramProtocol):
@@ -110,12 +146,13 @@ class UDPServer(DatagramProtocol):
             _, oldest = self.sessions.popitem(last=False)
             self._close(oldest)
         labels = (self.listener.name, self.listener.route.route, backend.name)
-        session = Session(self, client, labels)
-        interface = "::" if ":" in endpoint.address else "0.0.0.0"
-        session.port = self.reactor.listenUDP(
-            0, session, interface=interface, maxPacketSize=MAX_DATAGRAM
-        )
-        session.transport.connect(endpoint.address, endpoint.port)
+        try:
+            session = Session(self, client, labels, (endpoint.address, endpoint.port))
+        except OSError as exc:
+            log.info(
+                "cannot open a UDP session to {backend}: {error}", backend=backend.name, error=exc
+            )
+            return None
         self.sessions[client] = session
         self.metrics.stream_opened(*labels)
         return session
@@ -137,7 +174,7 @@ class UDPServer(DatagramProtocol):
 
     def _close(self, session: Session) -> None:
         self.metrics.stream_closed(*session.labels, session.received, session.sent)
-        session.port.stopListening()
+        session.close()
 
     def expire(self, now: float) -> None:
         """End the sessions idle for longer than the session timeout (the least recently

@@ -185,7 +185,7 @@ class DataPlane:
                 server.expire(now)
                 continue
             for stream in [s for s in server.streams if s.idle_since() < limit]:
-                stream.transport.abortConnection()
+                stream.transport.loseConnection()  # nothing moves: a FIN, not a reset
 
     def sample_connections(self) -> None:
         counts: dict[str, int] = {}
