@@ -269,21 +269,61 @@ def start_reverse_proxy_resource(workdir: str, origin: Service) -> Service:
     return Service("twisted.web ReverseProxyResource (1 process)", port, process)
 
 
-def twistgw_config(
-    directory: str, port: int, origin: Service, routes: int, tls: bool = False
-) -> None:
-    """A Gateway on 127.0.0.1:port with ``routes`` HTTPRoutes, each on its own path
-    prefix; the last one, ``/``, is the one the load hits unless it asks for another.
-    With ``tls`` the listener is HTTPS."""
+LISTENERS = {
+    "http": "{{name: http, port: {port}, protocol: HTTP}}",
+    "tls": "{{name: https, port: {port}, protocol: HTTPS, "
+    "tls: {{certificateRefs: [{{name: bench-cert}}]}}}}",
+    "tcp": "{{name: tcp, port: {port}, protocol: TCP}}",
+    "udp": "{{name: udp, port: {port}, protocol: UDP}}",
+}
+
+
+def _stream_route(kind: str) -> str:
+    return f"""
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: {kind}
+metadata: {{name: origin, namespace: default}}
+spec:
+  parentRefs: [{{name: bench}}]
+  rules: [{{backendRefs: [{{name: origin, port: 80}}]}}]
+"""
+
+
+def _http_routes(routes: int) -> list[str]:
+    """``routes`` HTTPRoutes, each on its own path prefix; the last one, ``/``, is the
+    one the load hits unless it asks for another."""
+    documents = [
+        f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: route-{index}, namespace: default}}
+spec:
+  parentRefs: [{{name: bench}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /r{index}/}}}}]
+    backendRefs: [{{name: origin, port: 80}}]
+"""
+        for index in range(routes - 1)
+    ]
+    documents.append("""
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: catch-all, namespace: default}
+spec:
+  parentRefs: [{name: bench}]
+  rules: [{backendRefs: [{name: origin, port: 80}]}]
+""")
+    return documents
+
+
+def twistgw_config(directory: str, port: int, origin: Service, routes: int, mode: str) -> None:
+    """A Gateway on 127.0.0.1:port whose one listener is of ``mode`` (http, tls, tcp
+    or udp) in front of the origin: ``routes`` HTTPRoutes for http and tls, one
+    TCPRoute or UDPRoute otherwise."""
     os.makedirs(directory, exist_ok=True)
-    listener = f"{{name: http, port: {port}, protocol: HTTP}}"
     secret = ""
-    if tls:
+    if mode == "tls":
         _, _, cert_pem, key_pem = certificate_files(directory)
-        listener = (
-            f"{{name: https, port: {port}, protocol: HTTPS, "
-            "tls: {certificateRefs: [{name: bench-cert}]}}"
-        )
         secret = f"""
 ---
 apiVersion: v1
@@ -307,7 +347,7 @@ metadata: {{name: bench, namespace: default}}
 spec:
   gatewayClassName: bench
   addresses: [{{value: 127.0.0.1}}]
-  listeners: [{listener}]{secret}
+  listeners: [{LISTENERS[mode].format(port=port)}]{secret}
 ---
 apiVersion: v1
 kind: Service
@@ -322,37 +362,25 @@ ports: [{{name: http, port: {origin.port}}}]
 endpoints: [{{addresses: [127.0.0.1]}}]
 """
     ]
-    for index in range(routes - 1):
-        documents.append(f"""
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: route-{index}, namespace: default}}
-spec:
-  parentRefs: [{{name: bench}}]
-  rules:
-  - matches: [{{path: {{type: PathPrefix, value: /r{index}/}}}}]
-    backendRefs: [{{name: origin, port: 80}}]
-""")
-    documents.append("""
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: catch-all, namespace: default}
-spec:
-  parentRefs: [{name: bench}]
-  rules: [{backendRefs: [{name: origin, port: 80}]}]
-""")
+    if mode == "tcp":
+        documents.append(_stream_route("TCPRoute"))
+    elif mode == "udp":
+        documents.append(_stream_route("UDPRoute"))
+    else:
+        documents += _http_routes(routes)
     with open(os.path.join(directory, "bench.yaml"), "w") as handle:
         handle.write("---".join(documents))
 
 
 def start_twistgw(
-    workdir: str, origin: Service, workers: int, routes: int = 10, tls: bool = False
+    workdir: str, origin: Service, workers: int, routes: int = 10, mode: str = "http"
 ) -> Service:
     port, admin = free_port(), free_port()
     plural = "s" if workers > 1 else ""
-    name = f"twistgw ({workers} worker{plural}, {routes} routes{', TLS' if tls else ''})"
-    config = os.path.join(workdir, f"twistgw-{workers}-{routes}{'-tls' if tls else ''}")
-    twistgw_config(config, port, origin, routes, tls)
+    what = {"http": f"{routes} routes", "tls": f"{routes} routes, TLS"}.get(mode, mode.upper())
+    name = f"twistgw ({workers} worker{plural}, {what})"
+    config = os.path.join(workdir, f"twistgw-{workers}-{routes}-{mode}")
+    twistgw_config(config, port, origin, routes, mode)
     process = _spawn(
         [
             TWISTD,
@@ -379,7 +407,7 @@ def start_twistgw(
         time.sleep(0.1)
     else:
         raise RuntimeError(f"{name} did not become ready; see {config}.log")
-    return Service(name, port, process, "https" if tls else "http")
+    return Service(name, port, process, "https" if mode == "tls" else "http")
 
 
 @dataclass
@@ -522,6 +550,20 @@ SCENARIOS = {
         close=True,
         targets=("twistgw:2:10:tls", "nginx:tls"),
     ),
+    "tcp": Scenario(
+        "tcp",
+        "TCP throughput: 1 MiB responses through a TCP listener against the origin "
+        "straight, 16 connections",
+        path="/big",
+        connections=16,
+        targets=("twistgw:2:10:tcp", "direct"),
+    ),
+    "udp": Scenario(
+        "udp",
+        "UDP datagrams/s: 32 client sockets with 8 datagrams of 64 bytes in flight each, "
+        "through a UDP listener against the echo backend straight",
+        targets=("twistgw:2:udp", "direct:udp"),
+    ),
     "idle": Scenario(
         "idle",
         "memory: 10,000 idle keep-alive connections, on freshly started proxies",
@@ -529,6 +571,73 @@ SCENARIOS = {
         targets=("twistgw:2:10:fresh", "nginx:fresh"),
     ),
 }
+
+
+def udp_rate(address: str, port: int, duration: float) -> tuple[float, int]:
+    """(answered datagrams/s, datagrams lost) from benchmarks/udp.py's load generator."""
+    output = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(HERE, "udp.py"),
+            "load",
+            address,
+            str(port),
+            "--duration",
+            str(duration),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+    ).stdout
+    rate = re.search(r"Datagrams/sec:\s+([\d.]+)", output)
+    lost = re.search(r"Lost:\s+(\d+)", output)
+    if rate is None or lost is None:
+        raise RuntimeError(f"unexpected UDP load generator output:\n{output}")
+    return float(rate.group(1)), int(lost.group(1))
+
+
+def udp_report(
+    scenario: Scenario, workdir: str, started: list[Service], rounds: int, duration: float
+) -> str:
+    """Datagrams/s through twistgw's UDP listener and straight to the echo backend."""
+    port = free_port()
+    echo = Service(
+        "benchmarks/udp.py echo",
+        port,
+        _spawn(
+            [sys.executable, os.path.join(HERE, "udp.py"), "echo", str(port)],
+            os.path.join(workdir, "udp-echo.log"),
+        ),
+    )
+    started.append(echo)
+    gateway = start_twistgw(workdir, echo, 2, mode="udp")
+    started.append(gateway)
+    targets = {gateway.name: gateway, "echo backend straight": echo}
+    results: dict[str, list[tuple[float, int, float]]] = {name: [] for name in targets}
+    time.sleep(0.5)
+    for _ in range(rounds):
+        for name, target in targets.items():
+            pids = target.pids()
+            before = cpu_seconds(pids)
+            rate, lost = udp_rate("127.0.0.1", target.port, duration)
+            cpu = (cpu_seconds(pids) - before) / max(1.0, rate * duration) * 1e6
+            results[name].append((rate, lost, cpu))
+    lines = [
+        f"### {scenario.name}: {scenario.description}",
+        "",
+        "| target | datagrams/s median (min–max) | lost per round | CPU µs/datagram | ratio |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    base = statistics.median(r[0] for r in results["echo backend straight"])
+    for name, rows in results.items():
+        rates = [r[0] for r in rows]
+        median = statistics.median(rates)
+        lines.append(
+            f"| {name} | {median:,.0f} ({min(rates):,.0f}–{max(rates):,.0f}) | "
+            f"{statistics.median(r[1] for r in rows):.0f} | "
+            f"{statistics.median(r[2] for r in rows):.0f} | {median / base:.2f}× |"
+        )
+    return "\n".join(lines)
 
 
 def report(scenario: Scenario, results: dict[str, list[Round]], reference: str | None) -> str:
@@ -559,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--scenarios",
-        default="scaling,keepalive,close,big,routes,tls,handshakes,idle",
+        default="scaling,keepalive,close,big,routes,tls,handshakes,tcp,udp,idle",
         help=f"comma-separated, of: {', '.join(SCENARIOS)}",
     )
     parser.add_argument("--rounds", type=int, default=3)
@@ -588,8 +697,17 @@ def main(argv: list[str] | None = None) -> int:
         services: dict[str, Service] = {}
         for name in args.scenarios.split(","):
             scenario = SCENARIOS[name]
+            if name == "udp":
+                print(udp_report(scenario, workdir, started, args.rounds, args.duration))
+                print()
+                continue
             for target in scenario.targets:
                 if target in services:
+                    continue
+                if target == "direct":
+                    services[target] = Service(
+                        f"{origin.name}, straight (no proxy)", origin.port, origin.process
+                    )
                     continue
                 if target == "rpr":
                     services[target] = start_reverse_proxy_resource(workdir, origin)
@@ -600,12 +718,9 @@ def main(argv: list[str] | None = None) -> int:
                     services[target] = proxy
                 else:
                     _, workers, *rest = target.split(":")
+                    mode = next((m for m in ("tls", "tcp", "udp") if m in rest), "http")
                     services[target] = start_twistgw(
-                        workdir,
-                        origin,
-                        int(workers),
-                        int(rest[0]) if rest else 10,
-                        tls="tls" in rest,
+                        workdir, origin, int(workers), int(rest[0]) if rest else 10, mode
                     )
                 started.append(services[target])
             present = [t for t in scenario.targets if t in services]
@@ -636,7 +751,7 @@ def main(argv: list[str] | None = None) -> int:
                             scenario.close,
                         )
                     )
-            nginx = next((t for t in present if t.startswith("nginx")), None)
+            nginx = next((t for t in present if t.startswith("nginx") or t == "direct"), None)
             reference = services[nginx or present[0]].name
             print(report(scenario, results, reference))
             print()

@@ -31,8 +31,10 @@ SUPPORTED_FEATURES: frozenset[str] = frozenset(
         "HTTPRouteResponseHeaderModification",
         "HTTPRouteSchemeRedirect",
         "ReferenceGrant",
+        "TCPRoute",
         "TLSRoute",
         "TLSRouteModeMixed",
         "TLSRouteModeTerminate",
+        "UDPRoute",
     }
 )
