@@ -21,9 +21,25 @@ def address_pool(cidr: str) -> tuple[str, ...]:
 class GatewayOptions(usage.Options):
     synopsis = "[options]"
     longdesc = (
-        "Run twistgw, a Kubernetes Gateway API gateway, in host mode: Gateway API "
-        "manifests from a directory in, traffic and status out."
+        "Run twistgw, a Kubernetes Gateway API gateway. Host mode (the default): Gateway "
+        "API manifests from a directory in, traffic and status (admin endpoint) out. "
+        "Cluster mode (--kubernetes): the Kubernetes API in, status subresources out."
     )
+
+    optFlags = [
+        [
+            "kubernetes",
+            "k",
+            "Cluster mode: read the configuration from the Kubernetes API (in-cluster "
+            "credentials, or --kubeconfig) and write statuses there.",
+        ],
+        [
+            "leader-elect",
+            None,
+            "Cluster mode: only the replica holding the Lease writes statuses (every "
+            "replica serves traffic).",
+        ],
+    ]
 
     optParameters = [
         [
@@ -98,6 +114,34 @@ class GatewayOptions(usage.Options):
             int,
         ],
         [
+            "kubeconfig",
+            None,
+            None,
+            "Cluster mode: kubeconfig file to use instead of in-cluster credentials.",
+        ],
+        [
+            "leader-election-namespace",
+            None,
+            None,
+            "Namespace of the leader Lease (default: $POD_NAMESPACE, else twistgw-system).",
+        ],
+        ["leader-election-name", None, "twistgw-leader", "Name of the leader Lease."],
+        [
+            "lease-duration",
+            None,
+            15.0,
+            "Seconds a leader's Lease lasts without renewal before another replica may take it.",
+            float,
+        ],
+        [
+            "publish-service",
+            None,
+            None,
+            "Cluster mode: NAMESPACE/NAME of the Service in front of the gateway; its load "
+            "balancer addresses (else its cluster IP) are reported as each Gateway's "
+            "status.addresses.",
+        ],
+        [
             "workers",
             "w",
             None,
@@ -107,8 +151,23 @@ class GatewayOptions(usage.Options):
     ]
 
     def postOptions(self) -> None:
-        if not os.path.isdir(self["config-dir"]):
-            raise usage.UsageError(f"--config-dir {self['config-dir']!r} is not a directory")
+        if not self["kubernetes"]:
+            if not os.path.isdir(self["config-dir"]):
+                raise usage.UsageError(f"--config-dir {self['config-dir']!r} is not a directory")
+            for option in ("kubeconfig", "publish-service"):
+                if self[option]:
+                    raise usage.UsageError(f"--{option} needs cluster mode (--kubernetes)")
+            if self["leader-elect"]:
+                raise usage.UsageError("--leader-elect needs cluster mode (--kubernetes)")
+        if self["publish-service"]:
+            namespace, _, name = self["publish-service"].partition("/")
+            if not namespace or not name:
+                raise usage.UsageError("--publish-service must be NAMESPACE/NAME")
+            self["publish-service"] = (namespace, name)
+        if not self["leader-election-namespace"]:
+            self["leader-election-namespace"] = os.environ.get("POD_NAMESPACE", "twistgw-system")
+        if self["lease-duration"] <= 0:
+            raise usage.UsageError("--lease-duration must be positive")
         if self["address-pool"]:
             try:
                 self["address-pool"] = address_pool(self["address-pool"])

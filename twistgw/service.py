@@ -10,6 +10,7 @@ from twisted.application.strports import service as endpoint_service
 from twisted.logger import Logger
 
 from twistgw.admin.server import admin_site
+from twistgw.cluster.mode import ClusterMode
 from twistgw.dataplane.settings import DataPlaneSettings
 from twistgw.metrics import Metrics
 from twistgw.sources.directory import DirectorySource
@@ -47,6 +48,7 @@ class GatewayService(MultiService):
             TranslateOptions(
                 controller_name=options["controller-name"],
                 address_pool=tuple(options["address-pool"]),
+                publish_service=options["publish-service"] or None,
             ),
             self.workers,
             self.metrics,
@@ -63,12 +65,15 @@ class GatewayService(MultiService):
             self.control.config_dump,
         )
         endpoint_service(options["admin-endpoint"], site, reactor=reactor).setServiceParent(self)
-        self.source = DirectorySource(
-            options["config-dir"],
-            self.control.on_snapshot,
-            reactor,
-            use_inotify=options["watch"] == "auto",
-        )
+        if options["kubernetes"]:
+            self.source = ClusterMode(options, self.control, reactor)
+        else:
+            self.source = DirectorySource(
+                options["config-dir"],
+                self.control.on_snapshot,
+                reactor,
+                use_inotify=options["watch"] == "auto",
+            )
         self.source.setServiceParent(self)
         self._terms = 0
 

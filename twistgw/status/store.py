@@ -30,7 +30,7 @@ class StatusStore:
         items = []
         for status in statuses:
             body = json.loads(json.dumps(status.status))  # a private deep copy
-            for where, conditions in _condition_lists(body):
+            for where, conditions in condition_lists(body):
                 for condition in conditions:
                     key = (status.key, where, condition["type"])
                     previous = self._times.get(key)
@@ -60,7 +60,7 @@ class StatusStore:
         return {"items": self._items, "errors": self._errors}
 
 
-def _condition_lists(body: dict[str, Any]):
+def condition_lists(body: dict[str, Any]):
     """(location, conditions) for every condition list of a status body."""
     yield "", body.get("conditions") or []
     for listener in body.get("listeners") or []:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 from twisted.application.service import Service
 from twisted.logger import Logger
@@ -31,6 +33,8 @@ class ControlPlane(Service):
         self.table = RoutingTable()
         self.translated = False
         self._snapshot: Snapshot | None = None
+        #: called with every object's status after each translation (cluster mode)
+        self.on_status: Callable[[list[dict]], None] | None = None
 
     def on_snapshot(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
@@ -49,6 +53,8 @@ class ControlPlane(Service):
             return
         self.options = attrs.evolve(self.options, assigned_addresses=translation.assigned_addresses)
         self.store.update(translation.statuses, snapshot.errors)
+        if self.on_status is not None:
+            self.on_status(self.store.document()["items"])
         self.table = translation.table
         self.translated = True
         self.workers.apply(translation.table)

@@ -78,6 +78,7 @@ class GatewayState:
     listeners: list[ListenerState] = attrs.field(factory=list)
     addresses: list[str] = attrs.field(factory=list)
     client_certificate: CertificateKey | None = None
+    published: list[dict[str, str]] | None = None  # the addresses to report, if not ours
 
     @property
     def key(self) -> ObjectKey:
@@ -92,7 +93,9 @@ class GatewayState:
             self.resource.api_version,
             self.resource.generation,
             {
-                "addresses": [
+                "addresses": self.published
+                if self.published is not None
+                else [
                     {"type": "IPAddress", "value": a}
                     for a in self.addresses
                     if a != WILDCARD_ADDRESS
@@ -438,6 +441,26 @@ def _gateway_conditions(gateway: GatewayState, options: TranslateOptions) -> Non
         c.set("Programmed", True, "Programmed", "Gateway is programmed")
 
 
+def published_addresses(snapshot: Snapshot, service: tuple[str, str]) -> list[dict[str, str]]:
+    """A Service's load balancer ingress addresses (IPs and hostnames), else its cluster
+    IP; none while it does not exist."""
+    found = snapshot.get("Service", *service)
+    if found is None:
+        return []
+    addresses = []
+    for ingress in ((found.body.get("status") or {}).get("loadBalancer") or {}).get(
+        "ingress"
+    ) or []:
+        if ingress.get("ip"):
+            addresses.append({"type": "IPAddress", "value": ingress["ip"]})
+        elif ingress.get("hostname"):
+            addresses.append({"type": "Hostname", "value": ingress["hostname"]})
+    cluster_ip = found.spec.get("clusterIP")
+    if not addresses and cluster_ip and cluster_ip != "None":
+        addresses.append({"type": "IPAddress", "value": cluster_ip})
+    return addresses
+
+
 def build_gateways(
     snapshot: Snapshot, options: TranslateOptions, classes: dict[str, Resource]
 ) -> list[GatewayState]:
@@ -467,6 +490,10 @@ def build_gateways(
         _backend_client_certificate(snapshot, gateway)
         gateways.append(gateway)
     _assign_addresses(gateways, options)
+    if options.publish_service is not None:
+        published = published_addresses(snapshot, options.publish_service)
+        for gateway in gateways:
+            gateway.published = published
     _port_clashes(gateways)
     for gateway in gateways:
         for listener in gateway.listeners:

@@ -25,6 +25,9 @@ class TranslateOptions:
     listen there;
     ``unusable_addresses``: addresses this host cannot listen on at all. Both come
     back from the data plane, so statuses can say what could not be programmed.
+    ``publish_service``: (namespace, name) of the Service fronting the gateway (cluster
+    mode): its load balancer addresses, else its cluster IP, are every Gateway's
+    ``status.addresses``.
     """
 
     controller_name: str = "gateway.twistgw.dev/controller"
@@ -32,6 +35,7 @@ class TranslateOptions:
     assigned_addresses: Mapping[ObjectKey, str] = attrs.field(factory=dict)
     bind_failures: Mapping[tuple[str, int, str], str] = attrs.field(factory=dict)
     unusable_addresses: frozenset[str] = frozenset()
+    publish_service: tuple[str, str] | None = None
 
 
 @attrs.frozen

@@ -1,0 +1,250 @@
+"""Cluster mode against the API server fixture, through the real kubernetes client:
+objects reach traffic and status, watches survive restarts, drops and 410 Gone,
+status conflicts are retried, other controllers' entries are kept, and with leader
+election one replica writes statuses until it dies and another takes over."""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+
+import pytest
+
+from tests.support.apiserver import APIServer
+from tests.support.gateway import CONTROLLER, GatewayProcess, wait_until
+from tests.support.manifests import backend, gateway_class, gateway_manifest, http_route, service
+
+PORT = 8181
+
+
+@pytest.fixture(scope="module")
+def api():
+    server = APIServer().start()
+    yield server
+    server.stop()
+
+
+def _cluster_gateway(api: APIServer, *extra: str) -> GatewayProcess:
+    kubeconfig = api.kubeconfig(tempfile.mktemp(suffix=".kubeconfig"))
+    return GatewayProcess(extra_args=("--kubernetes", "--kubeconfig", kubeconfig, *extra)).start()
+
+
+def _condition(obj: dict | None, type_: str, where=lambda status: status) -> str | None:
+    if obj is None:
+        return None
+    for condition in where(obj.get("status") or {}).get("conditions") or []:
+        if condition["type"] == type_:
+            return f"{condition['status']}/{condition['reason']}"
+    return None
+
+
+def _route_accepted(api: APIServer, name: str) -> str | None:
+    route = api.get("HTTPRoute", name, "default")
+    ours = [
+        p
+        for p in ((route or {}).get("status") or {}).get("parents") or []
+        if p["controllerName"] == CONTROLLER
+    ]
+    return _condition({"status": ours[0]}, "Accepted") if ours else None
+
+
+@pytest.fixture(scope="module")
+def cluster(api, backends):
+    address = backends.start("cluster-app")
+    for obj in [
+        gateway_class(),
+        gateway_manifest("gw", listeners=[{"name": "http", "port": PORT, "protocol": "HTTP"}]),
+        *service("app", [address]),
+        http_route("app", [{"backendRefs": [backend("app")]}]),
+    ]:
+        api.apply(obj)
+    gateway = _cluster_gateway(api)
+    wait_until(lambda: gateway.request("/", port=PORT)[0] == 200, what="cluster config served")
+    yield gateway
+    gateway.stop()
+
+
+def test_objects_reach_traffic_and_status(api, cluster):
+    wait_until(
+        lambda: _condition(api.get("Gateway", "gw", "default"), "Programmed") == "True/Programmed",
+        what="Gateway status written",
+    )
+    wait_until(lambda: _route_accepted(api, "app") == "True/Accepted", what="route status")
+    assert _condition(api.get("GatewayClass", "twistgw"), "Accepted") == "True/Accepted"
+    # a change: a second route; a deletion: the first one
+    api.apply(
+        http_route(
+            "extra",
+            [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/extra"}}],
+                    "backendRefs": [backend("nope")],
+                },
+            ],
+        )
+    )
+    wait_until(lambda: cluster.request("/extra", port=PORT)[0] == 500, what="new route served")
+    api.delete("HTTPRoute", "extra", "default")
+    wait_until(lambda: cluster.request("/extra", port=PORT)[0] == 200, what="route deleted")
+
+
+def test_other_controllers_entries_are_kept(api, cluster):
+    route = api.get("HTTPRoute", "app", "default")
+    theirs = {
+        "parentRef": {"name": "elsewhere"},
+        "controllerName": "example.com/other",
+        "conditions": [
+            {
+                "type": "Accepted",
+                "status": "True",
+                "reason": "Accepted",
+                "message": "",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+                "observedGeneration": 1,
+            }
+        ],
+    }
+    route["status"]["parents"].append(theirs)
+    route = api.write_status(route)
+    api.apply({**route, "spec": {**route["spec"], "hostnames": ["kept.example.com"]}})
+    # the spec change makes the gateway write the route's status again
+    wait_until(
+        lambda: any(
+            c.get("observedGeneration") == 2
+            for p in api.get("HTTPRoute", "app", "default")["status"]["parents"]
+            if p["controllerName"] == CONTROLLER
+            for c in p["conditions"]
+        ),
+        what="the route's status rewritten",
+    )
+    parents = api.get("HTTPRoute", "app", "default")["status"]["parents"]
+    assert theirs in parents and len(parents) == 2
+    route = api.get("HTTPRoute", "app", "default")
+    api.apply({**route, "spec": {**route["spec"], "hostnames": []}})
+
+
+def test_a_status_conflict_is_read_again_and_retried(api, cluster):
+    api.fail_next("PUT", "/httproutes/app/status", 409)
+    conflicts_before = api.count("PUT", "/httproutes/app/status")
+    route = api.get("HTTPRoute", "app", "default")
+    api.apply(
+        {
+            **route,
+            "metadata": {**route["metadata"], "labels": {"try": "again"}},
+            "spec": {**route["spec"], "hostnames": ["retry.example.com"]},
+        }
+    )
+    wait_until(
+        lambda: api.count("PUT", "/httproutes/app/status") >= conflicts_before + 2,
+        what="a second status write after the conflict",
+    )
+    generation = api.get("HTTPRoute", "app", "default")["metadata"]["generation"]
+    wait_until(
+        lambda: all(
+            c["observedGeneration"] == generation
+            for p in api.get("HTTPRoute", "app", "default")["status"]["parents"]
+            if p["controllerName"] == CONTROLLER
+            for c in p["conditions"]
+        ),
+        what="the status written after the conflict",
+    )
+    route = api.get("HTTPRoute", "app", "default")
+    api.apply({**route, "spec": {**route["spec"], "hostnames": []}})
+
+
+def test_watches_survive_drops_restarts_and_gone(api, cluster):
+    api.drop_watches()
+    api.apply(
+        http_route(
+            "after-drop",
+            [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/dropped"}}],
+                    "backendRefs": [backend("nope")],
+                },
+            ],
+        )
+    )
+    wait_until(lambda: cluster.request("/dropped", port=PORT)[0] == 500, what="after a drop")
+    lists_before = api.count("GET", "/httproutes")
+    api.restart()
+    api.state.compact()  # the history is gone: resuming watches get 410 and list again
+    api.apply(
+        http_route(
+            "after-restart",
+            [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/restarted"}}],
+                    "backendRefs": [backend("nope")],
+                },
+            ],
+        )
+    )
+    wait_until(lambda: cluster.request("/restarted", port=PORT)[0] == 500, what="after restart")
+    assert api.count("GET", "/httproutes") > lists_before  # listed again after the 410
+    for name in ("after-drop", "after-restart"):
+        api.delete("HTTPRoute", name, "default")
+
+
+def test_a_kind_that_is_not_installed_is_skipped(backends):
+    server = APIServer().start()
+    server.uninstall("UDPRoute")
+    address = backends.start("partial-app")
+    for obj in [
+        gateway_class(),
+        gateway_manifest("gw", listeners=[{"name": "http", "port": PORT, "protocol": "HTTP"}]),
+        *service("app", [address]),
+        http_route("app", [{"backendRefs": [backend("app")]}]),
+    ]:
+        server.apply(obj)
+    gateway = _cluster_gateway(server)
+    try:
+        wait_until(lambda: gateway.request("/", port=PORT)[0] == 200, what="served without it")
+        assert "UDPRoute is not served by the API server" in gateway.log()
+    finally:
+        gateway.stop()
+        server.stop()
+
+
+def test_leader_election_hands_status_writing_over(backends):
+    server = APIServer().start()
+    address = backends.start("elected-app")
+    for obj in [
+        gateway_class(),
+        gateway_manifest("gw", listeners=[{"name": "http", "port": PORT, "protocol": "HTTP"}]),
+        *service("app", [address]),
+        http_route("app", [{"backendRefs": [backend("app")]}]),
+    ]:
+        server.apply(obj)
+    args = ("--leader-elect", "--leader-election-namespace", "default", "--lease-duration", "2")
+    first = _cluster_gateway(server, *args)
+    second = _cluster_gateway(server, *args)
+    try:
+        lease = lambda: (server.get("Lease", "twistgw-leader", "default") or {}).get("spec", {})  # noqa: E731
+        wait_until(lambda: lease().get("holderIdentity"), what="a leader")
+        holder = lease()["holderIdentity"]
+        leader, other = (
+            (first, second) if holder.endswith(f"-{first.process.pid}") else (second, first)
+        )
+        assert holder.endswith(f"-{leader.process.pid}")
+        wait_until(lambda: _route_accepted(server, "app") == "True/Accepted", what="status")
+        for replica in (leader, other):  # both serve traffic
+            wait_until(lambda r=replica: r.request("/", port=PORT)[0] == 200, what="served")
+        os.killpg(leader.process.pid, signal.SIGKILL)  # no release: the Lease must expire
+        wait_until(
+            lambda: lease().get("holderIdentity", "").endswith(f"-{other.process.pid}"),
+            timeout=30,
+            what="the other replica taking the Lease",
+        )
+        writes = server.count("PUT", "/httproutes/app/status")
+        route = server.get("HTTPRoute", "app", "default")
+        server.apply({**route, "spec": {**route["spec"], "hostnames": ["new.example.com"]}})
+        wait_until(
+            lambda: server.count("PUT", "/httproutes/app/status") > writes,
+            what="the new leader writing status",
+        )
+    finally:
+        first.stop()
+        second.stop()
+        server.stop()

@@ -1,0 +1,1 @@
+"""Cluster mode: the Kubernetes API as config source, status target and lock."""
