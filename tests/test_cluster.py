@@ -59,7 +59,15 @@ def cluster(api, backends):
         http_route("app", [{"backendRefs": [backend("app")]}]),
     ]:
         api.apply(obj)
-    gateway = _cluster_gateway(api)
+    api.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "front", "namespace": "default"},
+            "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "ports": [{"port": 80}]},
+        }
+    )
+    gateway = _cluster_gateway(api, "--publish-service", "default/front")
     wait_until(lambda: gateway.request("/", port=PORT)[0] == 200, what="cluster config served")
     yield gateway
     gateway.stop()
@@ -87,6 +95,31 @@ def test_objects_reach_traffic_and_status(api, cluster):
     wait_until(lambda: cluster.request("/extra", port=PORT)[0] == 500, what="new route served")
     api.delete("HTTPRoute", "extra", "default")
     wait_until(lambda: cluster.request("/extra", port=PORT)[0] == 200, what="route deleted")
+
+
+def test_published_service_addresses_are_the_gateways(api, cluster):
+    def addresses():
+        return (api.get("Gateway", "gw", "default").get("status") or {}).get("addresses")
+
+    wait_until(
+        lambda: addresses() == [{"type": "IPAddress", "value": "10.96.0.10"}],
+        what="the cluster IP while no load balancer is there",
+    )
+    front = api.get("Service", "front", "default")
+    front["status"] = {
+        "loadBalancer": {"ingress": [{"ip": "203.0.113.7"}, {"hostname": "lb.example.com"}]}
+    }
+    api.write_status(front)
+    wait_until(
+        lambda: (
+            addresses()
+            == [
+                {"type": "IPAddress", "value": "203.0.113.7"},
+                {"type": "Hostname", "value": "lb.example.com"},
+            ]
+        ),
+        what="the load balancer's addresses",
+    )
 
 
 def test_other_controllers_entries_are_kept(api, cluster):

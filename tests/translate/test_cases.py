@@ -6,7 +6,7 @@ A case file has:
 - ``objects``: the manifests;
 - ``options``: optional ``controllerName``, ``addressPool`` (a CIDR), and the data
   plane's feedback: ``bindFailures`` (``"ADDRESS:PORT": why``, ``ADDRESS:PORT/udp`` for
-  UDP) and ``unusableAddresses``;
+  UDP) and ``unusableAddresses``; ``publishService`` (``NAMESPACE/NAME``, cluster mode);
 - ``statuses``: expected statuses, each ``{kind, name, namespace?}`` plus
   ``conditions`` (``Type: Status/Reason``), ``listeners`` (name -> conditions,
   ``attachedRoutes``, ``supportedKinds``), ``parents`` (list, in parentRefs order, of
@@ -104,7 +104,11 @@ def _check_status(expected: dict, actual: dict, label: str) -> None:
         for type_, want in expected["conditions"].items():
             assert got.get(type_) == want, f"{label} condition {type_}: {got}"
     if "addresses" in expected:
-        assert [a["value"] for a in actual["addresses"]] == expected["addresses"], label
+        got = [
+            a["value"] if a["type"] == "IPAddress" else f"{a['type']}:{a['value']}"
+            for a in actual["addresses"]
+        ]
+        assert got == expected["addresses"], label
     if "supportedFeatures" in expected:
         names = [f["name"] for f in actual["supportedFeatures"]]
         for name in expected["supportedFeatures"]:
@@ -159,6 +163,9 @@ def test_case(path: pathlib.Path) -> None:
                 _bind_key(where): why for where, why in (options.get("bindFailures") or {}).items()
             },
             unusable_addresses=frozenset(options.get("unusableAddresses") or ()),
+            publish_service=tuple(options["publishService"].split("/"))
+            if "publishService" in options
+            else None,
         ),
     )
     statuses = {(s.key.kind, s.key.namespace, s.key.name): s.status for s in translation.statuses}
