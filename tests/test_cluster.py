@@ -25,8 +25,8 @@ def api():
     server.stop()
 
 
-def _cluster_gateway(api: APIServer, *extra: str) -> GatewayProcess:
-    kubeconfig = api.kubeconfig(tempfile.mktemp(suffix=".kubeconfig"))
+def _cluster_gateway(api: APIServer, *extra: str, token: str = "test") -> GatewayProcess:
+    kubeconfig = api.kubeconfig(tempfile.mktemp(suffix=".kubeconfig"), token)
     return GatewayProcess(extra_args=("--kubernetes", "--kubeconfig", kubeconfig, *extra)).start()
 
 
@@ -251,8 +251,9 @@ def test_leader_election_hands_status_writing_over(backends):
     ]:
         server.apply(obj)
     args = ("--leader-elect", "--leader-election-namespace", "default", "--lease-duration", "2")
-    first = _cluster_gateway(server, *args)
-    second = _cluster_gateway(server, *args)
+    first = _cluster_gateway(server, *args, token="first")
+    second = _cluster_gateway(server, *args, token="second")
+    tokens = {first: "first", second: "second"}
     try:
         lease = lambda: (server.get("Lease", "twistgw-leader", "default") or {}).get("spec", {})  # noqa: E731
         wait_until(lambda: lease().get("holderIdentity"), what="a leader")
@@ -264,17 +265,20 @@ def test_leader_election_hands_status_writing_over(backends):
         wait_until(lambda: _route_accepted(server, "app") == "True/Accepted", what="status")
         for replica in (leader, other):  # both serve traffic
             wait_until(lambda r=replica: r.request("/", port=PORT)[0] == 200, what="served")
+        status_puts = "/httproutes/app/status"
+        assert server.count("PUT", status_puts, tokens[leader]) >= 1
+        assert server.count("PUT", status_puts, tokens[other]) == 0  # only the leader writes
         os.killpg(leader.process.pid, signal.SIGKILL)  # no release: the Lease must expire
         wait_until(
             lambda: lease().get("holderIdentity", "").endswith(f"-{other.process.pid}"),
             timeout=30,
             what="the other replica taking the Lease",
         )
-        writes = server.count("PUT", "/httproutes/app/status")
+        writes = server.count("PUT", status_puts, tokens[other])
         route = server.get("HTTPRoute", "app", "default")
         server.apply({**route, "spec": {**route["spec"], "hostnames": ["new.example.com"]}})
         wait_until(
-            lambda: server.count("PUT", "/httproutes/app/status") > writes,
+            lambda: server.count("PUT", status_puts, tokens[other]) > writes,
             what="the new leader writing status",
         )
     finally:

@@ -51,7 +51,7 @@ class Store:
         self.compacted = 0  # watches from before this resourceVersion get 410
         self.installed = set(RESOURCES)
         self.faults: list[tuple[str, str, int]] = []  # (method, path suffix, status)
-        self.requests: list[tuple[str, str]] = []
+        self.requests: list[tuple[str, str, str]] = []  # method, path, bearer token
 
     def record(self, kind: str, resource: tuple, obj: dict) -> None:
         """Bump the resourceVersion, store the event, wake the watches (lock held)."""
@@ -109,14 +109,15 @@ class APIServer:
                 stream.dropped = True
             self.state.lock.notify_all()
 
-    def kubeconfig(self, path: str) -> str:
+    def kubeconfig(self, path: str, token: str = "test") -> str:
+        """A kubeconfig for this server; ``token`` tells its client's requests apart."""
         with open(path, "w") as handle:
             json.dump(
                 {
                     "apiVersion": "v1",
                     "kind": "Config",
                     "clusters": [{"name": "test", "cluster": {"server": self.url}}],
-                    "users": [{"name": "test", "user": {"token": "test"}}],
+                    "users": [{"name": "test", "user": {"token": token}}],
                     "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
                     "current-context": "test",
                 },
@@ -168,8 +169,13 @@ class APIServer:
         """As if the kind's CRD were not installed: its paths answer 404."""
         self.state.installed.discard(PLURALS[kind])
 
-    def count(self, method: str, suffix: str) -> int:
-        return sum(1 for m, p in self.state.requests if m == method and p.endswith(suffix))
+    def count(self, method: str, suffix: str, token: str | None = None) -> int:
+        """Requests so far of ``method`` on paths ending with ``suffix`` (by one client)."""
+        return sum(
+            1
+            for m, p, t in list(self.state.requests)
+            if m == method and p.endswith(suffix) and token in (None, t)
+        )
 
     # -- the semantics (lock held)
 
@@ -336,7 +342,8 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.api.state
         try:
             with state.lock:
-                state.requests.append((method, url.path))
+                token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+                state.requests.append((method, url.path, token))
                 for fault in state.faults:
                     if fault[0] == method and url.path.endswith(fault[1]):
                         state.faults.remove(fault)
@@ -434,9 +441,9 @@ class _Handler(BaseHTTPRequestHandler):
                         and res == resource
                         and (not namespace or obj["metadata"].get("namespace") == namespace)
                     ]
+                    version = state.version  # what the events above cover
                     if not events and not self.dropped:
                         state.lock.wait(0.2)
-                    version = state.version
                 if self.dropped:
                     self.connection.shutdown(2)  # abrupt: no terminating chunk
                     return

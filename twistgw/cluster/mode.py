@@ -10,9 +10,9 @@ from twisted.application.service import MultiService
 from twisted.internet import threads
 
 from twistgw.cluster.client import RawClient, api_client
-from twistgw.cluster.lease import LeaderElector
-from twistgw.cluster.source import KubernetesSource
-from twistgw.cluster.status import StatusWriter
+from twistgw.sources.kubernetes import KubernetesSource
+from twistgw.status.kubernetes import StatusWriter
+from twistgw.status.leader import LeaderElector
 from twistgw.supervisor.controlplane import ControlPlane
 
 

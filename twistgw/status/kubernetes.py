@@ -162,10 +162,11 @@ class StatusWriter:
                     del body["metadata"]["namespace"]
                 api.request("PUT", path + "/status", body)
                 return True
-            except APIError as exc:
-                if exc.status == 404:
+            except Exception as exc:  # the API's answers, or a failed connection
+                status = exc.status if isinstance(exc, APIError) else None
+                if status == 404:
                     return True  # gone: nothing to write
-                if exc.status != 409:
+                if status != 409:
                     log.warn(
                         "writing the status of {kind} {ns}/{name} failed: {error}",
                         kind=kind,
@@ -174,15 +175,6 @@ class StatusWriter:
                         error=exc,
                     )
                     return False
-            except Exception as exc:
-                log.warn(
-                    "writing the status of {kind} {ns}/{name} failed: {error}",
-                    kind=kind,
-                    ns=namespace,
-                    name=name,
-                    error=exc,
-                )
-                return False
         log.warn(
             "status of {kind} {ns}/{name}: still conflicting after {n} attempts",
             kind=kind,
