@@ -402,8 +402,10 @@ class _Handler(BaseHTTPRequestHandler):
         content = self.headers.get("Content-Type", "")
         if "json-patch" in content:
             patched = _json_patch(current, body)
-        else:  # merge patch (and strategic merge, alike for what tests send)
+        elif isinstance(body, dict):  # merge patch (and strategic merge, alike here)
             patched = _merge_patch(current, body)
+        else:
+            raise _Error(400, "BadRequest", f"a {content} body must be a JSON object")
         patched["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         return 200, api._replace(key, patched, status)
 
