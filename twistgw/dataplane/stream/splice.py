@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twistgw.dataplane.backend_tls import BackendTLSCreators
+from twistgw.dataplane.fastwrite import writer_for
 from twistgw.dataplane.http.router import CompiledBackend
 from twistgw.metrics import Metrics
 from twistgw.routing.ir import CertificateKey
@@ -44,7 +45,7 @@ class Side(Protocol):
     def dataReceived(self, data: bytes) -> None:
         self.received += len(data)
         self.active = monotonic()
-        self.peer.transport.write(data)
+        self.write_peer(data)
 
     def readConnectionLost(self) -> None:
         self.read_closed = True
@@ -87,6 +88,7 @@ def _release(transport) -> None:
 
 def splice(one: Side, other: Side) -> None:
     one.peer, other.peer = other, one
+    one.write_peer, other.write_peer = writer_for(other.transport), writer_for(one.transport)
     one.transport.registerProducer(other.transport, True)
     other.transport.registerProducer(one.transport, True)
 
@@ -121,7 +123,7 @@ class StreamClient(Side):
         self.received += len(data)
         self.active = monotonic()
         if self.peer is not None:
-            self.peer.transport.write(data)
+            self.write_peer(data)
             return
         self.buffered += data  # connecting: the backend gets it all on connect
         if len(self.buffered) > MAX_BUFFERED:
