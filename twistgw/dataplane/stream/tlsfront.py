@@ -10,7 +10,7 @@ listener without hostname can serve. A connection nobody serves is closed.
 from __future__ import annotations
 
 from twisted.internet.protocol import Factory, Protocol
-from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from twistgw.dataplane.backend_tls import BackendTLSCreators
 from twistgw.dataplane.http.router import WeightedBackends
@@ -64,7 +64,8 @@ class TLSFront:
 def start_tls(transport, hello: bytes, creator, application: Protocol) -> None:
     """End TLS on ``transport`` for ``application``, feeding it the ClientHello bytes
     already read: the TLS layer takes the connection's place as its protocol."""
-    tls = TLSMemoryBIOProtocol(TLSMemoryBIOFactory(creator, False, None), application)
+    factory = TLSMemoryBIOFactory(creator, False, None)
+    tls = factory.protocol(factory, application)  # Twisted's own: small writes gathered
     transport.protocol = tls
     tls.makeConnection(transport)
     tls.dataReceived(hello)
