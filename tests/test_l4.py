@@ -188,3 +188,25 @@ def test_an_icmp_error_ends_the_session_not_the_worker(l4):
     assert _udp_once(l4, b"still here").endswith(b":still here")
     assert l4.admin("/config_dump")[1].count(b'"pid"') == pids.count(b'"pid"')
     assert b"Traceback" not in l4.log().encode()
+
+
+def test_udp_sessions_are_bounded_least_recently_active_first():
+    gateway = GatewayProcess(extra_args=("--workers", "1", "--udp-max-sessions", "2")).start()
+    backends = _configure(gateway)
+    clients = [_udp_socket() for _ in range(3)]
+    try:
+        before = _sessions_opened(gateway, "default/udp")
+        for sock in clients:  # A, B, C: C's session evicts A's, the least recently active
+            exchange(sock, (gateway.address, UDP_PORT), b"hi")
+        wait_until(lambda: _sessions_opened(gateway, "default/udp") == before + 3, what="3")
+        exchange(clients[1], (gateway.address, UDP_PORT), b"B again")  # B's is still open
+        assert _sessions_opened(gateway, "default/udp") == before + 3
+        exchange(clients[0], (gateway.address, UDP_PORT), b"A again")  # a new session
+        wait_until(lambda: _sessions_opened(gateway, "default/udp") >= before + 4, what="4")
+        assert _sessions_opened(gateway, "default/udp") == before + 4
+    finally:
+        for sock in clients:
+            sock.close()
+        gateway.stop()
+        for backend in backends:
+            backend.close()
