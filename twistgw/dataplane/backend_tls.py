@@ -63,9 +63,10 @@ class BackendConnectionCreator:
     def _verify(self, connection, certificate, error: int, depth: int, ok: int) -> bool:
         if not ok:
             log.info(
-                "backend {name} certificate rejected: {error}",
+                "backend {name}: certificate {subject} rejected (OpenSSL verify error {code})",
                 name=self.hostname,
-                error=crypto.X509StoreContextError.__name__ if error else "untrusted",
+                subject=certificate.get_subject().CN,
+                code=error,
             )
             return False
         if depth > 0:
