@@ -58,8 +58,11 @@ def _accept_valid(connection, certificate, error, depth, ok) -> bool:
     return bool(ok)
 
 
+@implementer(IOpenSSLServerConnectionCreator)
 class ListenerContext:
-    """A terminating listener's OpenSSL context and how it treats client certificates."""
+    """A terminating listener's OpenSSL context and how it treats client certificates;
+    as a connection creator, it serves a listener already chosen (by the ClientHello's
+    SNI, read before the handshake)."""
 
     def __init__(self, listener: Listener, min_version: str) -> None:
         self.listener = listener
@@ -97,6 +100,11 @@ class ListenerContext:
         connection.set_context(self.context)
         connection.set_verify(self.verify_mode, self.verify)
         connection.set_app_data(self.listener.name)
+
+    def serverConnectionForTLS(self, protocol) -> SSL.Connection:
+        connection = SSL.Connection(self.context, None)
+        self.apply(connection)
+        return connection
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -142,20 +150,6 @@ class SNIContexts:
         chosen = self.choose(None)
         if chosen is not None:  # until (unless) SNI says otherwise
             chosen.apply(connection)
-        return connection
-
-
-@implementer(IOpenSSLServerConnectionCreator)
-class ChosenContext:
-    """Creates server-side TLS connections for a listener already chosen (by the
-    ClientHello's SNI, read before the handshake)."""
-
-    def __init__(self, context: ListenerContext) -> None:
-        self.chosen = context
-
-    def serverConnectionForTLS(self, protocol) -> SSL.Connection:
-        connection = SSL.Connection(self.chosen.context, None)
-        self.chosen.apply(connection)
         return connection
 
 

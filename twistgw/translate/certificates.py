@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from twistgw.api.resource import Resource
 from twistgw.routing.ir import CertificateKey
 from twistgw.snapshot import Snapshot
-from twistgw.translate.references import BackendError, reference_permitted
+from twistgw.translate.references import BackendError, referenced
 
 TLS_SECRET_TYPE = "kubernetes.io/tls"
 
@@ -62,24 +62,15 @@ def listener_certificate(
     refs = tls.get("certificateRefs") or []
     if not refs:
         raise BackendError("InvalidCertificateRef", "the listener has no certificateRefs")
-    ref = refs[0]
-    group, kind, name = ref.get("group", ""), ref.get("kind", "Secret"), ref.get("name")
-    namespace = ref.get("namespace") or gateway.namespace
-    if (group, kind) != ("", "Secret"):
-        raise BackendError(
-            "InvalidCertificateRef",
-            f"certificateRef kind {group or 'core'}/{kind} is not supported",
-        )
-    if not reference_permitted(
-        snapshot, "Gateway", gateway.namespace, "", "Secret", namespace, name
-    ):
-        raise BackendError(
-            "RefNotPermitted",
-            f"certificateRef to Secret {namespace}/{name} is not permitted by any ReferenceGrant",
-        )
-    secret = snapshot.get("Secret", namespace, name)
-    if secret is None:
-        raise BackendError("InvalidCertificateRef", f"Secret {namespace}/{name} not found")
+    secret = referenced(
+        snapshot,
+        gateway,
+        refs[0],
+        "Secret",
+        "certificateRef",
+        "InvalidCertificateRef",
+        "InvalidCertificateRef",
+    )
     return checked_pair(secret)
 
 
@@ -90,23 +81,7 @@ def client_certificate(snapshot: Snapshot, gateway: Resource) -> CertificateKey 
     if not ref:
         return None
     reason = "InvalidClientCertificateRef"
-    group, kind, name = ref.get("group", ""), ref.get("kind", "Secret"), ref.get("name")
-    namespace = ref.get("namespace") or gateway.namespace
-    if (group, kind) != ("", "Secret"):
-        raise BackendError(
-            reason, f"clientCertificateRef kind {group or 'core'}/{kind} is not supported"
-        )
-    if not reference_permitted(
-        snapshot, "Gateway", gateway.namespace, "", "Secret", namespace, name
-    ):
-        raise BackendError(
-            "RefNotPermitted",
-            f"clientCertificateRef to Secret {namespace}/{name} is not permitted by any "
-            "ReferenceGrant",
-        )
-    secret = snapshot.get("Secret", namespace, name)
-    if secret is None:
-        raise BackendError(reason, f"Secret {namespace}/{name} not found")
+    secret = referenced(snapshot, gateway, ref, "Secret", "clientCertificateRef", reason, reason)
     return checked_pair(secret, reason)
 
 
@@ -121,26 +96,18 @@ def ca_bundle(
     ``kind_reason`` for another kind, RefNotPermitted across namespaces without a
     ReferenceGrant (or at all, when ``cross_namespace`` is False), and
     InvalidCACertificateRef for a missing ConfigMap or one without usable ``ca.crt``."""
-    group, kind, name = ref.get("group", ""), ref.get("kind", "ConfigMap"), ref.get("name")
-    namespace = ref.get("namespace") or referrer.namespace
-    if (group, kind) != ("", "ConfigMap"):
-        raise BackendError(
-            kind_reason, f"CA certificate reference kind {group or 'core'}/{kind} is not supported"
-        )
-    if namespace != referrer.namespace and not (
-        cross_namespace
-        and reference_permitted(
-            snapshot, referrer.kind, referrer.namespace, "", "ConfigMap", namespace, name
-        )
-    ):
-        raise BackendError(
-            "RefNotPermitted",
-            f"reference to ConfigMap {namespace}/{name} is not permitted by any ReferenceGrant",
-        )
-    config_map = snapshot.get("ConfigMap", namespace, name)
     reason = "InvalidCACertificateRef"
-    if config_map is None:
-        raise BackendError(reason, f"ConfigMap {namespace}/{name} not found")
+    config_map = referenced(
+        snapshot,
+        referrer,
+        ref,
+        "ConfigMap",
+        "caCertificateRef",
+        kind_reason,
+        reason,
+        cross_namespace,
+    )
+    namespace, name = config_map.namespace, config_map.name
     pem = (config_map.body.get("data") or {}).get("ca.crt") or ""
     try:
         certificates = x509.load_pem_x509_certificates(pem.encode())

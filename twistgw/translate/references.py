@@ -62,26 +62,50 @@ def reference_permitted(
     return False
 
 
+def referenced(
+    snapshot: Snapshot,
+    referrer: Resource,
+    ref: dict[str, Any],
+    kind: str,
+    field: str,
+    kind_reason: str,
+    missing_reason: str,
+    cross_namespace: bool = True,
+) -> Resource:
+    """The core-group object of ``kind`` that ``ref`` (the referrer's ``field``) names.
+    Raises BackendError: ``kind_reason`` for another group or kind, RefNotPermitted for
+    another namespace without a ReferenceGrant (or at all, unless ``cross_namespace``),
+    ``missing_reason`` when it does not exist."""
+    group, ref_kind, name = ref.get("group", ""), ref.get("kind", kind), ref.get("name")
+    namespace = ref.get("namespace") or referrer.namespace
+    if (group, ref_kind) != ("", kind):
+        raise BackendError(
+            kind_reason, f"{field} kind {group or 'core'}/{ref_kind} is not supported"
+        )
+    if namespace != referrer.namespace and not (
+        cross_namespace
+        and reference_permitted(
+            snapshot, referrer.kind, referrer.namespace, "", kind, namespace, name
+        )
+    ):
+        raise BackendError(
+            "RefNotPermitted",
+            f"{field} to {kind} {namespace}/{name} is not permitted by any ReferenceGrant",
+        )
+    found = snapshot.get(kind, namespace, name)
+    if found is None:
+        raise BackendError(missing_reason, f"{kind} {namespace}/{name} not found")
+    return found
+
+
 def resolve_service(
     snapshot: Snapshot, route: Resource, ref: dict[str, Any]
 ) -> tuple[tuple[Endpoint, ...], dict[str, Any]]:
     """(endpoints, Service port) of a backendRef; raises BackendError."""
-    group, kind, name = ref.get("group", ""), ref.get("kind", "Service"), ref["name"]
-    namespace = ref.get("namespace") or route.namespace
-    if (group, kind) != ("", "Service"):
-        raise BackendError(
-            "InvalidKind", f"backendRef kind {group or 'core'}/{kind} is not supported"
-        )
-    if not reference_permitted(
-        snapshot, route.kind, route.namespace, "", "Service", namespace, name
-    ):
-        raise BackendError(
-            "RefNotPermitted",
-            f"backendRef to Service {namespace}/{name} is not permitted by any ReferenceGrant",
-        )
-    service = snapshot.get("Service", namespace, name)
-    if service is None:
-        raise BackendError("BackendNotFound", f"Service {namespace}/{name} not found")
+    service = referenced(
+        snapshot, route, ref, "Service", "backendRef", "InvalidKind", "BackendNotFound"
+    )
+    namespace, name = service.namespace, service.name
     port = ref.get("port")
     service_port = next((p for p in service.spec.get("ports") or [] if p.get("port") == port), None)
     if service_port is None:

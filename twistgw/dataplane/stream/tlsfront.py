@@ -17,7 +17,7 @@ from twistgw.dataplane.http.router import WeightedBackends
 from twistgw.dataplane.http.server import HTTPProxyFactory
 from twistgw.dataplane.stream.clienthello import NotTLS, server_name
 from twistgw.dataplane.stream.splice import StreamClient
-from twistgw.dataplane.tls import ChosenContext, SNIContexts
+from twistgw.dataplane.tls import SNIContexts
 from twistgw.hostnames import host_matches, specificity
 from twistgw.metrics import Metrics
 from twistgw.routing.ir import Bind, HTTPListener, TLSListener
@@ -44,11 +44,14 @@ class CompiledTLSListener:
 
 
 class TLSFront:
-    """A TLS bind compiled: its listeners, most specific hostname first, and the
-    contexts of the terminating ones."""
+    """A TLS bind compiled: its listeners, most specific hostname first, and a TLS
+    layer factory for each terminating one."""
 
     def __init__(self, bind: Bind, contexts: SNIContexts) -> None:
-        self.contexts = contexts
+        self.terminators = {
+            name: TLSMemoryBIOFactory(context, False, None)
+            for name, context in contexts.by_name.items()
+        }
         self.listeners = [
             (li.hostname, CompiledTLSListener(li) if isinstance(li, TLSListener) else li)
             for li in sorted(bind.listeners, key=lambda li: specificity(li.hostname))
@@ -61,10 +64,9 @@ class TLSFront:
         return None
 
 
-def start_tls(transport, hello: bytes, creator, application: Protocol) -> None:
+def start_tls(transport, hello: bytes, factory: TLSMemoryBIOFactory, application: Protocol) -> None:
     """End TLS on ``transport`` for ``application``, feeding it the ClientHello bytes
     already read: the TLS layer takes the connection's place as its protocol."""
-    factory = TLSMemoryBIOFactory(creator, False, None)
     tls = factory.protocol(factory, application)  # Twisted's own: small writes gathered
     transport.protocol = tls
     tls.makeConnection(transport)
@@ -123,12 +125,7 @@ class TLSFrontConnection(StreamClient):
     def _hand_over(self, listener: str, application: Protocol) -> None:
         hello, self.buffered = self.buffered, b""
         self.open.discard(self)  # counted from now on by the application protocol
-        start_tls(
-            self.transport,
-            hello,
-            ChosenContext(self.factory.front.contexts.by_name[listener]),
-            application,
-        )
+        start_tls(self.transport, hello, self.factory.front.terminators[listener], application)
 
 
 class TLSFrontFactory(Factory):
