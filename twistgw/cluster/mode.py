@@ -25,8 +25,7 @@ class ClusterMode(MultiService):
             return RawClient(api_client(kubeconfig))
 
         self.reactor = reactor
-        self.elector = None
-        may_write = lambda: True  # noqa: E731 - without leader election every replica writes
+        self.elector: LeaderElector | None = None
         if options["leader-elect"]:
             identity = f"{os.environ.get('POD_NAME') or socket.gethostname()}-{os.getpid()}"
             self.elector = LeaderElector(
@@ -37,11 +36,14 @@ class ClusterMode(MultiService):
                 options["lease-duration"],
                 lambda leading: reactor.callFromThread(self.writer.leadership, leading),
             )
-            may_write = lambda: self.elector.leading  # noqa: E731
-        self.writer = StatusWriter(make_client, options["controller-name"], may_write)
+        self.writer = StatusWriter(make_client, options["controller-name"], self.may_write)
         control.on_status = self.writer.publish
         self.source = KubernetesSource(make_client, control.on_snapshot, reactor)
         self.source.setServiceParent(self)
+
+    def may_write(self) -> bool:
+        """Without leader election every replica writes statuses; with it, the leader."""
+        return self.elector is None or self.elector.leading
 
     def startService(self) -> None:
         self.writer.start()

@@ -12,6 +12,7 @@ from twistgw.metrics import Metrics
 from twistgw.routing.ir import RoutingTable
 from twistgw.snapshot import Snapshot
 from twistgw.status.store import StatusStore
+from twistgw.supervisor.sockets import where
 from twistgw.supervisor.workers import WorkerPool
 from twistgw.translate import TranslateOptions, translate
 
@@ -77,9 +78,6 @@ class ControlPlane(Service):
         failures, unusable = self.workers.feedback()
         return {
             "routingTable": self.table.as_dict(),
-            "bindFailures": {
-                f"{address}:{port}/{transport}": why
-                for (address, port, transport), why in failures.items()
-            },
+            "bindFailures": {where(key): why for key, why in failures.items()},
             "workers": self.workers.describe(),
         }

@@ -49,6 +49,12 @@ def bind_socket(address: str, port: int, transport: str) -> socket.socket:
     return sock
 
 
+def where(key: Key) -> str:
+    """``address:port/transport``, as logs and the config dump name a socket."""
+    address, port, transport = key
+    return f"{address}:{port}/{transport}"
+
+
 class ListenerSockets:
     """The sockets a routing table needs, ``count`` per bind (one per worker index):
     bound when a bind appears, closed when it goes."""
@@ -75,33 +81,19 @@ class ListenerSockets:
                 if exc.errno == errno.EADDRNOTAVAIL:
                     self.unusable.add(key[0])
                 log.error(
-                    "cannot listen on {address}:{port}/{transport}: {error}",
-                    address=key[0],
-                    port=key[1],
-                    transport=key[2],
-                    error=self.failed[key],
+                    "cannot listen on {where}: {error}", where=where(key), error=self.failed[key]
                 )
                 continue
             self.sockets[key] = bound
             self.failed.pop(key, None)
             self.unusable.discard(key[0])
             opened.append(key)
-            log.info(
-                "listening on {address}:{port}/{transport}",
-                address=key[0],
-                port=key[1],
-                transport=key[2],
-            )
+            log.info("listening on {where}", where=where(key))
         for key in sorted(set(self.sockets) - wanted):
             for sock in self.sockets.pop(key):
                 sock.close()
             closed.append(key)
-            log.info(
-                "stopped listening on {address}:{port}/{transport}",
-                address=key[0],
-                port=key[1],
-                transport=key[2],
-            )
+            log.info("stopped listening on {where}", where=where(key))
         for key in list(self.failed):
             if key not in wanted:
                 del self.failed[key]

@@ -47,10 +47,9 @@ def _listener_ir(listener, attachments: list[Attachment]) -> ir.HTTPListener:
             for match_index, compiled in attachment.rules:
                 entries.append((_precedence(attachment.route, match_index, compiled), compiled))
     hosts = sorted(by_host, key=lambda h: (specificity(h), h))
-    gateway = listener.gateway.resource
     return ir.HTTPListener(
-        name=f"{gateway.namespace}/{gateway.name}/{listener.name}",
-        gateway=f"{gateway.namespace}/{gateway.name}",
+        name=listener.qualified_name,
+        gateway=listener.gateway.qualified_name,
         hostname=listener.hostname,
         tls=listener.tls,
         client_certificate=listener.gateway.client_certificate,
@@ -73,10 +72,9 @@ def _tls_listener_ir(listener, attachments: list[Attachment]) -> ir.TLSListener:
             for _, compiled in attachment.rules[:1]:
                 entries.append(((specificity(hostname), route.age_key()), hostname, compiled))
     entries.sort(key=lambda entry: entry[0])
-    gateway = listener.gateway.resource
     return ir.TLSListener(
-        name=f"{gateway.namespace}/{gateway.name}/{listener.name}",
-        gateway=f"{gateway.namespace}/{gateway.name}",
+        name=listener.qualified_name,
+        gateway=listener.gateway.qualified_name,
         hostname=listener.hostname,
         routes=tuple((hostname, compiled) for _, hostname, compiled in entries),
         tls=listener.tls,
@@ -87,11 +85,10 @@ def _tls_listener_ir(listener, attachments: list[Attachment]) -> ir.TLSListener:
 def _stream_listener_ir(listener, attachments: list[Attachment]) -> ir.StreamListener:
     """A TCP or UDP listener serves its oldest attached route (a route has one rule)."""
     oldest = min(attachments, key=lambda a: a.route.age_key(), default=None)
-    gateway = listener.gateway.resource
     route = oldest.rules[0][1] if oldest is not None and oldest.rules else None
     return ir.StreamListener(
-        name=f"{gateway.namespace}/{gateway.name}/{listener.name}",
-        gateway=f"{gateway.namespace}/{gateway.name}",
+        name=listener.qualified_name,
+        gateway=listener.gateway.qualified_name,
         route=route,
         client_certificate=listener.gateway.client_certificate,
     )

@@ -59,6 +59,11 @@ class ListenerState:
     def accepted(self) -> bool:
         return self.conditions.is_true("Accepted")
 
+    @property
+    def qualified_name(self) -> str:
+        """``namespace/gateway/listener``, as the routing table names it."""
+        return f"{self.gateway.qualified_name}/{self.name}"
+
     def allows_kind(self, group: str, kind: str) -> bool:
         return any(k["group"] == group and k["kind"] == kind for k in self.supported_kinds)
 
@@ -83,6 +88,11 @@ class GatewayState:
     @property
     def key(self) -> ObjectKey:
         return self.resource.key
+
+    @property
+    def qualified_name(self) -> str:
+        """``namespace/gateway``, as the routing table names it."""
+        return f"{self.key.namespace}/{self.key.name}"
 
     def listener_status(self) -> list[dict[str, Any]]:
         return [listener.status() for listener in self.listeners]
