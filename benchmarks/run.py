@@ -146,15 +146,15 @@ http {{
 NGINX_PROXY = """
 worker_processes 2;
 daemon off;
-pid {dir}/proxy.pid;
-error_log {dir}/proxy-error.log;
+pid {dir}/{name}.pid;
+error_log {dir}/{name}-error.log;
 events {{ worker_connections 16384; }}
 http {{
   access_log off;
   keepalive_requests 1000000;
   upstream origin {{ server 127.0.0.1:{origin}; keepalive 128; }}
   server {{
-    listen 127.0.0.1:{port} backlog=4096;
+{listen}
     location / {{
       proxy_pass http://origin;
       proxy_http_version 1.1;
@@ -165,11 +165,15 @@ http {{
 """
 
 
-def start_origin(workdir: str) -> Service:
-    port = free_port()
-    nginx = shutil.which("nginx") or (
+def find_nginx() -> str | None:
+    return shutil.which("nginx") or (
         "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
     )
+
+
+def start_origin(workdir: str) -> Service:
+    port = free_port()
+    nginx = find_nginx()
     if nginx:
         big = os.path.join(workdir, "big.bin")
         with open(big, "wb") as handle:
@@ -191,16 +195,20 @@ def start_origin(workdir: str) -> Service:
     return Service(name, port, process)
 
 
-NGINX_TLS = """
-    listen 127.0.0.1:{port} ssl backlog=4096;
+NGINX_LISTEN = "    listen 127.0.0.1:{port} backlog=4096;"
+NGINX_TLS_LISTEN = """    listen 127.0.0.1:{port} ssl backlog=4096;
     ssl_certificate {dir}/tls.crt;
     ssl_certificate_key {dir}/tls.key;
-    ssl_protocols TLSv1.2 TLSv1.3;
-"""
+    ssl_protocols TLSv1.2 TLSv1.3;"""
 
 
-def certificate_files(workdir: str) -> tuple[str, str, bytes, bytes]:
-    """A self-signed ECDSA P-256 certificate for 127.0.0.1 (both proxies use it)."""
+def certificate_files(workdir: str) -> tuple[bytes, bytes]:
+    """A self-signed ECDSA P-256 certificate and key (PEM), made once per run and kept
+    as ``tls.crt`` and ``tls.key`` in ``workdir``: both proxies present the same one."""
+    paths = os.path.join(workdir, "tls.crt"), os.path.join(workdir, "tls.key")
+    if all(os.path.exists(path) for path in paths):
+        with open(paths[0], "rb") as cert, open(paths[1], "rb") as key:
+            return cert.read(), key.read()
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench.example.com")])
     now = datetime.datetime.now(datetime.UTC)
@@ -219,35 +227,26 @@ def certificate_files(workdir: str) -> tuple[str, str, bytes, bytes]:
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    paths = os.path.join(workdir, "tls.crt"), os.path.join(workdir, "tls.key")
     for path, data in zip(paths, (cert_pem, key_pem), strict=True):
         with open(path, "wb") as handle:
             handle.write(data)
         os.chmod(path, 0o644)  # nginx's workers run as an unprivileged user
-    return paths[0], paths[1], cert_pem, key_pem
+    return cert_pem, key_pem
 
 
 def start_nginx_proxy(workdir: str, origin: Service, tls: bool = False) -> Service | None:
-    nginx = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
-    )
+    nginx = find_nginx()
     if not nginx:
         return None
     port = free_port()
-    suffix = "-tls" if tls else ""
-    conf = os.path.join(workdir, f"proxy{suffix}.conf")
-    text = NGINX_PROXY.format(dir=workdir, port=port, origin=origin.port)
+    name = "proxy-tls" if tls else "proxy"
     if tls:
         certificate_files(workdir)
-        text = text.replace(
-            f"    listen 127.0.0.1:{port} backlog=4096;\n",
-            NGINX_TLS.format(dir=workdir, port=port),
-        ).replace("proxy.pid", "proxy-tls.pid")
+    listen = (NGINX_TLS_LISTEN if tls else NGINX_LISTEN).format(dir=workdir, port=port)
+    conf = os.path.join(workdir, f"{name}.conf")
     with open(conf, "w") as handle:
-        handle.write(text)
-    process = _spawn(
-        [nginx, "-c", conf, "-p", workdir], os.path.join(workdir, f"proxy{suffix}.log")
-    )
+        handle.write(NGINX_PROXY.format(dir=workdir, name=name, listen=listen, origin=origin.port))
+    process = _spawn([nginx, "-c", conf, "-p", workdir], os.path.join(workdir, f"{name}.log"))
     wait_port(port)
     return Service(
         f"nginx (2 workers{', TLS' if tls else ''})", port, process, "https" if tls else "http"
@@ -323,7 +322,7 @@ def twistgw_config(directory: str, port: int, origin: Service, routes: int, mode
     os.makedirs(directory, exist_ok=True)
     secret = ""
     if mode == "tls":
-        _, _, cert_pem, key_pem = certificate_files(directory)
+        cert_pem, key_pem = certificate_files(os.path.dirname(directory))
         secret = f"""
 ---
 apiVersion: v1
