@@ -49,9 +49,8 @@ def _route_accepted(api: APIServer, name: str) -> str | None:
     return _condition({"status": ours[0]}, "Accepted") if ours else None
 
 
-@pytest.fixture(scope="module")
-def cluster(api, backends):
-    address = backends.start("cluster-app")
+def _seed(api: APIServer, address: tuple[str, int]) -> None:
+    """GatewayClass, Gateway ``gw`` on PORT, and HTTPRoute ``app`` to a Service there."""
     for obj in [
         gateway_class(),
         gateway_manifest("gw", listeners=[{"name": "http", "port": PORT, "protocol": "HTTP"}]),
@@ -59,6 +58,46 @@ def cluster(api, backends):
         http_route("app", [{"backendRefs": [backend("app")]}]),
     ]:
         api.apply(obj)
+
+
+def _dead_end(name: str, prefix: str) -> dict:
+    """An HTTPRoute whose prefix answers 500 (its backend does not exist)."""
+    return http_route(
+        name,
+        [
+            {
+                "matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+                "backendRefs": [backend("nope")],
+            }
+        ],
+    )
+
+
+def _change_app_route(api: APIServer, hostnames: list[str], **metadata) -> None:
+    route = api.get("HTTPRoute", "app", "default")
+    api.apply(
+        {
+            **route,
+            "metadata": {**route["metadata"], **metadata},
+            "spec": {**route["spec"], "hostnames": hostnames},
+        }
+    )
+
+
+def _app_status_is_current(api: APIServer) -> bool:
+    """Whether our conditions on route ``app`` observed its current generation."""
+    route = api.get("HTTPRoute", "app", "default")
+    return all(
+        c["observedGeneration"] == route["metadata"]["generation"]
+        for p in route["status"]["parents"]
+        if p["controllerName"] == CONTROLLER
+        for c in p["conditions"]
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster(api, backends):
+    _seed(api, backends.start("cluster-app"))
     api.apply(
         {
             "apiVersion": "v1",
@@ -81,17 +120,7 @@ def test_objects_reach_traffic_and_status(api, cluster):
     wait_until(lambda: _route_accepted(api, "app") == "True/Accepted", what="route status")
     assert _condition(api.get("GatewayClass", "twistgw"), "Accepted") == "True/Accepted"
     # a change: a second route; a deletion: the first one
-    api.apply(
-        http_route(
-            "extra",
-            [
-                {
-                    "matches": [{"path": {"type": "PathPrefix", "value": "/extra"}}],
-                    "backendRefs": [backend("nope")],
-                },
-            ],
-        )
-    )
+    api.apply(_dead_end("extra", "/extra"))
     wait_until(lambda: cluster.request("/extra", port=PORT)[0] == 500, what="new route served")
     api.delete("HTTPRoute", "extra", "default")
     wait_until(lambda: cluster.request("/extra", port=PORT)[0] == 200, what="route deleted")
@@ -139,81 +168,36 @@ def test_other_controllers_entries_are_kept(api, cluster):
         ],
     }
     route["status"]["parents"].append(theirs)
-    route = api.write_status(route)
-    api.apply({**route, "spec": {**route["spec"], "hostnames": ["kept.example.com"]}})
+    api.write_status(route)
+    _change_app_route(api, ["kept.example.com"])
     # the spec change makes the gateway write the route's status again
-    wait_until(
-        lambda: any(
-            c.get("observedGeneration") == 2
-            for p in api.get("HTTPRoute", "app", "default")["status"]["parents"]
-            if p["controllerName"] == CONTROLLER
-            for c in p["conditions"]
-        ),
-        what="the route's status rewritten",
-    )
+    wait_until(lambda: _app_status_is_current(api), what="the route's status rewritten")
     parents = api.get("HTTPRoute", "app", "default")["status"]["parents"]
     assert theirs in parents and len(parents) == 2
-    route = api.get("HTTPRoute", "app", "default")
-    api.apply({**route, "spec": {**route["spec"], "hostnames": []}})
+    _change_app_route(api, [])
 
 
 def test_a_status_conflict_is_read_again_and_retried(api, cluster):
     api.fail_next("PUT", "/httproutes/app/status", 409)
     conflicts_before = api.count("PUT", "/httproutes/app/status")
-    route = api.get("HTTPRoute", "app", "default")
-    api.apply(
-        {
-            **route,
-            "metadata": {**route["metadata"], "labels": {"try": "again"}},
-            "spec": {**route["spec"], "hostnames": ["retry.example.com"]},
-        }
-    )
+    _change_app_route(api, ["retry.example.com"], labels={"try": "again"})
     wait_until(
         lambda: api.count("PUT", "/httproutes/app/status") >= conflicts_before + 2,
         what="a second status write after the conflict",
     )
-    generation = api.get("HTTPRoute", "app", "default")["metadata"]["generation"]
-    wait_until(
-        lambda: all(
-            c["observedGeneration"] == generation
-            for p in api.get("HTTPRoute", "app", "default")["status"]["parents"]
-            if p["controllerName"] == CONTROLLER
-            for c in p["conditions"]
-        ),
-        what="the status written after the conflict",
-    )
-    route = api.get("HTTPRoute", "app", "default")
-    api.apply({**route, "spec": {**route["spec"], "hostnames": []}})
+    wait_until(lambda: _app_status_is_current(api), what="the status written after the conflict")
+    _change_app_route(api, [])
 
 
 def test_watches_survive_drops_restarts_and_gone(api, cluster):
     api.drop_watches()
-    api.apply(
-        http_route(
-            "after-drop",
-            [
-                {
-                    "matches": [{"path": {"type": "PathPrefix", "value": "/dropped"}}],
-                    "backendRefs": [backend("nope")],
-                },
-            ],
-        )
-    )
+    api.apply(_dead_end("after-drop", "/dropped"))
     wait_until(lambda: cluster.request("/dropped", port=PORT)[0] == 500, what="after a drop")
     lists_before = api.count("GET", "/httproutes")
-    api.restart()
-    api.state.compact()  # the history is gone: resuming watches get 410 and list again
-    api.apply(
-        http_route(
-            "after-restart",
-            [
-                {
-                    "matches": [{"path": {"type": "PathPrefix", "value": "/restarted"}}],
-                    "backendRefs": [backend("nope")],
-                },
-            ],
-        )
-    )
+    api.stop()  # a restart: every watch is cut ...
+    api.apply(_dead_end("after-restart", "/restarted"))  # ... a change no watch saw ...
+    api.state.compact()  # ... and its history gone: resuming watches get 410, list again
+    api.start()
     wait_until(lambda: cluster.request("/restarted", port=PORT)[0] == 500, what="after restart")
     assert api.count("GET", "/httproutes") > lists_before  # listed again after the 410
     for name in ("after-drop", "after-restart"):
@@ -223,14 +207,7 @@ def test_watches_survive_drops_restarts_and_gone(api, cluster):
 def test_a_kind_that_is_not_installed_is_skipped(backends):
     server = APIServer().start()
     server.uninstall("UDPRoute")
-    address = backends.start("partial-app")
-    for obj in [
-        gateway_class(),
-        gateway_manifest("gw", listeners=[{"name": "http", "port": PORT, "protocol": "HTTP"}]),
-        *service("app", [address]),
-        http_route("app", [{"backendRefs": [backend("app")]}]),
-    ]:
-        server.apply(obj)
+    _seed(server, backends.start("partial-app"))
     gateway = _cluster_gateway(server)
     try:
         wait_until(lambda: gateway.request("/", port=PORT)[0] == 200, what="served without it")
@@ -242,14 +219,7 @@ def test_a_kind_that_is_not_installed_is_skipped(backends):
 
 def test_leader_election_hands_status_writing_over(backends):
     server = APIServer().start()
-    address = backends.start("elected-app")
-    for obj in [
-        gateway_class(),
-        gateway_manifest("gw", listeners=[{"name": "http", "port": PORT, "protocol": "HTTP"}]),
-        *service("app", [address]),
-        http_route("app", [{"backendRefs": [backend("app")]}]),
-    ]:
-        server.apply(obj)
+    _seed(server, backends.start("elected-app"))
     args = ("--leader-elect", "--leader-election-namespace", "default", "--lease-duration", "2")
     first = _cluster_gateway(server, *args, token="first")
     second = _cluster_gateway(server, *args, token="second")
@@ -275,8 +245,7 @@ def test_leader_election_hands_status_writing_over(backends):
             what="the other replica taking the Lease",
         )
         writes = server.count("PUT", status_puts, tokens[other])
-        route = server.get("HTTPRoute", "app", "default")
-        server.apply({**route, "spec": {**route["spec"], "hostnames": ["new.example.com"]}})
+        _change_app_route(server, ["new.example.com"])
         wait_until(
             lambda: server.count("PUT", status_puts, tokens[other]) > writes,
             what="the new leader writing status",

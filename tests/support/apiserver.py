@@ -5,7 +5,7 @@ subresource with resourceVersion conflicts (409), merge and JSON patches, Leases
 (any namespaced kind), and faults on demand: dropped streams, a restart, injected
 errors, kinds whose CRD is not installed.
 
-Objects live in memory; ``state`` survives ``restart()``.
+Objects live in memory; ``state`` survives ``stop()`` and ``start()`` (a restart).
 """
 
 from __future__ import annotations
@@ -96,11 +96,6 @@ class APIServer:
             self.httpd.server_close()
             self.httpd = None
         self.drop_watches()
-
-    def restart(self, pause: float = 0.5) -> None:
-        self.stop()
-        time.sleep(pause)
-        self.start()
 
     def drop_watches(self) -> None:
         """End every open watch stream abruptly (the connection closes mid-stream)."""
