@@ -11,7 +11,7 @@ from twisted.logger import Logger
 
 from twistgw.admin.server import admin_site
 from twistgw.cluster.mode import ClusterMode
-from twistgw.dataplane.settings import DataPlaneSettings
+from twistgw.ipc.settings import DataPlaneSettings
 from twistgw.metrics import Metrics
 from twistgw.sources.directory import DirectorySource
 from twistgw.supervisor.controlplane import ControlPlane

@@ -1,8 +1,10 @@
-"""The objects twistgw reads: one frozen record per Kubernetes object."""
+"""The objects twistgw reads (one frozen record per Kubernetes object) and the statuses
+it writes for them."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -83,3 +85,18 @@ class Resource:
     def age_key(self) -> tuple[str, str, str]:
         """Sort key for the spec's oldest-wins rules: creation time, then namespace/name."""
         return (self.creation_timestamp, self.namespace, self.name)
+
+
+@attrs.frozen
+class ObjectStatus:
+    """One object's status in Kubernetes shape (conditions without times yet)."""
+
+    key: ObjectKey
+    api_version: str
+    generation: int
+    status: Mapping[str, Any]
+
+
+def rfc3339(seconds: float) -> str:
+    """Second-precision RFC 3339 in UTC, as the API server writes timestamps."""
+    return datetime.fromtimestamp(int(seconds), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

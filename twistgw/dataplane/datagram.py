@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twistgw.dataplane.http.router import WeightedBackends
-from twistgw.dataplane.settings import DataPlaneSettings
+from twistgw.ipc.settings import DataPlaneSettings
 from twistgw.metrics import Metrics
 from twistgw.routing.ir import Bind, StreamListener
 

@@ -18,10 +18,10 @@ from twistgw.dataplane.datagram import MAX_DATAGRAM, UDPServer
 from twistgw.dataplane.http.router import Router
 from twistgw.dataplane.http.server import HTTPProxyFactory
 from twistgw.dataplane.http.upstream import UpstreamPool
-from twistgw.dataplane.settings import DEFAULT_SETTINGS, DataPlaneSettings
 from twistgw.dataplane.stream.tcp import TCPFrontFactory
 from twistgw.dataplane.stream.tlsfront import TLSFrontFactory
 from twistgw.dataplane.tls import SNIContexts
+from twistgw.ipc.settings import DEFAULT_SETTINGS, DataPlaneSettings
 from twistgw.metrics import Metrics
 from twistgw.routing.ir import Bind, BindKey, HTTPListener, RoutingTable
 

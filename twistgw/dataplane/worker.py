@@ -28,7 +28,7 @@ from twisted.logger import (
     globalLogBeginner,
 )
 
-from twistgw.supervisor.channel import ControlChannel
+from twistgw.ipc.channel import ControlChannel
 
 log = Logger()
 
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.internet import reactor
 
     from twistgw.dataplane.plane import DataPlane
-    from twistgw.dataplane.settings import DataPlaneSettings
+    from twistgw.ipc.settings import DataPlaneSettings
     from twistgw.metrics import Metrics
 
     settings = DataPlaneSettings.from_json(args.settings)

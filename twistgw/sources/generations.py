@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 
-from twistgw.api.resource import ObjectKey
-
-
-def rfc3339(seconds: float) -> str:
-    """Second-precision RFC 3339 in UTC, as the API server writes timestamps."""
-    return datetime.fromtimestamp(int(seconds), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+from twistgw.api.resource import ObjectKey, rfc3339
 
 
 class GenerationTracker:

@@ -6,9 +6,8 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from twistgw.api.resource import ObjectStatus, rfc3339
 from twistgw.snapshot import ConfigError
-from twistgw.sources.generations import rfc3339
-from twistgw.translate.model import ObjectStatus
 
 
 class StatusStore:

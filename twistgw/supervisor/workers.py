@@ -16,9 +16,9 @@ from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from twistgw.dataplane.settings import DEFAULT_SETTINGS, DataPlaneSettings
+from twistgw.ipc.channel import ControlChannel
+from twistgw.ipc.settings import DEFAULT_SETTINGS, DataPlaneSettings
 from twistgw.routing.ir import RoutingTable
-from twistgw.supervisor.channel import ControlChannel
 from twistgw.supervisor.sockets import ListenerSockets, family_of
 
 log = Logger()

@@ -8,12 +8,11 @@ from typing import Any
 
 import attrs
 
-from twistgw.api.resource import GATEWAY_GROUP, Resource
+from twistgw.api.resource import GATEWAY_GROUP, ObjectStatus, Resource
 from twistgw.hostnames import intersect
 from twistgw.snapshot import Snapshot
 from twistgw.translate.conditions import Conditions
 from twistgw.translate.gateways import GatewayState, ListenerState
-from twistgw.translate.model import ObjectStatus
 from twistgw.translate.references import BackendError
 from twistgw.translate.selectors import namespace_allowed
 

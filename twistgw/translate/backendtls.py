@@ -7,12 +7,11 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
-from twistgw.api.resource import GATEWAY_GROUP, ObjectKey, Resource
+from twistgw.api.resource import GATEWAY_GROUP, ObjectKey, ObjectStatus, Resource
 from twistgw.routing.ir import BackendTLS
 from twistgw.snapshot import Snapshot
 from twistgw.translate.certificates import ca_bundles
 from twistgw.translate.conditions import Conditions
-from twistgw.translate.model import ObjectStatus
 
 #: (namespace, Service name, port name or None for every port)
 Target = tuple[str, str, str | None]

@@ -7,13 +7,13 @@ from typing import Any
 
 import attrs
 
-from twistgw.api.resource import GATEWAY_GROUP, ObjectKey, Resource
+from twistgw.api.resource import GATEWAY_GROUP, ObjectKey, ObjectStatus, Resource
 from twistgw.routing.ir import CertificateKey, ClientValidation, ListenerTLS, transport_of
 from twistgw.snapshot import Snapshot
 from twistgw.translate.certificates import ca_bundles, client_certificate, listener_certificate
 from twistgw.translate.conditions import Conditions
 from twistgw.translate.features import SUPPORTED_FEATURES
-from twistgw.translate.model import WILDCARD_ADDRESS, ObjectStatus, TranslateOptions
+from twistgw.translate.model import WILDCARD_ADDRESS, TranslateOptions
 from twistgw.translate.references import BackendError
 
 #: Route kinds each implemented listener protocol accepts.

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import attrs
 
-from twistgw.api.resource import ObjectKey
+from twistgw.api.resource import ObjectKey, ObjectStatus
 from twistgw.routing.ir import RoutingTable
 
 WILDCARD_ADDRESS = "0.0.0.0"
@@ -36,16 +35,6 @@ class TranslateOptions:
     bind_failures: Mapping[tuple[str, int, str], str] = attrs.field(factory=dict)
     unusable_addresses: frozenset[str] = frozenset()
     publish_service: tuple[str, str] | None = None
-
-
-@attrs.frozen
-class ObjectStatus:
-    """One object's status in Kubernetes shape (conditions without times yet)."""
-
-    key: ObjectKey
-    api_version: str
-    generation: int
-    status: Mapping[str, Any]
 
 
 @attrs.frozen

@@ -6,6 +6,12 @@ under the same user and the channel is a private socketpair, so pickle is safe h
 it carries the routing table (frozen attrs records) without a separate codec.
 A descriptor is sent just before the message that names it; the receiver queues
 descriptors in arrival order and the message takes the oldest.
+
+Supervisor to worker: ``hello(version, table, inherited)`` first, then
+``table(version, table)``, ``listen(key, family)`` with a descriptor, ``close(key)``
+and ``drain(timeout)``. Worker to supervisor: ``applied(version)`` or
+``rejected(version, error)`` for each table (``rejected``: the table did not compile
+and the last good one keeps serving), and ``log(level, namespace, text)``.
 """
 
 from __future__ import annotations
