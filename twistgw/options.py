@@ -4,11 +4,29 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from twisted.python import usage
 
+from twistgw.ipc.settings import UNDERSCORE_ACTIONS, DataPlaneSettings
+
 DEFAULT_CONTROLLER = "gateway.twistgw.dev/controller"
 DEFAULT_ADMIN = "tcp:9901:interface=127.0.0.1"
+
+#: Numeric options that must be above zero.
+POSITIVE = (
+    "stream-idle-timeout",
+    "udp-session-timeout",
+    "udp-max-sessions",
+    "max-request-line",
+    "max-header-bytes",
+    "max-header-count",
+    "request-header-timeout",
+    "idle-timeout",
+    "backend-connect-timeout",
+    "backend-response-timeout",
+)
 
 
 def address_pool(cidr: str) -> tuple[str, ...]:
@@ -16,6 +34,17 @@ def address_pool(cidr: str) -> tuple[str, ...]:
     network = ipaddress.ip_network(cidr, strict=False)
     hosts = list(network.hosts()) or [network.network_address]
     return tuple(str(address) for address in hosts)
+
+
+def _access_log(path: str) -> str:
+    """The access log's path made absolute (workers need not share the supervisor's
+    working directory); "-" and "" (off) as they are."""
+    if path in ("", "-"):
+        return path
+    path = os.path.abspath(path)
+    if not os.path.isdir(os.path.dirname(path)):
+        raise usage.UsageError(f"--access-log: no directory {os.path.dirname(path)!r}")
+    return path
 
 
 class GatewayOptions(usage.Options):
@@ -114,6 +143,72 @@ class GatewayOptions(usage.Options):
             int,
         ],
         [
+            "max-request-line",
+            None,
+            16384,
+            "Bytes an HTTP request line may have; a longer one is answered 414.",
+            int,
+        ],
+        [
+            "max-header-bytes",
+            None,
+            61440,
+            "Bytes an HTTP request head (request line and headers) may have; a larger one "
+            "is answered 431.",
+            int,
+        ],
+        [
+            "max-header-count",
+            None,
+            100,
+            "Header fields an HTTP request may have; more are answered 431.",
+            int,
+        ],
+        [
+            "request-header-timeout",
+            None,
+            10.0,
+            "Seconds from a request's first byte until its head is complete; a slower "
+            "client is answered 408 and closed.",
+            float,
+        ],
+        [
+            "idle-timeout",
+            None,
+            60.0,
+            "Seconds a client's keep-alive HTTP connection may sit idle between requests.",
+            float,
+        ],
+        [
+            "backend-connect-timeout",
+            None,
+            10.0,
+            "Seconds to connect to a backend; past it the request is answered 503.",
+            float,
+        ],
+        [
+            "backend-response-timeout",
+            None,
+            60.0,
+            "Seconds from a request being sent to a backend until the backend's response "
+            "head; past it the request is answered 504.",
+            float,
+        ],
+        [
+            "headers-with-underscores",
+            None,
+            "drop",
+            "Request header names containing '_': drop them, reject the request (400), or "
+            "allow them through.",
+        ],
+        [
+            "access-log",
+            None,
+            None,
+            "File to write an access log to, one JSON object per request ('-': standard "
+            "output); none by default.",
+        ],
+        [
             "kubeconfig",
             None,
             None,
@@ -177,12 +272,41 @@ class GatewayOptions(usage.Options):
             self["address-pool"] = ()
         if self["tls-min-version"] not in ("1.2", "1.3"):
             raise usage.UsageError("--tls-min-version must be 1.2 or 1.3")
-        for name in ("stream-idle-timeout", "udp-session-timeout", "udp-max-sessions"):
+        for name in POSITIVE:
             if self[name] <= 0:
                 raise usage.UsageError(f"--{name} must be positive")
+        if self["max-header-bytes"] < self["max-request-line"]:
+            raise usage.UsageError(
+                "--max-header-bytes must be at least --max-request-line (the request line is "
+                "part of the head)"
+            )
+        if self["headers-with-underscores"] not in UNDERSCORE_ACTIONS:
+            raise usage.UsageError(
+                f"--headers-with-underscores must be one of {', '.join(UNDERSCORE_ACTIONS)}"
+            )
+        self["access-log"] = _access_log(self["access-log"] or "")
         if self["watch"] not in ("auto", "poll"):
             raise usage.UsageError("--watch must be auto or poll")
         if self["workers"] is None:
             self["workers"] = os.cpu_count() or 1
         if self["workers"] < 1:
             raise usage.UsageError("--workers must be at least 1")
+
+
+def data_plane_settings(options: Mapping[str, Any]) -> DataPlaneSettings:
+    """The workers' settings from parsed ``GatewayOptions``."""
+    return DataPlaneSettings(
+        tls_min_version=options["tls-min-version"],
+        stream_idle_timeout=options["stream-idle-timeout"],
+        udp_session_timeout=options["udp-session-timeout"],
+        udp_max_sessions=options["udp-max-sessions"],
+        max_request_line=options["max-request-line"],
+        max_header_bytes=options["max-header-bytes"],
+        max_header_count=options["max-header-count"],
+        header_timeout=options["request-header-timeout"],
+        idle_timeout=options["idle-timeout"],
+        backend_connect_timeout=options["backend-connect-timeout"],
+        backend_response_timeout=options["backend-response-timeout"],
+        headers_with_underscores=options["headers-with-underscores"],
+        access_log=options["access-log"],
+    )

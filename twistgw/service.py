@@ -11,8 +11,8 @@ from twisted.logger import Logger
 
 from twistgw.admin.server import admin_site
 from twistgw.cluster.mode import ClusterMode
-from twistgw.ipc.settings import DataPlaneSettings
 from twistgw.metrics import Metrics
+from twistgw.options import data_plane_settings
 from twistgw.sources.directory import DirectorySource
 from twistgw.supervisor.controlplane import ControlPlane
 from twistgw.supervisor.workers import WorkerPool
@@ -36,12 +36,7 @@ class GatewayService(MultiService):
             options["workers"],
             options["drain-timeout"],
             self.metrics,
-            DataPlaneSettings(
-                tls_min_version=options["tls-min-version"],
-                stream_idle_timeout=options["stream-idle-timeout"],
-                udp_session_timeout=options["udp-session-timeout"],
-                udp_max_sessions=options["udp-max-sessions"],
-            ),
+            data_plane_settings(options),
         )
         self.workers.setServiceParent(self)
         self.control = ControlPlane(

@@ -6,6 +6,9 @@ import json
 
 import attrs
 
+#: What to do with a request header whose name contains "_" (``headers_with_underscores``).
+UNDERSCORE_ACTIONS = ("drop", "reject", "allow")
+
 
 @attrs.frozen
 class DataPlaneSettings:
@@ -13,12 +16,37 @@ class DataPlaneSettings:
     ``stream_idle_timeout``: seconds a TCP or TLS stream may pass no bytes either way
     before both sides are closed; ``udp_session_timeout``: seconds a UDP session lives
     without a datagram; ``udp_max_sessions``: UDP sessions per listener and worker (the
-    least recently active one is ended to make room)."""
+    least recently active one is ended to make room).
+
+    HTTP limits (exceeding one is answered and the connection closed):
+    ``max_request_line``: bytes of the request line (414); ``max_header_bytes``: bytes of
+    the whole request head, request line included (431); ``max_header_count``: request
+    header fields (431).
+
+    HTTP timeouts, in seconds: ``header_timeout`` from a request's first byte until its
+    head is complete (408); ``idle_timeout`` a client keep-alive connection may sit idle
+    between requests; ``backend_connect_timeout`` to connect to a backend (503);
+    ``backend_response_timeout`` from the request being sent until the backend's
+    response head (504).
+
+    ``headers_with_underscores``: request header names with "_" are dropped ("drop"),
+    answered 400 ("reject") or forwarded ("allow"). ``access_log``: path of a JSON-lines
+    access log, "-" for stdout, "" for none.
+    """
 
     tls_min_version: str = "1.2"
     stream_idle_timeout: float = 3600.0
     udp_session_timeout: float = 60.0
     udp_max_sessions: int = 10000
+    max_request_line: int = 16384
+    max_header_bytes: int = 61440
+    max_header_count: int = 100
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    backend_connect_timeout: float = 10.0
+    backend_response_timeout: float = 60.0
+    headers_with_underscores: str = "drop"
+    access_log: str = ""
 
     def to_json(self) -> str:
         return json.dumps(attrs.asdict(self))

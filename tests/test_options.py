@@ -1,0 +1,77 @@
+"""``twistd gateway`` options: defaults match the workers' settings, and values the
+data plane could not use are refused before anything starts."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+from twisted.python import usage
+
+from twistgw.ipc.settings import DataPlaneSettings
+from twistgw.options import POSITIVE, GatewayOptions, data_plane_settings
+
+
+def _parse(config_dir: pathlib.Path, *args: str) -> GatewayOptions:
+    options = GatewayOptions()
+    options.parseOptions(["--config-dir", str(config_dir), *args])
+    return options
+
+
+def test_defaults_are_the_data_plane_defaults(tmp_path):
+    assert data_plane_settings(_parse(tmp_path)) == DataPlaneSettings()
+
+
+def test_values_reach_the_data_plane_settings(tmp_path):
+    settings = data_plane_settings(
+        _parse(
+            tmp_path,
+            "--max-request-line=4096",
+            "--max-header-bytes=8192",
+            "--max-header-count=50",
+            "--request-header-timeout=2.5",
+            "--idle-timeout=30",
+            "--backend-connect-timeout=1",
+            "--backend-response-timeout=5",
+            "--headers-with-underscores=reject",
+            "--access-log=-",
+        )
+    )
+    assert (settings.max_request_line, settings.max_header_bytes) == (4096, 8192)
+    assert settings.max_header_count == 50
+    assert (settings.header_timeout, settings.idle_timeout) == (2.5, 30.0)
+    assert (settings.backend_connect_timeout, settings.backend_response_timeout) == (1.0, 5.0)
+    assert (settings.headers_with_underscores, settings.access_log) == ("reject", "-")
+    assert DataPlaneSettings.from_json(settings.to_json()) == settings
+
+
+@pytest.mark.parametrize("name", POSITIVE)
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_limits_and_timeouts_must_be_positive(tmp_path, name, value):
+    with pytest.raises(usage.UsageError, match=f"--{name} must be positive"):
+        _parse(tmp_path, f"--{name}={value}")
+
+
+def test_the_head_holds_at_least_the_request_line(tmp_path):
+    with pytest.raises(usage.UsageError, match="--max-header-bytes must be at least"):
+        _parse(tmp_path, "--max-request-line=8192", "--max-header-bytes=8191")
+    _parse(tmp_path, "--max-request-line=8192", "--max-header-bytes=8192")
+
+
+def test_headers_with_underscores_is_one_of_three(tmp_path):
+    for action in ("drop", "reject", "allow"):
+        options = _parse(tmp_path, f"--headers-with-underscores={action}")
+        assert options["headers-with-underscores"] == action
+    with pytest.raises(usage.UsageError, match="must be one of drop, reject, allow"):
+        _parse(tmp_path, "--headers-with-underscores=keep")
+
+
+def test_access_log_path_is_made_absolute_and_its_directory_must_exist(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert _parse(tmp_path, "--access-log=access.jsonl")["access-log"] == os.path.join(
+        os.getcwd(), "access.jsonl"
+    )
+    assert _parse(tmp_path)["access-log"] == ""
+    with pytest.raises(usage.UsageError, match="--access-log: no directory"):
+        _parse(tmp_path, f"--access-log={tmp_path / 'missing' / 'access.jsonl'}")
