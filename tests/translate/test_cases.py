@@ -7,8 +7,10 @@ A case file has:
 - ``options``: optional ``controllerName``, ``addressPool`` (a CIDR), and the data
   plane's feedback: ``bindFailures`` (``"ADDRESS:PORT": why``, ``ADDRESS:PORT/udp`` for
   UDP) and ``unusableAddresses``; ``publishService`` (``NAMESPACE/NAME``, cluster mode);
+- ``errors``: the messages of the objects rejected as invalid (none when absent);
 - ``statuses``: expected statuses, each ``{kind, name, namespace?}`` plus
-  ``conditions`` (``Type: Status/Reason``), ``listeners`` (name -> conditions,
+  ``conditions`` (``Type: Status/Reason``), ``messages`` (``Type: message``, exact),
+  ``listeners`` (name -> conditions,
   ``attachedRoutes``, ``supportedKinds``), ``parents`` (list, in parentRefs order, of
   conditions), ``ancestors`` (list of ``{gateway, conditions}``, for policies),
   ``addresses`` or ``supportedFeatures`` — only what is given is checked;
@@ -103,6 +105,10 @@ def _check_status(expected: dict, actual: dict, label: str) -> None:
         got = _conditions(actual.get("conditions", []))
         for type_, want in expected["conditions"].items():
             assert got.get(type_) == want, f"{label} condition {type_}: {got}"
+    if "messages" in expected:
+        got = {c["type"]: c["message"] for c in actual.get("conditions", [])}
+        for type_, want in expected["messages"].items():
+            assert got.get(type_) == want, f"{label} condition {type_} message"
     if "addresses" in expected:
         got = [
             a["value"] if a["type"] == "IPAddress" else f"{a['type']}:{a['value']}"
@@ -153,7 +159,7 @@ def test_case(path: pathlib.Path) -> None:
     snapshot = ObjectAssembler(GenerationTracker(lambda: 0.0)).assemble(
         {str(path): case["objects"]}
     )
-    assert not snapshot.errors, snapshot.errors
+    assert [error.message for error in snapshot.errors] == (case.get("errors") or [])
     translation = translate(
         snapshot,
         TranslateOptions(

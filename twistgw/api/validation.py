@@ -4,13 +4,19 @@ The API server rejects an object that breaks its CRD's schema; in host mode noth
 stands in front of the gateway, so these checks do that job. Each failure names the
 field (``spec.listeners[1].port``) and what was wrong. Defaults are filled in as the
 API server would, so the translator can rely on them.
+
+Some values the schema accepts cannot go on the wire: a header value with a CR or LF
+or a character outside Latin-1, a rewrite path with a space. The API server stores
+such objects, so they are not invalid objects here either: ``wire_problems`` names
+them and the translator drops the rule, with the field and the reason in the route's
+status.
 """
 
 from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Any
 
@@ -19,6 +25,11 @@ SECTION_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-
 HOSTNAME_RE = re.compile(
     r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
+#: A Gateway API PreciseHostname: no wildcard (redirect and rewrite hostnames).
+PRECISE_HOSTNAME_RE = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+#: An RFC 9110 field name: a token (tchar+).
 HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
 PROTOCOL_RE = re.compile(
     r"^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[A-Za-z0-9]+$"
@@ -74,7 +85,7 @@ def _string(
         _fail(where, f"must be at most {max_len} characters")
     if enum is not None and value not in enum:
         _fail(where, f"must be one of {', '.join(enum)}; got {value!r}")
-    if pattern is not None and not pattern.match(value):
+    if pattern is not None and not pattern.fullmatch(value):
         _fail(where, f"{value!r} is not valid")
     return value
 
@@ -117,7 +128,7 @@ def _parent_refs(spec: dict, path: str) -> None:
 
 def _hostnames(spec: dict, path: str) -> None:
     for i, name in enumerate(_list(spec.get("hostnames"), f"{path}.hostnames", 16)):
-        if not isinstance(name, str) or not HOSTNAME_RE.match(name):
+        if not isinstance(name, str) or not HOSTNAME_RE.fullmatch(name):
             _fail(f"{path}.hostnames[{i}]", f"{name!r} is not a valid hostname")
 
 
@@ -134,16 +145,24 @@ def _backend_ref(ref: Any, where: str) -> None:
         _fail(f"{where}.port", "is required when referring to a Service")
 
 
+def _header_name(name: Any, where: str) -> None:
+    if not isinstance(name, str) or not HEADER_NAME_RE.fullmatch(name):
+        _fail(where, f"{name!r} is not a valid header name (an RFC 9110 token)")
+    if len(name) > 256:
+        _fail(where, "must be at most 256 characters")
+
+
 def _header_modifier(value: Any, where: str) -> None:
     mod = _mapping(value, where)
     for verb in ("set", "add"):
         for i, header in enumerate(_list(mod.get(verb), f"{where}.{verb}", 16)):
-            header = _mapping(header, f"{where}.{verb}[{i}]")
-            _string(header, "name", f"{where}.{verb}[{i}]", required=True, pattern=HEADER_NAME_RE)
-            _string(header, "value", f"{where}.{verb}[{i}]", required=True, max_len=4096)
+            at = f"{where}.{verb}[{i}]"
+            header = _mapping(header, at)
+            _string(header, "name", at, required=True, max_len=256)
+            _header_name(header["name"], f"{at}.name")
+            _string(header, "value", at, required=True, max_len=4096)
     for i, name in enumerate(_list(mod.get("remove"), f"{where}.remove", 16)):
-        if not isinstance(name, str) or not HEADER_NAME_RE.match(name):
-            _fail(f"{where}.remove[{i}]", f"{name!r} is not a valid header name")
+        _header_name(name, f"{where}.remove[{i}]")
 
 
 def _path_modifier(value: Any, where: str) -> None:
@@ -169,7 +188,7 @@ def _filters(filters: Any, where: str) -> None:
             red = _mapping(flt.get("requestRedirect"), f"{at}.requestRedirect")
             red.setdefault("statusCode", 302)
             _string(red, "scheme", f"{at}.requestRedirect", enum=("http", "https"))
-            _string(red, "hostname", f"{at}.requestRedirect", pattern=HOSTNAME_RE)
+            _string(red, "hostname", f"{at}.requestRedirect", pattern=PRECISE_HOSTNAME_RE)
             _int(red, "port", f"{at}.requestRedirect", 1, 65535)
             code = red.get("statusCode")
             if code not in REDIRECT_CODES:
@@ -178,7 +197,7 @@ def _filters(filters: Any, where: str) -> None:
                 _path_modifier(red["path"], f"{at}.requestRedirect.path")
         elif kind == "URLRewrite":
             rew = _mapping(flt.get("urlRewrite"), f"{at}.urlRewrite")
-            _string(rew, "hostname", f"{at}.urlRewrite", pattern=HOSTNAME_RE)
+            _string(rew, "hostname", f"{at}.urlRewrite", pattern=PRECISE_HOSTNAME_RE)
             if rew.get("path") is not None:
                 _path_modifier(rew["path"], f"{at}.urlRewrite.path")
 
@@ -208,6 +227,79 @@ def _http_match(match: Any, where: str) -> None:
             ):
                 _regex(item["value"], f"{at}.value")
     _string(match, "method", where, enum=METHODS)
+
+
+# --- what the schema accepts but the wire cannot carry ----------------------------------
+
+
+def field_value_problem(value: str) -> str | None:
+    """Why ``value`` cannot be sent as an HTTP field value, or None: RFC 9110 allows
+    visible ASCII, obs-text (the data plane writes values as Latin-1, so characters
+    up to U+00FF), and SP and HTAB between them."""
+    for char in value:
+        code = ord(char)
+        if char in "\r\n":
+            return "contains a CR or LF"
+        if code == 0:
+            return "contains a NUL"
+        if code > 0xFF:
+            return f"contains {char!r} (U+{code:04X}), which is not Latin-1"
+        if (code < 0x20 and char != "\t") or code == 0x7F:
+            return f"contains the control character U+{code:04X}"
+    if value[:1] in (" ", "\t") or value[-1:] in (" ", "\t"):
+        return "begins or ends with whitespace"
+    return None
+
+
+def path_problem(value: str) -> str | None:
+    """Why ``value`` cannot be put in a request target or a Location, or None: no
+    controls, no whitespace, and ASCII only (other characters must be percent-encoded)."""
+    for char in value:
+        code = ord(char)
+        if char in "\r\n":
+            return "contains a CR or LF"
+        if code == 0:
+            return "contains a NUL"
+        if code < 0x20 or code == 0x7F:
+            return f"contains the control character U+{code:04X}"
+        if char.isspace():
+            return f"contains whitespace (U+{code:04X})"
+        if code > 0x7E:
+            return f"contains {char!r} (U+{code:04X}), which is not ASCII: percent-encode it"
+    return None
+
+
+def _filter_wire_problems(flt: Mapping[str, Any], at: str) -> Iterator[str]:
+    kind = flt.get("type")
+    if kind in ("RequestHeaderModifier", "ResponseHeaderModifier"):
+        field = kind[0].lower() + kind[1:]
+        mod = flt.get(field) or {}
+        for verb in ("set", "add"):
+            for i, header in enumerate(mod.get(verb) or []):
+                problem = field_value_problem(header["value"])
+                if problem is not None:
+                    yield f"{at}.{field}.{verb}[{i}].value: {problem}"
+    elif kind in ("RequestRedirect", "URLRewrite"):
+        field = "requestRedirect" if kind == "RequestRedirect" else "urlRewrite"
+        path = (flt.get(field) or {}).get("path") or {}
+        key = "replaceFullPath" if path.get("type") == "ReplaceFullPath" else "replacePrefixMatch"
+        problem = path_problem(path.get(key) or "")
+        if problem is not None:
+            yield f"{at}.{field}.path.{key}: {problem}"
+
+
+def wire_problems(rule: Mapping[str, Any], where: str) -> list[str]:
+    """``field: problem`` for each value of a validated HTTPRoute rule (at ``where``,
+    e.g. ``spec.rules[0]``) that its filters would put on the wire but cannot be sent:
+    header values and redirect or rewrite paths, in the rule's filters and in its
+    backendRefs' filters."""
+    problems = []
+    for i, flt in enumerate(rule.get("filters") or []):
+        problems += _filter_wire_problems(flt, f"{where}.filters[{i}]")
+    for j, ref in enumerate(rule.get("backendRefs") or []):
+        for i, flt in enumerate(ref.get("filters") or []):
+            problems += _filter_wire_problems(flt, f"{where}.backendRefs[{j}].filters[{i}]")
+    return problems
 
 
 # --- per kind --------------------------------------------------------------------------

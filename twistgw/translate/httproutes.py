@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 
 from twistgw.api.resource import Resource
+from twistgw.api.validation import wire_problems
 from twistgw.routing import ir
 from twistgw.snapshot import Snapshot
 from twistgw.translate.attachment import RouteAnalysis
@@ -100,6 +101,9 @@ def analyse_route(
         refs = rule.get("backendRefs") or []
         resolved = compile_backends(snapshot, route, refs, result, policies)
         try:
+            problems = wire_problems(rule, f"spec.rules[{rule_index}]")
+            if problems:
+                raise UnsupportedRule("; ".join(problems))
             for match_index, match_spec in enumerate(rule.get("matches") or [{}]):
                 match = _match(match_spec)
                 filters = _filters(rule.get("filters"), match, SUPPORTED_FILTERS)
