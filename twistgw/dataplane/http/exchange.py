@@ -1,0 +1,424 @@
+"""One request and its response, from the request head to the response's end, whatever
+the wire protocol on either side: route → filters → backend choice → upstream →
+response filters → access-log record.
+
+The exchange talks to the client through its ``down`` codec (``send_response``,
+``send_data``, ``send_end``, ``send_local``, ``accept_body``, ``flush``) and to the
+backend through a pooled upstream connection's codec; neither builds wire bytes here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.logger import Logger
+
+from twistgw.dataplane.fastwrite import has_pending
+from twistgw.dataplane.http.deadline import Deadline
+from twistgw.dataplane.http.filters import redirect_location, rewrite_path
+from twistgw.dataplane.http.forwarding import forwarded
+from twistgw.dataplane.http.messages import Request, Response
+from twistgw.dataplane.http.router import CompiledBackend, CompiledRoute
+
+if TYPE_CHECKING:
+    from twistgw.dataplane.http.h1.server import ServerCodec
+    from twistgw.dataplane.http.server import HTTPServerProtocol
+    from twistgw.dataplane.http.upstream import UpstreamConnection
+    from twistgw.routing.ir import Endpoint
+
+log = Logger()
+
+#: Body bytes held for a backend that is not connected yet before reading pauses.
+MAX_PENDING_BODY = 256 * 1024
+#: Methods a request may be retried with on a fresh connection (RFC 9110 §9.2.2).
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+
+class Exchange:
+    """One request on a client connection (``conn``) and its codec (``down``)."""
+
+    __slots__ = (
+        "down",
+        "conn",
+        "request",
+        "started_at",
+        "upstream_at",
+        "request_done",
+        "pending",
+        "pending_size",
+        "upstream",
+        "route",
+        "backend",
+        "listener",
+        "endpoint",
+        "code",
+        "responded",
+        "finished",
+        "retried",
+        "producing",
+        "method",
+        "path",
+        "headers",
+        "target",
+        "request_id",
+        "received",
+        "sent",
+        "tunnel_idle",
+    )
+
+    def __init__(self, down: ServerCodec, request: Request, conn: HTTPServerProtocol) -> None:
+        self.down = down
+        self.conn = conn
+        self.request = request
+        self.method = request.method
+        self.started_at = 0.0
+        self.upstream_at = 0.0
+        self.request_done = False
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+        self.upstream: UpstreamConnection | None = None
+        self.route: CompiledRoute | None = None
+        self.backend: CompiledBackend | None = None
+        self.listener = None
+        self.endpoint: Endpoint | None = None
+        self.code = 0
+        self.responded = False  # the response head went to the client
+        self.finished = False
+        self.retried = False
+        self.producing = False
+        self.path = ""
+        self.headers = None
+        self.target = b""
+        self.request_id = b""
+        self.received = 0
+        self.sent = 0
+        self.tunnel_idle: Deadline | None = None
+
+    # -- request side
+
+    def start(self) -> None:
+        conn = self.conn
+        request = self.request
+        self.started_at = conn.clock.seconds()
+        path_bytes, _, query_bytes = request.target.partition(b"?")
+        path = self.path = path_bytes.decode("latin-1")
+        query = query_bytes.decode("latin-1")
+        authority = request.authority.decode("latin-1")
+        host_name = _host_only(authority.lower())
+        router = conn.factory.router
+        self.listener, route = router.route(host_name, self.method, path, query, self._header_dict)
+        if self.listener is not None and conn.tls:
+            chosen = conn.handshake_listener()
+            if chosen is not None and chosen != self.listener.name:
+                self.respond_local(421, b"this host is served by another listener: check SNI\n")
+                return
+        if route is None:
+            self.respond_local(404, b"no route matches this request\n")
+            return
+        self.route = route
+        if route.redirect is not None:
+            location = redirect_location(
+                route, conn.scheme, authority, conn.local_port(), path, query
+            )
+            self.respond_local(route.redirect.status_code, b"", [(b"location", location)])
+            return
+        backend = self.backend = route.pick_backend()
+        if backend is None or backend.invalid:
+            self.respond_local(500, b"the route has no valid backend\n")
+            return
+        endpoint = self.endpoint = backend.endpoint()
+        if endpoint is None:
+            self.respond_local(503, b"no healthy endpoints for the backend\n")
+            return
+        self._prepare(path, query, authority)
+        self._connect()
+
+    def _prepare(self, path: str, query: str, authority: str) -> None:
+        """The request line and fields the backend gets."""
+        route, backend, conn, request = self.route, self.backend, self.conn, self.request
+        headers, self.request_id = forwarded(request.headers, conn.peer_host, conn.scheme_bytes)
+        target = request.target
+        host = request.authority
+        rewrite = route.rewrite
+        if rewrite is not None:
+            if rewrite.hostname:
+                host = rewrite.hostname.encode("latin-1")
+            if rewrite.path is not None:
+                new_path = rewrite_path(route, rewrite.path, path)
+                target = (new_path + ("?" + query if query else "")).encode("latin-1")
+        if not host:  # HTTP/1.0 without Host: name the backend as an HTTP/1.1 Host
+            host = b"%s:%d" % (self.endpoint.address.encode(), self.endpoint.port)
+        headers.insert(0, (b"host", host))
+        if route.request_headers is not None:
+            headers = route.request_headers.apply(headers)
+        if backend.request_headers is not None:
+            headers = backend.request_headers.apply(headers)
+        self.headers = headers
+        self.target = target
+
+    def _connect(self) -> None:
+        backend = self.backend
+        tls = backend.spec.tls
+        self.conn.pool.acquire(
+            self.endpoint,
+            self,
+            tls,
+            self.listener.spec.client_certificate if tls is not None else None,
+        )
+
+    def _header_dict(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for name, value in self.request.headers:
+            key = name.decode("latin-1")
+            if key in found:
+                found[key] += "," + value.decode("latin-1")
+            else:
+                found[key] = value.decode("latin-1")
+        return found
+
+    def request_data(self, data: bytes) -> None:
+        if self.finished:
+            return  # a local answer ignores the body
+        self.received += len(data)
+        upstream = self.upstream
+        if upstream is not None:
+            upstream.codec.send_data(data)
+            return
+        self.pending.append(data)
+        self.pending_size += len(data)
+        if self.pending_size > MAX_PENDING_BODY:
+            self.conn.pause_reading()
+
+    def request_end(self) -> None:
+        self.request_done = True
+        if self.finished:
+            return
+        upstream = self.upstream
+        if upstream is not None:
+            conn = self.conn
+            if _unpair(upstream.transport) and not conn.paused and conn.transport is not None:
+                conn.transport.resumeProducing()  # it may have been paused by the backend
+            upstream.codec.send_end()
+
+    # -- upstream side
+
+    def upstream_ready(self, upstream: UpstreamConnection) -> None:
+        if self.finished:  # answered meanwhile (client gone): hand the connection back
+            upstream.release()
+            return
+        self.upstream = upstream
+        upstream.exchange = self
+        self.upstream_at = self.conn.clock.seconds()
+        request = self.request
+        codec = upstream.codec
+        codec.send_request(
+            self, self.method, self.target, self.headers, request.length, request.upgrade
+        )
+        pending, self.pending, self.pending_size = self.pending, [], 0
+        for data in pending:
+            codec.send_data(data)
+        if self.request_done:
+            codec.send_end()
+        else:
+            upstream.transport.registerProducer(self.conn.transport, True)
+            self.down.accept_body()
+            self.down.flush()
+        self.conn.resume_reading()
+
+    def upstream_failed(self, reason: str) -> None:
+        log.info(
+            "connecting to backend {backend} failed: {reason}",
+            backend=self.backend.name if self.backend else "?",
+            reason=reason,
+        )
+        self.respond_local(503, b"the backend is unavailable\n")
+
+    def upstream_error(self, status: int, reason: str, started: bool) -> None:
+        """The backend connection failed mid-exchange (``started``: after the response
+        head), broke the protocol, or did not answer in time."""
+        upstream = self.upstream
+        self._detach_upstream()
+        if self.finished:
+            return
+        if self.responded or started:
+            # the response was cut short: the client cannot be told otherwise
+            log.info("backend {backend}: {reason}", backend=self.backend.name, reason=reason)
+            self._finish()
+            self.conn.abort()
+            return
+        if (
+            status == 502
+            and upstream is not None
+            and upstream.reused
+            and not self.retried
+            and self.method in IDEMPOTENT
+            and not self.request.has_body
+            and self.request.upgrade is None
+        ):
+            self.retried = True  # a pooled connection the backend had closed: try again
+            self._connect()
+            return
+        if status == 502:
+            log.info("backend {backend}: {reason}", backend=self.backend.name, reason=reason)
+        if status == 502 and self.backend.spec.tls is not None:
+            reason += " (or failed TLS checks)"
+        self.respond_local(status, reason.encode() + b"\n")
+
+    def response_head(self, response: Response, upgrade: bytes | None) -> None:
+        self.code = response.status
+        self.responded = True
+        route, backend = self.route, self.backend
+        if route.response_headers is not None:
+            response.headers = route.response_headers.apply(response.headers)
+        if backend.response_headers is not None:
+            response.headers = backend.response_headers.apply(response.headers)
+        self.down.send_response(response, upgrade)
+        if upgrade is not None:
+            self._tunnel()
+
+    def response_data(self, data: bytes) -> None:
+        self.sent += len(data)
+        self.down.send_data(data)
+
+    def flush(self) -> None:
+        """Send what the last read from the backend produced, in one write."""
+        down = self.down
+        if down.out:
+            down.flush()
+            conn = self.conn
+            if not self.producing and self.upstream is not None and has_pending(conn.transport):
+                # the client is slower than the backend: let it pause the backend
+                conn.transport.registerProducer(self.upstream.transport, True)
+                self.producing = True
+
+    def response_end(self) -> None:
+        upstream = self.upstream
+        self._detach_upstream()
+        if upstream is not None:
+            upstream.release()
+        self._finish()
+        self.down.send_end()
+
+    def _detach_upstream(self) -> None:
+        """End the producer/consumer pairing of this exchange. Either side may have been
+        paused by the other's backpressure when the exchange ended: resume it, or the
+        next exchange on that connection would never be read."""
+        upstream, self.upstream = self.upstream, None
+        conn = self.conn
+        transport = conn.transport
+        if transport is not None and transport.producer is not None:
+            transport.unregisterProducer()
+        if upstream is not None:
+            upstream.exchange = None
+            if upstream.connected:
+                if _unpair(upstream.transport) and transport is not None and not conn.paused:
+                    transport.resumeProducing()
+                upstream.transport.resumeProducing()
+
+    # -- tunnels (after a 101)
+
+    def _tunnel(self) -> None:
+        conn, upstream = self.conn, self.upstream
+        self.down.flush()
+        from_client = self.down.start_tunnel()
+        from_backend = upstream.codec.start_tunnel()
+        _unpair(upstream.transport)
+        if conn.transport.producer is not None:
+            conn.transport.unregisterProducer()
+        upstream.transport.registerProducer(conn.transport, True)
+        conn.transport.registerProducer(upstream.transport, True)
+        self.producing = True
+        conn.tunnel = upstream
+        self.tunnel_idle = Deadline(conn.clock, self._tunnel_idle)
+        self.tunnel_idle.set(conn.settings.stream_idle_timeout)
+        if from_client:
+            self.tunnel_data(from_client)
+        if from_backend:
+            self.backend_tunnel_data(from_backend)
+
+    def tunnel_data(self, data: bytes) -> None:
+        """Bytes from the client, for the backend."""
+        self.received += len(data)
+        self.tunnel_idle.set(self.conn.settings.stream_idle_timeout)
+        self.upstream.write(data)
+
+    def backend_tunnel_data(self, data: bytes) -> None:
+        """Bytes from the backend, for the client."""
+        self.sent += len(data)
+        self.tunnel_idle.set(self.conn.settings.stream_idle_timeout)
+        self.conn.write(data)
+
+    def tunnel_closed(self) -> None:
+        """Either side of the tunnel closed: the exchange ends with it."""
+        if self.tunnel_idle is not None:
+            self.tunnel_idle.cancel()
+        if not self.finished:
+            self._finish()
+
+    def _tunnel_idle(self) -> None:
+        self.conn.close()
+        if self.upstream is not None:
+            self.upstream.transport.loseConnection()
+
+    # -- local answers and the end
+
+    def respond_local(
+        self, code: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        self.code = code
+        self.pending = []
+        self._detach_upstream()
+        if self.method == b"HEAD":
+            body = b""
+        self._finish()
+        self.down.send_local(code, body, extra)
+
+    def _finish(self) -> None:
+        """Count the exchange and write its access-log record, once."""
+        if self.finished:
+            return
+        self.finished = True
+        conn = self.conn
+        listener = self.listener
+        now = conn.clock.seconds()
+        conn.metrics.request(
+            listener.gateway if listener is not None else "",
+            self.route.name if self.route is not None else "",
+            self.backend.name if self.backend is not None else "",
+            self.code,
+            now - self.started_at,
+        )
+        if conn.access_log is not None:
+            conn.access_log(self, now)
+
+    def client_gone(self) -> None:
+        """The client disconnected (or broke the protocol): drop the backend side."""
+        upstream, self.upstream = self.upstream, None
+        tunnel = self.tunnel_idle is not None
+        if tunnel:
+            self.tunnel_idle.cancel()
+        if not self.finished:
+            self.code = self.code or 499  # nginx's code for a client that went away
+            self._finish()
+        if upstream is not None:
+            upstream.exchange = None
+            if tunnel:
+                upstream.transport.loseConnection()  # a tunnel's end is no error
+            else:
+                upstream.abort()
+
+
+def _unpair(transport) -> bool:
+    """Unregister the transport's producer, if any; whether there was one."""
+    if transport is not None and transport.producer is not None:
+        transport.unregisterProducer()
+        return True
+    return False
+
+
+def _host_only(host: str) -> str:
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end != -1 else host
+    colon = host.rfind(":")
+    return host[:colon] if colon != -1 else host

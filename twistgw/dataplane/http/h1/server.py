@@ -1,0 +1,423 @@
+"""The client side of an HTTP/1.1 connection as a state machine apart from I/O.
+
+Bytes in (``receive``), request events out (to the exchange the ``start`` callable
+returns); response calls in (``send_response``, ``send_data``, ``send_end``,
+``send_local``), bytes out (to ``io.write``). Time comes from an injected clock.
+Requests are served one at a time: a pipelined request waits, unparsed, until the
+response before it has ended, and is never seen once the connection must close (an
+answer that left a request body unread, ``Connection: close``, a protocol error).
+Every refusal is answered with a response and a close, never a bare close.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Protocol as TypingProtocol
+
+from twisted.internet.interfaces import IReactorTime
+
+from twistgw.dataplane.http.deadline import Deadline
+from twistgw.dataplane.http.h1.bodies import LAST_CHUNK, BodyReader, EmptyBody, LengthBody, chunk
+from twistgw.dataplane.http.h1.framing import Fields, request_body
+from twistgw.dataplane.http.h1.heads import (
+    ProtocolError,
+    RequestHead,
+    has_bare_newline,
+    head_end,
+    parse_request_head,
+    serialize,
+)
+from twistgw.dataplane.http.messages import Headers, Request, Response
+
+REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in REASONS.items()}
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: uri-host [":" port]: a reg-name or IP literal (RFC 3986), without user info.
+HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
+ABSOLUTE = re.compile(rb"(?i:https?)://([^/?#@]+)([/?][\x21-\x7e]*)?")
+#: Pipelined bytes held while a response is pending before reading pauses.
+MAX_PIPELINED = 64 * 1024
+
+# reading states
+HEAD, BODY, DONE, TUNNEL, CLOSED = range(5)
+
+
+def status_line(code: int) -> bytes:
+    line = STATUS_LINES.get(code)
+    return line if line is not None else b"HTTP/1.1 %d Unknown\r\n" % code
+
+
+class ConnectionIO(TypingProtocol):
+    """What the codec needs of its connection."""
+
+    def write(self, data: bytes) -> None: ...
+    def close(self) -> None: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+
+
+class RequestSink(TypingProtocol):
+    """What receives a request's events: the exchange."""
+
+    def start(self) -> None: ...
+    def request_data(self, data: bytes) -> None: ...
+    def request_end(self) -> None: ...
+    def tunnel_data(self, data: bytes) -> None: ...
+    def client_gone(self) -> None: ...
+
+
+class Limits(TypingProtocol):
+    """The data-plane settings the codec reads."""
+
+    max_request_line: int
+    max_header_bytes: int
+    max_header_count: int
+    header_timeout: float
+    idle_timeout: float
+    headers_with_underscores: str
+
+
+class ServerCodec:
+    """One client connection's HTTP/1.1 protocol state."""
+
+    def __init__(
+        self,
+        io: ConnectionIO,
+        start: Callable[[ServerCodec, Request], RequestSink],
+        clock: IReactorTime,
+        limits: Limits,
+    ) -> None:
+        self.io = io
+        self.new_exchange = start
+        self.limits = limits
+        self.buffer = b""
+        self.state = HEAD
+        self.sink: RequestSink | None = None
+        self.body: BodyReader = EmptyBody()
+        self.version = b"1.1"
+        self.head_request = False
+        self.persistent = True
+        self.draining = False
+        self.expecting = False
+        self.responding = False  # a response head went out and its end did not yet
+        self.chunked = False
+        self.out: list[bytes] = []
+        self.processing = False
+        self.requests = 0
+        self.deadline = Deadline(clock, self._timed_out)
+        self.deadline.set(limits.header_timeout)  # for the first request's head
+        self.head_started = True
+
+    # -- bytes in
+
+    def receive(self, data: bytes) -> None:
+        state = self.state
+        if state == BODY and not self.buffer:
+            self._feed_body(data)
+        elif state == TUNNEL:
+            self.sink.tunnel_data(data)
+            return
+        elif state == CLOSED:
+            return
+        else:
+            self.buffer += data
+            if state == DONE and len(self.buffer) > MAX_PIPELINED:
+                self.io.pause()  # a pipelined request waits for the response before it
+        self._process()
+
+    def connection_lost(self) -> None:
+        self.state = CLOSED
+        self.deadline.cancel()
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            sink.client_gone()
+
+    def _process(self) -> None:
+        """Parse what is buffered while the state allows it (re-entry safe: the end of a
+        response may come back here from within ``start``)."""
+        if self.processing:
+            return
+        self.processing = True
+        try:
+            while True:
+                state = self.state
+                if state == HEAD and self.buffer:
+                    if not self._head():
+                        break
+                elif state == BODY and self.buffer:
+                    data, self.buffer = self.buffer, b""
+                    self._feed_body(data)
+                elif state == TUNNEL and self.buffer:
+                    data, self.buffer = self.buffer, b""
+                    self.sink.tunnel_data(data)
+                else:
+                    break
+        finally:
+            self.processing = False
+        self.flush()
+
+    def _head(self) -> bool:
+        """Parse a request head from the buffer; False when it is incomplete."""
+        limits = self.limits
+        buffer = self.buffer
+        start = 0
+        while buffer.startswith(b"\r\n", start):  # RFC 9112 §2.2: empty lines before it
+            start += 2
+        end = head_end(buffer, start)
+        if end == -1 or end - start > limits.max_header_bytes:
+            size = (len(buffer) if end == -1 else end) - start
+            if buffer.find(b"\r\n", start, start + limits.max_request_line + 2) == -1 and (
+                size > limits.max_request_line
+            ):
+                return self._refuse(414, "request line too long")
+            if size > limits.max_header_bytes:
+                return self._refuse(431, "request header too large")
+            if has_bare_newline(buffer):
+                return self._refuse(400, "bare LF in the request head")
+            if b"\0" in buffer:
+                return self._refuse(400, "NUL in the request head")
+            self.buffer = buffer[start:]
+            if not self.head_started:  # trickling bytes do not move the deadline
+                self.head_started = True
+                self.deadline.set(limits.header_timeout)
+            return False
+        self.head_started = False
+        self.deadline.clear()
+        try:
+            head = parse_request_head(
+                buffer[:end], limits.max_request_line, limits.max_header_count, start
+            )
+            request = self._request(head)
+        except ProtocolError as error:
+            self.version = b"1.1"
+            return self._refuse(error.status, error.reason)
+        self.buffer = buffer[end:]
+        self.requests += 1
+        self.sink = sink = self.new_exchange(self, request)
+        if request.has_body:
+            self.state = BODY
+            sink.start()
+        else:
+            self.state = DONE
+            sink.start()
+            sink.request_end()  # (a no-op for an exchange that answered already)
+        return True
+
+    def _request(self, head: RequestHead) -> Request:
+        """The exchange's view of a request head, after RFC 9112's checks."""
+        fields = Fields(head.headers)
+        version = self.version = head.version
+        method = head.method
+        hosts = fields.hosts
+        if len(hosts) > 1 or (version == b"1.1" and not hosts):
+            raise ProtocolError(400, "a request needs exactly one Host")
+        authority = hosts[0] if hosts else b""
+        if HOST.fullmatch(authority) is None:
+            raise ProtocolError(400, "invalid Host")
+        target = head.target
+        if target[0] != 47:  # not origin-form ("/...")
+            if method == b"CONNECT":
+                raise ProtocolError(501, "CONNECT is not supported")
+            if target == b"*":
+                if method != b"OPTIONS":
+                    raise ProtocolError(400, "asterisk-form is for OPTIONS only")
+            else:
+                match = ABSOLUTE.fullmatch(target)
+                if match is None or HOST.fullmatch(match.group(1)) is None:
+                    raise ProtocolError(400, "invalid request target")
+                authority = match.group(1)  # RFC 9112 §3.2.2: it replaces Host
+                target = match.group(2) or b"/"
+                if target[0] == 63:  # "?query" without a path
+                    target = b"/" + target
+        self.body = body = request_body(fields, version, self.limits.max_header_bytes)
+        self.persistent = fields.persistent(version) and not self.draining
+        self.head_request = method == b"HEAD"
+        headers = fields.headers
+        underscores = self.limits.headers_with_underscores
+        if underscores != "allow" and any(b"_" in field[0] for field in headers):
+            if underscores == "reject":
+                raise ProtocolError(400, "header names with underscores are refused")
+            headers = [field for field in headers if b"_" not in field[0]]
+        has_body = not isinstance(body, EmptyBody)
+        expect = fields.expect
+        if expect is not None:
+            if expect != b"100-continue":
+                raise ProtocolError(417, "unsupported expectation")
+            self.expecting = has_body and version == b"1.1"
+        upgrade = None
+        if fields.upgrade is not None and b"upgrade" in fields.tokens:
+            protocol = fields.upgrade.split(b",")[0].strip(b" \t")
+            if protocol.lower().split(b"/")[0] != b"h2c":  # h2c is this hop's own business
+                upgrade = fields.upgrade
+        return Request(
+            method,
+            authority,
+            target,
+            headers,
+            has_body,
+            body.remaining if isinstance(body, LengthBody) else None if has_body else 0,
+            "HTTP/" + version.decode(),
+            upgrade,
+        )
+
+    def _feed_body(self, data: bytes) -> None:
+        try:
+            pieces, rest = self.body.feed(data)
+        except ProtocolError as error:
+            self._refuse(error.status, error.reason)
+            return
+        sink = self.sink
+        for piece in pieces:
+            sink.request_data(piece)
+        if rest is None:
+            self.deadline.set(self.limits.idle_timeout)  # a stalled body ends in 408
+            return
+        self.buffer = rest + self.buffer if self.buffer else rest
+        self.deadline.clear()
+        self._request_done()
+
+    def _request_done(self) -> None:
+        self.state = DONE
+        self.expecting = False
+        if len(self.buffer) > MAX_PIPELINED:
+            self.io.pause()
+        self.sink.request_end()
+
+    # -- responses out
+
+    def accept_body(self) -> None:
+        """The request's body is wanted: ask for it if the client waits to be asked."""
+        if self.expecting and self.body.received == 0 and not self.responding:
+            self.out.append(CONTINUE)
+        self.expecting = False
+
+    def send_response(self, response: Response, upgrade: bytes | None = None) -> None:
+        """Write a response head; ``upgrade`` completes a 101 (the tunnel follows)."""
+        status = response.status
+        length = response.length
+        extra = []
+        if upgrade is not None:
+            extra.append(b"connection: upgrade\r\nupgrade: %s\r\n" % upgrade)
+        elif self.head_request or status in (204, 304):
+            if length is not None and status != 204:
+                extra.append(b"content-length: %d\r\n" % length)
+        elif length is not None:
+            extra.append(b"content-length: %d\r\n" % length)
+        elif self.version == b"1.1":
+            self.chunked = True
+            extra.append(b"transfer-encoding: chunked\r\n")
+        else:
+            self.persistent = False  # the close ends the body
+        if upgrade is None:
+            if not self.persistent or self.draining:
+                self.persistent = False
+                extra.append(b"connection: close\r\n")
+            elif self.version == b"1.0":
+                extra.append(b"connection: keep-alive\r\n")
+        self.responding = True
+        self.out.append(serialize(status_line(status), response.headers, b"".join(extra)))
+
+    def send_data(self, data: bytes) -> None:
+        if self.head_request or not data:
+            return
+        self.out.append(chunk(data) if self.chunked else data)
+
+    def send_end(self) -> None:
+        """The response is complete."""
+        if self.chunked:
+            self.out.append(LAST_CHUNK)
+            self.chunked = False
+        self.responding = False
+        self.sink = None
+        self.expecting = False
+        if self.state == DONE and self.persistent:
+            self.state = HEAD
+            self.head_request = False
+            if self.buffer:
+                self.io.resume()
+                self.head_started = True
+                self.deadline.set(self.limits.header_timeout)
+                self._process()
+            else:
+                self.flush()
+                self.deadline.set(self.limits.idle_timeout)
+            return
+        # Connection: close, or an answer before the whole request body was read: the
+        # rest of the connection is not read (RFC 9112 §9.6)
+        self._close()
+
+    def send_local(self, status: int, body: bytes, headers: Headers | None = None) -> None:
+        """A complete response made here (an error, a redirect)."""
+        if self.state == BODY:
+            self.persistent = False  # the rest of the body is not worth reading
+        fields = [(b"content-type", b"text/plain")] if body else []
+        if headers:
+            fields += headers
+        self.send_response(Response(status, fields, len(body)))
+        self.send_data(body)
+        self.send_end()
+
+    def flush(self) -> None:
+        """Write what the responses produced since the last flush, in one write."""
+        out = self.out
+        if out:
+            self.out = []
+            self.io.write(out[0] if len(out) == 1 else b"".join(out))
+
+    # -- tunnels and closing
+
+    def start_tunnel(self) -> bytes:
+        """After a 101: the connection carries raw bytes from now on; returns the bytes
+        the client sent after its request, for the other side."""
+        self.state = TUNNEL
+        self.deadline.clear()
+        self.flush()
+        data, self.buffer = self.buffer, b""
+        self.io.resume()
+        return data
+
+    def drain(self) -> None:
+        """The gateway is stopping: close now if idle, else after this response."""
+        self.draining = True
+        if self.state == HEAD and not self.buffer and not self.responding:
+            self._close()
+        else:
+            self.persistent = False
+
+    def _refuse(self, status: int, reason: str) -> bool:
+        """Answer a request that breaks the protocol, then close."""
+        self.persistent = False
+        if self.responding:
+            self._close()  # a response is under way: it cannot be replaced
+            return False
+        self.sink, sink = None, self.sink
+        self.state = DONE
+        body = reason.encode() + b"\n"
+        self.send_response(Response(status, [(b"content-type", b"text/plain")], len(body)))
+        self.out.append(body)
+        self.responding = False
+        self._close()
+        if sink is not None:
+            sink.client_gone()
+        return False
+
+    def _close(self) -> None:
+        self.state = CLOSED
+        self.buffer = b""
+        self.deadline.cancel()
+        self.flush()
+        self.io.close()
+
+    def _timed_out(self) -> None:
+        state = self.state
+        if state == HEAD and self.buffer:
+            self._refuse(408, "request head not received in time")
+        elif state == BODY and not self.responding:
+            self._refuse(408, "request body not received in time")
+        else:
+            self._close()  # idle keep-alive, or nothing was ever sent
+            sink, self.sink = self.sink, None
+            if sink is not None:
+                sink.client_gone()

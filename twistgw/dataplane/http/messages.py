@@ -1,0 +1,57 @@
+"""Requests and responses as the exchange sees them, whatever the wire protocol.
+
+Codecs own the connection-level fields: they hand over headers without hop-by-hop
+fields, Host or framing fields, and say how long the body is instead."""
+
+from __future__ import annotations
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class Request:
+    """``authority`` comes from Host (or the target's authority, or ``:authority``);
+    ``target`` is the path and query; ``length`` is the body's length when known (None:
+    streamed, e.g. chunked); ``upgrade`` names the protocol of an upgrade request."""
+
+    __slots__ = (
+        "method",
+        "authority",
+        "target",
+        "headers",
+        "has_body",
+        "length",
+        "protocol",
+        "upgrade",
+    )
+
+    def __init__(
+        self,
+        method: bytes,
+        authority: bytes,
+        target: bytes,
+        headers: Headers,
+        has_body: bool = False,
+        length: int | None = 0,
+        protocol: str = "HTTP/1.1",
+        upgrade: bytes | None = None,
+    ) -> None:
+        self.method = method
+        self.authority = authority
+        self.target = target
+        self.headers = headers
+        self.has_body = has_body
+        self.length = length
+        self.protocol = protocol
+        self.upgrade = upgrade
+
+
+class Response:
+    """A response head; ``length`` as for requests (None: until the end, however it is
+    framed)."""
+
+    __slots__ = ("status", "headers", "length")
+
+    def __init__(self, status: int, headers: Headers, length: int | None = None) -> None:
+        self.status = status
+        self.headers = headers
+        self.length = length
