@@ -20,6 +20,7 @@ SUPPORTED_FEATURES: frozenset[str] = frozenset(
         "HTTPRoute303RedirectStatusCode",
         "HTTPRoute307RedirectStatusCode",
         "HTTPRoute308RedirectStatusCode",
+        "HTTPRouteBackendProtocolWebSocket",
         "HTTPRouteBackendRequestHeaderModification",
         "HTTPRouteHostRewrite",
         "HTTPRouteMethodMatching",

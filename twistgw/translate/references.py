@@ -13,10 +13,9 @@ if TYPE_CHECKING:
     from twistgw.translate.backendtls import BackendTLSPolicies
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-#: Backend protocols (Service port appProtocol) the data plane cannot speak yet.
-UNSUPPORTED_APP_PROTOCOLS = frozenset(
-    {"kubernetes.io/h2c", "kubernetes.io/ws", "kubernetes.io/wss"}
-)
+#: Backend protocols (Service port appProtocol) the data plane cannot speak yet
+#: (``kubernetes.io/ws`` it can: HTTP/1.1 with upgrades passed on).
+UNSUPPORTED_APP_PROTOCOLS = frozenset({"kubernetes.io/h2c", "kubernetes.io/wss"})
 
 
 class BackendError(Exception):
