@@ -69,6 +69,12 @@ class Metrics:
             "Workers that died and were replaced",
             registry=self.registry,
         )
+        self.table_rejections = Counter(
+            "twistgw_table_rejections",
+            "Routing tables a worker could not compile and rejected, keeping its last good "
+            "one (once per worker and table)",
+            registry=self.registry,
+        )
         self.reloads = Counter(
             "twistgw_config_reloads",
             "Configuration snapshots translated and applied",

@@ -54,7 +54,7 @@ class GatewayService(MultiService):
         from prometheus_client import generate_latest
 
         site = admin_site(
-            self.control.store.document,
+            self.control.status_document,
             self.control.ready,
             lambda: generate_latest(registry),
             self.control.config_dump,

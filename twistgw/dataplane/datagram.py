@@ -95,8 +95,8 @@ class Session:
 
 
 class UDPServer(DatagramProtocol):
-    """What one UDP socket serves; ``configure`` follows each new table (sessions keep
-    the backend they chose)."""
+    """What one UDP socket serves; each new table is compiled by ``prepare`` and put in
+    place by ``install`` (sessions keep the backend they chose)."""
 
     noisy = False
 
@@ -106,7 +106,7 @@ class UDPServer(DatagramProtocol):
         self.settings = settings
         self.label = f"{bind.address}:{bind.port}/udp"
         self.sessions: OrderedDict[Address, Session] = OrderedDict()
-        self.configure(bind)
+        self.install(self.prepare(bind))
 
     @property
     def open_connections(self) -> int:
@@ -116,11 +116,14 @@ class UDPServer(DatagramProtocol):
     def streams(self) -> list[Session]:
         return list(self.sessions.values())
 
-    def configure(self, bind: Bind) -> None:
+    def prepare(self, bind: Bind) -> tuple[StreamListener | None, WeightedBackends | None]:
+        """This socket's part of a table, compiled; nothing changes until ``install``."""
         listener = next((li for li in bind.listeners if isinstance(li, StreamListener)), None)
         route = listener.route if listener is not None else None
-        self.listener = listener
-        self.backends = WeightedBackends(route.backends) if route is not None else None
+        return listener, WeightedBackends(route.backends) if route is not None else None
+
+    def install(self, prepared: tuple[StreamListener | None, WeightedBackends | None]) -> None:
+        self.listener, self.backends = prepared
 
     def datagramReceived(self, data: bytes, addr: Address) -> None:
         session = self.sessions.get(addr)

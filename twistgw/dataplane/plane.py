@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import socket
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 from time import monotonic
+from typing import TypeVar
 
+import attrs
 from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
@@ -28,15 +32,31 @@ from twistgw.routing.ir import Bind, BindKey, HTTPListener, RoutingTable
 log = Logger()
 
 Key = BindKey
+T = TypeVar("T")
 #: Seconds between samples of the open-connections gauge.
 GAUGE_INTERVAL = 1.0
+
+
+class TableRejected(Exception):
+    """A routing table this worker cannot compile; the message names the bind."""
+
+
+@attrs.frozen
+class Prepared:
+    """A bind compiled for a BindServer, ready to be put in place in one step."""
+
+    router: Router
+    scheme: str
+    contexts: SNIContexts | None
+    entry: Factory
 
 
 class BindServer(Factory):
     """What one listening TCP socket serves: HTTP, HTTP inside TLS for HTTPS binds, for
     TLS binds whatever listener the ClientHello's SNI names (passthrough, terminated
     stream or HTTPS), or spliced streams for TCP binds.
-    ``configure`` follows each new table, even a switch of protocol on the socket."""
+    Each new table is compiled by ``prepare`` and put in place by ``install``, even a
+    switch of protocol on the socket."""
 
     noisy = False
 
@@ -47,7 +67,7 @@ class BindServer(Factory):
         self.contexts: SNIContexts | None = None
         self.entry: Factory = http
         self.streams: set = set()  # open spliced connections, whatever table made them
-        self.configure(bind)
+        self.install(self.prepare(bind))
 
     @property
     def open_connections(self) -> int:
@@ -63,41 +83,40 @@ class BindServer(Factory):
         for stream in list(self.streams):
             stream.transport.abortConnection()
 
-    def configure(self, bind: Bind) -> None:
+    def prepare(self, bind: Bind) -> Prepared:
+        """Compile this socket's part of a table; nothing changes until ``install``."""
+        http = self.http
         if bind.protocol == "TCP":
-            self.http.router = Router(Bind(bind.address, bind.port, "HTTP"))
-            self.contexts = None
-            self.entry = TCPFrontFactory(
-                bind, self.http.clock, self.http.metrics, self.http.pool.tls_creators, self.streams
+            entry = TCPFrontFactory(
+                bind, http.clock, http.metrics, http.pool.tls_creators, self.streams
             )
-            return
+            return Prepared(Router(Bind(bind.address, bind.port, "HTTP")), "http", None, entry)
         if bind.protocol == "TLS":
             https = tuple(li for li in bind.listeners if isinstance(li, HTTPListener))
-            self.http.router = Router(Bind(bind.address, bind.port, "HTTPS", https))
-            self.http.scheme = "https"
-            self.contexts = None
-            self.entry = TLSFrontFactory(
+            router = Router(Bind(bind.address, bind.port, "HTTPS", https))
+            entry = TLSFrontFactory(
                 bind,
                 SNIContexts(bind, self.min_tls_version),
-                self.http,
-                self.http.clock,
-                self.http.metrics,
-                self.http.pool.tls_creators,
+                http,
+                http.clock,
+                http.metrics,
+                http.pool.tls_creators,
                 self.streams,
             )
-            return
-        self.http.router = Router(bind)
+            return Prepared(router, "https", None, entry)
         if bind.protocol == "HTTPS":
-            self.http.scheme = "https"
-            if self.contexts is None:
-                self.contexts = SNIContexts(bind, self.min_tls_version)
-                self.entry = TLSMemoryBIOFactory(self.contexts, False, self.http)
-            else:
-                self.contexts.update(bind)
-        else:
-            self.http.scheme = "http"
-            self.contexts = None
-            self.entry = self.http
+            contexts = SNIContexts(bind, self.min_tls_version)
+            entry = TLSMemoryBIOFactory(contexts, False, http)
+            return Prepared(Router(bind), "https", contexts, entry)
+        return Prepared(Router(bind), "http", None, http)
+
+    def install(self, prepared: Prepared) -> None:
+        """Serve a prepared table: new connections and requests use it, those in
+        flight keep what they started with."""
+        self.http.router = prepared.router
+        self.http.scheme = prepared.scheme
+        self.contexts = prepared.contexts
+        self.entry = prepared.entry
 
     def buildProtocol(self, addr):
         return self.entry.buildProtocol(addr)
@@ -115,9 +134,11 @@ class DataPlane:
         self.metrics = metrics
         self.settings = settings
         self.min_tls_version = settings.tls_min_version
-        self.pool = UpstreamPool(reactor)
+        self.pool = UpstreamPool(reactor, settings)
         self.binds: dict[Key, Bind] = {}
         self.servers: dict[Key, BindServer | UDPServer] = {}
+        #: servers compiled for the current table's sockets not adopted yet
+        self.waiting: dict[Key, BindServer | UDPServer] = {}
         self.ports: dict[Key, IListeningPort] = {}
         self.retired: list[BindServer] = []  # closed sockets, connections still open
         self.draining = False
@@ -134,30 +155,57 @@ class DataPlane:
             now=False,
         )
 
-    def _bind(self, key: Key) -> Bind:
-        return self.binds.get(key) or Bind(key[0], key[1], "UDP" if key[2] == "udp" else "HTTP")
+    def _bind(self, key: Key, binds: dict[Key, Bind] | None = None) -> Bind:
+        """The bind of ``key`` in ``binds`` (the current table's), or an empty one."""
+        found = (self.binds if binds is None else binds).get(key)
+        return found or Bind(key[0], key[1], "UDP" if key[2] == "udp" else "HTTP")
+
+    def _server(self, key: Key, bind: Bind) -> BindServer | UDPServer:
+        """A server for a socket not adopted yet, serving ``bind``."""
+        if key[2] == "udp":
+            return UDPServer(bind, self.reactor, self.metrics, self.settings)
+        factory = HTTPProxyFactory(
+            Router(Bind(key[0], key[1], "HTTP")),
+            self.pool,
+            self.metrics,
+            self.reactor,
+            settings=self.settings,
+        )
+        return BindServer(factory, bind, self.min_tls_version)
 
     def apply(self, table: RoutingTable) -> None:
-        self.binds = {bind.key: bind for bind in table.binds}
-        for key, server in self.servers.items():
-            server.configure(self._bind(key))
+        """Compile every bind of ``table`` (for the sockets served and those still to
+        come), then put them all in place. If any does not compile, raise TableRejected
+        with nothing changed: the last good table keeps serving."""
+        binds = {bind.key: bind for bind in table.binds}
+        prepared = [
+            (server, _compile(server.prepare, self._bind(key, binds)))
+            for key, server in self.servers.items()
+        ]
+        waiting = {
+            key: _compile(partial(self._server, key), bind)
+            for key, bind in binds.items()
+            if key not in self.servers
+        }
+        self.binds = binds
+        for server, state in prepared:
+            server.install(state)
+        self.waiting = waiting
 
     def adopt(self, key: Key, descriptor: int, family: socket.AddressFamily) -> None:
-        """Serve a socket the supervisor bound (listening TCP, or UDP)."""
+        """Serve a socket the supervisor bound (listening TCP, or UDP) with what the
+        current table compiled for it."""
         try:
             if key in self.ports or self.draining:
                 return
-            bind = self._bind(key)
-            if key[2] == "udp":
-                server = UDPServer(bind, self.reactor, self.metrics, self.settings)
+            server = self.waiting.pop(key, None)
+            if server is None:  # a socket of a rejected table: an empty bind, nothing served
+                server = self._server(key, self._bind(key))
+            if isinstance(server, UDPServer):
                 self.ports[key] = self.reactor.adoptDatagramPort(
                     descriptor, family, server, maxPacketSize=MAX_DATAGRAM
                 )
             else:
-                factory = HTTPProxyFactory(
-                    Router(Bind(key[0], key[1], "HTTP")), self.pool, self.metrics, self.reactor
-                )
-                server = BindServer(factory, bind, self.min_tls_version)
                 self.ports[key] = self.reactor.adoptStreamPort(descriptor, family, server)
             self.servers[key] = server
         finally:
@@ -229,3 +277,12 @@ class DataPlane:
             return deferLater(self.reactor, 0.05, wait)
 
         return defer.maybeDeferred(wait)
+
+
+def _compile(make: Callable[[Bind], T], bind: Bind) -> T:
+    """``make(bind)``; whatever it raises becomes a TableRejected naming the bind."""
+    try:
+        return make(bind)
+    except Exception as exc:
+        where = f"{bind.address}:{bind.port} {bind.protocol}"
+        raise TableRejected(f"{where}: {type(exc).__name__}: {exc}") from exc

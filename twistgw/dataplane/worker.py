@@ -54,14 +54,25 @@ class Worker:
         self.stopping = False
 
     def hello(self, version: int, table, inherited: list) -> None:
-        """The first message: the current table, then the sockets inherited at spawn
-        (descriptors 4, 5, ... in the order listed)."""
+        """The first message: the table to start with (the last one other workers
+        applied), then the sockets inherited at spawn (descriptors 4, 5, ... in the
+        order listed)."""
         self.table(version, table)
         for offset, (key, family) in enumerate(inherited):
             self.plane.adopt(tuple(key), 4 + offset, family)
 
     def table(self, version: int, table) -> None:
-        self.plane.apply(table)
+        """Serve a new table, or reject it (the last good one keeps serving)."""
+        try:
+            self.plane.apply(table)
+        except Exception as exc:
+            log.failure(
+                "routing table version {version} rejected; the last good table keeps serving",
+                version=version,
+                level=LogLevel.error,
+            )
+            self.channel.send("rejected", version, str(exc) or type(exc).__name__)
+            return
         self.channel.send("applied", version)
 
     def listen(self, key, family) -> None:

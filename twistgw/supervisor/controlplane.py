@@ -69,6 +69,12 @@ class ControlPlane(Service):
             )
             self._translate(rounds - 1)
 
+    def status_document(self) -> dict:
+        """The admin endpoint's ``/status``: every object's status, and the errors of
+        the configuration input and of the workers (routing tables they rejected)."""
+        document = self.store.document()
+        return {**document, "errors": [*document["errors"], *self.workers.errors()]}
+
     def ready(self) -> tuple[bool, str]:
         if not self.translated:
             return False, "waiting for the first configuration"

@@ -47,12 +47,18 @@ class RestartPolicy:
 
 @attrs.define(eq=False)
 class WorkerHandle:
+    """A worker process as the supervisor sees it. ``applied``: the version of the
+    table it serves; ``answered``: the last version it applied or rejected;
+    ``rejected``: (version, why) while its last answer was a rejection."""
+
     index: int
     channel: ControlChannel
     started_at: float
     process: object = None
     pid: int = 0
     applied: int = -1
+    answered: int = -1
+    rejected: tuple[int, str] | None = None
     alive: bool = True
 
     def as_dict(self) -> dict:
@@ -60,6 +66,7 @@ class WorkerHandle:
             "index": self.index,
             "pid": self.pid,
             "tableVersion": self.applied,
+            "rejectedTableVersion": self.rejected[0] if self.rejected else None,
             "alive": self.alive,
         }
 
@@ -93,6 +100,10 @@ class WorkerPool(Service):
         self.workers: dict[int, WorkerHandle] = {}
         self.table = RoutingTable()
         self.version = 0
+        #: the newest table a worker applied: what a new worker starts from
+        self.good: tuple[int, RoutingTable] = (0, self.table)
+        #: tables sent and not yet answered by every worker, by version
+        self.sent: dict[int, RoutingTable] = {}
         self.stopping = False
         self._ended: dict[int, defer.Deferred] = {}
         self._devnull = os.open(os.devnull, os.O_RDWR)
@@ -103,6 +114,7 @@ class WorkerPool(Service):
         """Bind what the table needs, then send every worker the table and sockets."""
         self.version += 1
         self.table = table
+        self.sent[self.version] = table
         opened, closed = self.sockets.apply(table)
         for handle in self.live():
             handle.channel.send("table", self.version, table)
@@ -120,12 +132,31 @@ class WorkerPool(Service):
         return self.sockets.feedback()
 
     def ready(self) -> tuple[bool, str]:
-        behind = [h.index for h in self.live() if h.applied != self.version]
+        """Ready when every worker runs and has answered the current table: a worker
+        that rejected it serves the last good one, and that is as ready as it gets."""
+        behind = [h.index for h in self.live() if h.answered != self.version]
         if len(self.live()) < self.count:
             return False, f"{len(self.live())} of {self.count} workers running"
         if behind:
             return False, f"workers {behind} do not have the current routing table yet"
         return True, "ready"
+
+    def errors(self) -> list[dict[str, str]]:
+        """The workers' rejections of routing tables, in ``/status``'s ``errors`` shape
+        (one entry per version and reason, naming the workers)."""
+        by_reason: dict[tuple[int, str], list[int]] = {}
+        for handle in self.live():
+            if handle.rejected is not None:
+                by_reason.setdefault(handle.rejected, []).append(handle.index)
+        return [
+            {
+                "source": ("workers " if len(indexes) > 1 else "worker ")
+                + ", ".join(map(str, sorted(indexes))),
+                "message": f"rejected routing table version {version}; the last good table "
+                f"keeps serving: {error}",
+            }
+            for (version, error), indexes in sorted(by_reason.items())
+        ]
 
     def live(self) -> list[WorkerHandle]:
         return [handle for handle in self.workers.values() if handle.alive]
@@ -144,14 +175,7 @@ class WorkerPool(Service):
         if self.stopping:
             return
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        handle = WorkerHandle(index, None, self.reactor.seconds())  # type: ignore[arg-type]
-        handle.channel = ControlChannel(
-            {
-                "applied": lambda version: self._applied(handle, version),
-                "log": lambda *a: self._log(handle, *a),
-            },
-            on_lost=lambda: None,
-        )
+        handle = self.new_handle(index)
         inherited = sorted(self.sockets.sockets)
         child_fds = {0: self._devnull, 1: 1, 2: 2, 3: child_end.fileno()}
         for offset, key in enumerate(inherited):
@@ -184,14 +208,60 @@ class WorkerPool(Service):
         parent_end.close()
         self.workers[index] = handle
         self._ended[index] = defer.Deferred()
-        handle.channel.send(
-            "hello", self.version, self.table, [(key, family_of(key[0])) for key in inherited]
-        )
+        self.greet(handle, inherited)
         self.metrics.workers.set(len(self.live()))
         log.info("worker {index} started (pid {pid})", index=index, pid=handle.pid)
 
+    def new_handle(self, index: int) -> WorkerHandle:
+        """A handle for worker ``index`` whose channel's messages update this pool."""
+        handle = WorkerHandle(index, None, self.reactor.seconds())  # type: ignore[arg-type]
+        handle.channel = ControlChannel(
+            {
+                "applied": lambda version: self._applied(handle, version),
+                "rejected": lambda version, error: self._rejected(handle, version, error),
+                "log": lambda *a: self._log(handle, *a),
+            },
+            on_lost=lambda: None,
+        )
+        return handle
+
+    def greet(self, handle: WorkerHandle, inherited: list) -> None:
+        """A new worker's first messages: the newest table a worker applied (what the
+        others serve, even when they rejected the current one) with the sockets it
+        inherited, then the current table if that is another."""
+        good_version, good_table = self.good
+        handle.channel.send(
+            "hello", good_version, good_table, [(key, family_of(key[0])) for key in inherited]
+        )
+        if good_version != self.version:
+            handle.channel.send("table", self.version, self.table)
+
     def _applied(self, handle: WorkerHandle, version: int) -> None:
         handle.applied = version
+        handle.rejected = None
+        if version > self.good[0] and version in self.sent:
+            self.good = (version, self.sent[version])
+        self._answered(handle, version)
+
+    def _rejected(self, handle: WorkerHandle, version: int, error: str) -> None:
+        handle.rejected = (version, error)
+        self.metrics.table_rejections.inc()
+        log.error(
+            "worker {index} rejected routing table version {version} and keeps serving "
+            "version {applied}: {error}",
+            index=handle.index,
+            version=version,
+            applied=handle.applied,
+            error=error,
+        )
+        self._answered(handle, version)
+
+    def _answered(self, handle: WorkerHandle, version: int) -> None:
+        """Forget the tables every worker has answered."""
+        handle.answered = version
+        oldest = min(h.answered for h in self.live())
+        for old in [v for v in self.sent if v <= oldest]:
+            del self.sent[old]
 
     def _log(self, handle: WorkerHandle, level: str, namespace: str, text: str) -> None:
         log.emit(
