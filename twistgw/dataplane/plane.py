@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from twistgw.dataplane.datagram import MAX_DATAGRAM, UDPServer
+from twistgw.dataplane.http import accesslog as access_log
 from twistgw.dataplane.http.router import Router
 from twistgw.dataplane.http.server import HTTPProxyFactory
 from twistgw.dataplane.http.upstream import UpstreamPool
@@ -170,6 +171,7 @@ class DataPlane:
             self.metrics,
             self.reactor,
             settings=self.settings,
+            access_log=access_log.emit if self.settings.access_log else None,
         )
         return BindServer(factory, bind, self.min_tls_version)
 

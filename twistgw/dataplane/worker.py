@@ -28,6 +28,8 @@ from twisted.logger import (
     globalLogBeginner,
 )
 
+from twistgw.dataplane.http.accesslog import NAMESPACE as ACCESS_NAMESPACE
+from twistgw.dataplane.http.accesslog import JSONLinesObserver
 from twistgw.ipc.channel import ControlChannel
 
 log = Logger()
@@ -101,6 +103,8 @@ class ChannelLogObserver:
         self.worker = worker
 
     def __call__(self, event: dict) -> None:
+        if event.get("log_namespace") == ACCESS_NAMESPACE:
+            return  # the access log has its own observer
         text = formatEvent(event)
         if event.get("log_failure") is not None:
             text += "\n" + event["log_failure"].getTraceback()
@@ -132,12 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     worker = Worker(
         reactor, DataPlane(reactor, Metrics(), settings), args.index, args.drain_timeout
     )
+    observers = [
+        FilteringLogObserver(ChannelLogObserver(worker), [LogLevelFilterPredicate(LogLevel.info)])
+    ]
+    if settings.access_log:
+        access = JSONLinesObserver(settings.access_log, reactor)
+        observers.append(access)
+        reactor.addSystemEventTrigger("before", "shutdown", access.close)
     globalLogBeginner.beginLoggingTo(
-        [
-            FilteringLogObserver(
-                ChannelLogObserver(worker), [LogLevelFilterPredicate(LogLevel.info)]
-            )
-        ],
+        observers,
         redirectStandardIO=False,
     )
     reactor.adoptStreamConnection(

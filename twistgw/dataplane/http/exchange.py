@@ -370,6 +370,7 @@ class Exchange:
         self._detach_upstream()
         if self.method == b"HEAD":
             body = b""
+        self.sent = len(body)
         self._finish()
         self.down.send_local(code, body, extra)
 

@@ -36,8 +36,13 @@ class BodyReader:
 
 
 class EmptyBody(BodyReader):
+    """No body (stateless: one instance serves every message)."""
+
     def feed(self, data: bytes) -> Fed:
         return [], data
+
+
+EMPTY = EmptyBody()
 
 
 class LengthBody(BodyReader):

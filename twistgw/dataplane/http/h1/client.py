@@ -15,7 +15,7 @@ from typing import Protocol as TypingProtocol
 from twisted.internet.interfaces import IReactorTime
 
 from twistgw.dataplane.http.deadline import Deadline
-from twistgw.dataplane.http.h1.bodies import LAST_CHUNK, BodyReader, EmptyBody, chunk
+from twistgw.dataplane.http.h1.bodies import EMPTY, LAST_CHUNK, BodyReader, EmptyBody, chunk
 from twistgw.dataplane.http.h1.framing import Fields, response_body
 from twistgw.dataplane.http.h1.heads import (
     ProtocolError,
@@ -63,7 +63,7 @@ class ClientCodec:
         self.sink: ResponseSink | None = None
         self.state = ENDED
         self.buffer = b""
-        self.body: BodyReader = EmptyBody()
+        self.body: BodyReader = EMPTY
         self.head_request = False
         self.upgrade_request = False
         self.chunked = False

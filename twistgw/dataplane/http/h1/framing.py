@@ -5,10 +5,10 @@ pass."""
 from __future__ import annotations
 
 from twistgw.dataplane.http.h1.bodies import (
+    EMPTY,
     BodyReader,
     ChunkedBody,
     CloseDelimitedBody,
-    EmptyBody,
     LengthBody,
 )
 from twistgw.dataplane.http.h1.heads import Headers, ProtocolError
@@ -46,6 +46,7 @@ class Fields:
         "tokens",
         "upgrade",
         "expect",
+        "underscores",
     )
 
     def __init__(self, received: Headers) -> None:
@@ -56,10 +57,13 @@ class Fields:
         tokens: set[bytes] = set()
         self.upgrade: bytes | None = None
         self.expect: bytes | None = None
+        self.underscores = False  # whether a kept field's name has one
         for field in received:
             name = field[0]
             if name not in CONNECTION_FIELDS:
                 kept.append(field)
+                if b"_" in name:
+                    self.underscores = True
                 continue
             value = field[1]
             if name == b"host":
@@ -133,7 +137,7 @@ def request_body(fields: Fields, version: bytes, max_trailer: int) -> BodyReader
         return ChunkedBody(400, max_trailer)
     if length:
         return LengthBody(length)
-    return EmptyBody()
+    return EMPTY
 
 
 def response_body(
@@ -144,11 +148,11 @@ def response_body(
     chunked = fields.chunked(502, 502)
     length = fields.length(502)
     if head_request or status in (204, 304) or status < 200:
-        return EmptyBody(), length if status != 204 else None
+        return EMPTY, length if status != 204 else None
     if chunked:
         if length is not None:
             raise ProtocolError(502, "both Content-Length and Transfer-Encoding")
         return ChunkedBody(502, max_trailer), None
     if length is not None:
-        return (LengthBody(length) if length else EmptyBody()), length
+        return (LengthBody(length) if length else EMPTY), length
     return CloseDelimitedBody(), None

@@ -19,7 +19,14 @@ from typing import Protocol as TypingProtocol
 from twisted.internet.interfaces import IReactorTime
 
 from twistgw.dataplane.http.deadline import Deadline
-from twistgw.dataplane.http.h1.bodies import LAST_CHUNK, BodyReader, EmptyBody, LengthBody, chunk
+from twistgw.dataplane.http.h1.bodies import (
+    EMPTY,
+    LAST_CHUNK,
+    BodyReader,
+    EmptyBody,
+    LengthBody,
+    chunk,
+)
 from twistgw.dataplane.http.h1.framing import Fields, request_body
 from twistgw.dataplane.http.h1.heads import (
     ProtocolError,
@@ -95,7 +102,7 @@ class ServerCodec:
         self.buffer = b""
         self.state = HEAD
         self.sink: RequestSink | None = None
-        self.body: BodyReader = EmptyBody()
+        self.body: BodyReader = EMPTY
         self.version = b"1.1"
         self.head_request = False
         self.persistent = True
@@ -236,7 +243,7 @@ class ServerCodec:
         self.head_request = method == b"HEAD"
         headers = fields.headers
         underscores = self.limits.headers_with_underscores
-        if underscores != "allow" and any(b"_" in field[0] for field in headers):
+        if fields.underscores and underscores != "allow":
             if underscores == "reject":
                 raise ProtocolError(400, "header names with underscores are refused")
             headers = [field for field in headers if b"_" not in field[0]]

@@ -1,0 +1,104 @@
+"""The access log: one structured ``twisted.logger`` event per request (namespace
+``twistgw.access``), and an observer that writes those events as JSON lines.
+
+Lines are buffered and flushed once a second (and at exit), so logging costs no write
+call per request; the file is opened for appending, so workers can share it."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import IO, TYPE_CHECKING
+
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+if TYPE_CHECKING:
+    from twistgw.dataplane.http.exchange import Exchange
+
+NAMESPACE = "twistgw.access"
+#: The fields of a record, in the order they are written.
+FIELDS = (
+    "time",
+    "client",
+    "method",
+    "authority",
+    "path",
+    "protocol",
+    "status",
+    "bytes_in",
+    "bytes_out",
+    "duration",
+    "upstream_time",
+    "listener",
+    "route",
+    "backend",
+    "endpoint",
+    "user_agent",
+    "request_id",
+)
+FORMAT = "{method} {authority}{path} {protocol} {status}"
+
+log = Logger(namespace=NAMESPACE)
+
+
+def record(exchange: Exchange, now: float) -> dict:
+    """The access-log fields of a finished exchange."""
+    request = exchange.request
+    endpoint = exchange.endpoint
+    millis = int(now * 1000) % 1000
+    user_agent = None
+    for name, value in request.headers:
+        if name == b"user-agent":
+            user_agent = value.decode("latin-1")
+            break
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{millis:03d}Z",
+        "client": exchange.conn.peer_host.decode(),
+        "method": request.method.decode("latin-1"),
+        "authority": request.authority.decode("latin-1"),
+        "path": request.target.decode("latin-1"),
+        "protocol": request.protocol,
+        "status": exchange.code,
+        "bytes_in": exchange.received,
+        "bytes_out": exchange.sent,
+        "duration": round(now - exchange.started_at, 6),
+        "upstream_time": round(now - exchange.upstream_at, 6) if exchange.upstream_at else None,
+        "listener": exchange.listener.name if exchange.listener is not None else None,
+        "route": exchange.route.name if exchange.route is not None else None,
+        "backend": exchange.backend.name if exchange.backend is not None else None,
+        "endpoint": f"{endpoint.address}:{endpoint.port}" if endpoint is not None else None,
+        "user_agent": user_agent,
+        "request_id": exchange.request_id.decode("latin-1") or None,
+    }
+
+
+def emit(exchange: Exchange, now: float) -> None:
+    """Log one finished exchange (the exchange calls this when access logging is on)."""
+    log.info(FORMAT, **record(exchange, now))
+
+
+class JSONLinesObserver:
+    """Writes access events to ``path`` ("-": standard output) as JSON lines."""
+
+    def __init__(self, path: str, clock, flush_interval: float = 1.0) -> None:
+        self.stream: IO[str] = (
+            sys.stdout if path == "-" else open(path, "a", buffering=1 << 16)  # noqa: SIM115
+        )
+        self._flusher = LoopingCall(self.flush)
+        self._flusher.clock = clock
+        self._flusher.start(flush_interval, now=False)
+
+    def __call__(self, event: dict) -> None:
+        if event.get("log_namespace") != NAMESPACE:
+            return
+        self.stream.write(json.dumps({name: event.get(name) for name in FIELDS}) + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._flusher.running:
+            self._flusher.stop()
+        self.flush()
