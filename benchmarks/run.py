@@ -372,14 +372,20 @@ endpoints: [{{addresses: [127.0.0.1]}}]
 
 
 def start_twistgw(
-    workdir: str, origin: Service, workers: int, routes: int = 10, mode: str = "http"
+    workdir: str,
+    origin: Service,
+    workers: int,
+    routes: int = 10,
+    mode: str = "http",
+    access_log: bool = False,
 ) -> Service:
     port, admin = free_port(), free_port()
     plural = "s" if workers > 1 else ""
     what = {"http": f"{routes} routes", "tls": f"{routes} routes, TLS"}.get(mode, mode.upper())
-    name = f"twistgw ({workers} worker{plural}, {what})"
-    config = os.path.join(workdir, f"twistgw-{workers}-{routes}-{mode}")
+    name = f"twistgw ({workers} worker{plural}, {what}{', access log' if access_log else ''})"
+    config = os.path.join(workdir, f"twistgw-{workers}-{routes}-{mode}{'-log' * access_log}")
     twistgw_config(config, port, origin, routes, mode)
+    extra = ["--access-log", config + ".access.log"] if access_log else []
     process = _spawn(
         [
             TWISTD,
@@ -392,6 +398,7 @@ def start_twistgw(
             f"tcp:{admin}:interface=127.0.0.1",
             "--workers",
             str(workers),
+            *extra,
         ],
         config + ".log",
     )
@@ -528,6 +535,11 @@ SCENARIOS = {
         "keepalive",
         "keep-alive, small responses, 64 connections",
         targets=("twistgw:2", "nginx", "rpr"),
+    ),
+    "accesslog": Scenario(
+        "accesslog",
+        "keep-alive, small responses, 64 connections: access log off vs on (to a file)",
+        targets=("twistgw:2", "twistgw:2:10:log"),
     ),
     "close": Scenario("close", "a new connection per request, small responses", close=True),
     "big": Scenario(
@@ -719,7 +731,12 @@ def main(argv: list[str] | None = None) -> int:
                     _, workers, *rest = target.split(":")
                     mode = next((m for m in ("tls", "tcp", "udp") if m in rest), "http")
                     services[target] = start_twistgw(
-                        workdir, origin, int(workers), int(rest[0]) if rest else 10, mode
+                        workdir,
+                        origin,
+                        int(workers),
+                        int(rest[0]) if rest else 10,
+                        mode,
+                        access_log="log" in rest,
                     )
                 started.append(services[target])
             present = [t for t in scenario.targets if t in services]

@@ -73,7 +73,7 @@ class Exchange:
         self.method = request.method
         self.started_at = 0.0
         self.upstream_at = 0.0
-        self.request_done = False
+        self.request_done = not request.has_body
         self.pending: list[bytes] = []
         self.pending_size = 0
         self.upstream: UpstreamConnection | None = None
@@ -190,9 +190,10 @@ class Exchange:
             self.conn.pause_reading()
 
     def request_end(self) -> None:
-        self.request_done = True
-        if self.finished:
+        if self.request_done or self.finished:  # (a request without body is done at once)
+            self.request_done = True
             return
+        self.request_done = True
         upstream = self.upstream
         if upstream is not None:
             conn = self.conn

@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from twistgw.dataplane.http.deadline import Deadline
 from twistgw.dataplane.http.h1.bodies import EMPTY, LAST_CHUNK, BodyReader, EmptyBody, chunk
-from twistgw.dataplane.http.h1.framing import Fields, response_body
+from twistgw.dataplane.http.h1.framing import Connection, response_body
 from twistgw.dataplane.http.h1.heads import (
     ProtocolError,
     has_bare_newline,
@@ -165,7 +165,7 @@ class ClientCodec:
         head = parse_response_head(buffer[:end], limits.max_header_count)
         self.buffer = buffer[end:]
         status = head.status
-        fields = Fields(head.headers)
+        fields = Connection(head.fields)
         if status < 200 and status != 101:
             self.interim += 1
             if self.interim > MAX_INTERIM:

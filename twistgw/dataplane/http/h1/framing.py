@@ -11,32 +11,20 @@ from twistgw.dataplane.http.h1.bodies import (
     CloseDelimitedBody,
     LengthBody,
 )
-from twistgw.dataplane.http.h1.heads import Headers, ProtocolError
+from twistgw.dataplane.http.h1.heads import Fields, ProtocolError
 
-#: Fields that concern one connection only, never forwarded (RFC 9110 §7.6.1), plus
-#: the framing and Host fields, which the codecs write themselves.
-CONNECTION_FIELDS = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"content-length",
-        b"host",
-        b"expect",
-    }
-)
 #: Fields a ``Connection`` header may not make hop-by-hop: framing and routing.
 NEVER_NOMINATED = frozenset({b"content-length", b"transfer-encoding", b"host", b"expect"})
+#: Connection tokens that nominate no field.
+PLAIN_TOKENS = frozenset({b"close", b"keep-alive", b"upgrade"})
+NO_TOKENS: frozenset[bytes] = frozenset()
 #: Longest Content-Length value accepted (up to about 9 exabytes).
 MAX_LENGTH_DIGITS = 18
 
 
-class Fields:
-    """The connection fields of one head; ``headers`` keeps the end-to-end ones."""
+class Connection:
+    """What the connection fields of one head say; ``headers`` are its end-to-end
+    fields, less those ``Connection`` nominates."""
 
     __slots__ = (
         "headers",
@@ -49,49 +37,43 @@ class Fields:
         "underscores",
     )
 
-    def __init__(self, received: Headers) -> None:
-        kept: Headers = []
-        hosts: list[bytes] = []
-        lengths: list[bytes] = []
-        codings: list[bytes] = []
-        tokens: set[bytes] = set()
+    def __init__(self, fields: Fields) -> None:
+        self.headers = fields.headers
+        self.hosts: list[bytes] = []
+        self.lengths: list[bytes] = []
+        self.codings: list[bytes] = []
+        self.tokens: frozenset[bytes] | set[bytes] = NO_TOKENS
         self.upgrade: bytes | None = None
         self.expect: bytes | None = None
-        self.underscores = False  # whether a kept field's name has one
-        for field in received:
-            name = field[0]
-            if name not in CONNECTION_FIELDS:
-                kept.append(field)
-                if b"_" in name:
-                    self.underscores = True
-                continue
-            value = field[1]
+        self.underscores = fields.underscores  # whether an end-to-end name has one
+        for name, value in fields.connection:
             if name == b"host":
-                hosts.append(value)
+                self.hosts.append(value)
             elif name == b"content-length":
-                lengths.append(value)
-            elif name == b"transfer-encoding":
-                codings += _tokens(value)
+                self.lengths.append(value)
             elif name == b"connection":
-                tokens.update(_tokens(value))
+                if self.tokens is NO_TOKENS:
+                    self.tokens = set()
+                self.tokens.update(_tokens(value))
+            elif name == b"transfer-encoding":
+                self.codings += _tokens(value)
             elif name == b"upgrade":
                 self.upgrade = value
             elif name == b"expect":
                 self.expect = value.lower()
-        if tokens - {b"close", b"keep-alive", b"upgrade"}:
+        tokens = self.tokens
+        if tokens and not tokens <= PLAIN_TOKENS:
             nominated = tokens - NEVER_NOMINATED
-            kept = [field for field in kept if field[0] not in nominated]
-        self.headers = kept
-        self.hosts = hosts
-        self.lengths = lengths
-        self.codings = codings
-        self.tokens = tokens
+            self.headers = [field for field in self.headers if field[0] not in nominated]
 
     def length(self, error_status: int) -> int | None:
         """The Content-Length (None when absent); several equal values count as one."""
         lengths = self.lengths
         if not lengths:
             return None
+        value = lengths[0]
+        if len(lengths) == 1 and value.isdigit() and len(value) <= MAX_LENGTH_DIGITS:
+            return int(value)  # the usual case
         values = set()
         for field in lengths:
             values.update(part.strip(b" \t") for part in field.split(b","))
@@ -121,10 +103,13 @@ class Fields:
 
 
 def _tokens(value: bytes) -> list[bytes]:
-    return [token.strip(b" \t").lower() for token in value.split(b",") if token.strip(b" \t")]
+    value = value.lower()
+    if b"," not in value:
+        return [value] if value else []
+    return [token.strip(b" \t") for token in value.split(b",") if token.strip(b" \t")]
 
 
-def request_body(fields: Fields, version: bytes, max_trailer: int) -> BodyReader:
+def request_body(fields: Connection, version: bytes, max_trailer: int) -> BodyReader:
     """How a request's body is framed; ambiguous framing is refused (400, or 501 for a
     coding this gateway does not decode)."""
     chunked = fields.chunked(400, 501)
@@ -141,7 +126,7 @@ def request_body(fields: Fields, version: bytes, max_trailer: int) -> BodyReader
 
 
 def response_body(
-    fields: Fields, status: int, head_request: bool, max_trailer: int
+    fields: Connection, status: int, head_request: bool, max_trailer: int
 ) -> tuple[BodyReader, int | None]:
     """How a response's body is framed (RFC 9112 §6.3), and its length when known;
     anything ambiguous is a bad gateway (502)."""

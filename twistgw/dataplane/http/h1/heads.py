@@ -2,8 +2,9 @@
 
 Parsing is strict where leniency lets two parsers disagree about a message: no bare
 CR or LF, no obs-fold, no NUL or other controls, no white space before a field's colon,
-only ``HTTP/1.0`` and ``HTTP/1.1``. Each head is checked by one regular expression over
-the whole head whose parts cannot overlap, so the check is linear in its size.
+only ``HTTP/1.0`` and ``HTTP/1.1``. The first line and the field lines are each checked
+by one regular expression whose parts cannot overlap, so the check is linear in the
+head's size; a head is parsed only once complete, so its cost is linear too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,24 @@ VALID_VALUE = re.compile(
 
 Headers = list[tuple[bytes, bytes]]
 
+#: Fields that concern one connection only, never forwarded (RFC 9110 §7.6.1), plus
+#: the framing, Host and Expect fields, which the codecs handle themselves. Parsing
+#: sets them apart from the end-to-end fields.
+CONNECTION_FIELDS = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"host",
+        b"expect",
+    }
+)
+
 
 class ProtocolError(Exception):
     """A message that breaks the protocol; ``status`` answers it (on the server side)."""
@@ -34,30 +53,36 @@ class ProtocolError(Exception):
         self.reason = reason
 
 
+class Fields:
+    """A head's fields as received (names lower-cased, values trimmed): the end-to-end
+    ones in ``headers``, the CONNECTION_FIELDS in ``connection``; ``underscores`` says
+    whether an end-to-end name has a ``_``."""
+
+    __slots__ = ("headers", "connection", "underscores")
+
+    def __init__(self, headers: Headers, connection: Headers, underscores: bool) -> None:
+        self.headers = headers
+        self.connection = connection
+        self.underscores = underscores
+
+
 class RequestHead:
-    """A request head as received: names lower-cased, values trimmed."""
+    __slots__ = ("method", "target", "version", "fields")
 
-    __slots__ = ("method", "target", "version", "headers", "size")
-
-    def __init__(
-        self, method: bytes, target: bytes, version: bytes, headers: Headers, size: int
-    ) -> None:
+    def __init__(self, method: bytes, target: bytes, version: bytes, fields: Fields) -> None:
         self.method = method
         self.target = target
         self.version = version
-        self.headers = headers
-        self.size = size
+        self.fields = fields
 
 
 class ResponseHead:
-    """A response head as received: names lower-cased, values trimmed."""
+    __slots__ = ("status", "version", "fields")
 
-    __slots__ = ("status", "version", "headers")
-
-    def __init__(self, status: int, version: bytes, headers: Headers) -> None:
+    def __init__(self, status: int, version: bytes, fields: Fields) -> None:
         self.status = status
         self.version = version
-        self.headers = headers
+        self.fields = fields
 
 
 def head_end(buffer: bytes | bytearray, start: int = 0) -> int:
@@ -71,19 +96,27 @@ def has_bare_newline(data: bytes | bytearray) -> bool:
     return data.count(b"\n") != data.count(b"\r\n")
 
 
-def _fields(block: bytes, max_count: int, error_status: int, count_status: int) -> Headers:
-    """The field lines of a head (``block`` ends with CRLF, or is empty)."""
+def _fields(block: bytes, max_count: int, error: int, count_error: int) -> Fields:
+    """The fields of a head whose field lines are ``block``."""
     if FIELD_LINES.fullmatch(block) is None:
-        raise ProtocolError(error_status, "malformed header field")
+        raise ProtocolError(error, "malformed header field")
     lines = block.split(b"\r\n")
     lines.pop()
     if len(lines) > max_count:
-        raise ProtocolError(count_status, "too many header fields")
+        raise ProtocolError(count_error, "too many header fields")
     headers = []
+    connection = []
+    underscores = False
     for line in lines:
         name, _, value = line.partition(b":")
-        headers.append((name.lower(), value.strip(b" \t")))
-    return headers
+        name = name.lower()
+        if name in CONNECTION_FIELDS:
+            connection.append((name, value.strip(b" \t")))
+        else:
+            headers.append((name, value.strip(b" \t")))
+            if b"_" in name:
+                underscores = True
+    return Fields(headers, connection, underscores)
 
 
 def parse_request_head(
@@ -101,8 +134,8 @@ def parse_request_head(
         if major in (b"1", b"2", b"3"):
             raise ProtocolError(505, "HTTP version not supported")
         raise ProtocolError(400, "malformed request line")
-    headers = _fields(head[line_end + 2 : -2], max_count, 400, 431)
-    return RequestHead(method, target, b"1." + minor, headers, len(head) - start)
+    fields = _fields(head[line_end + 2 : -2], max_count, 400, 431)
+    return RequestHead(method, target, b"1." + minor, fields)
 
 
 def parse_response_head(head: bytes, max_count: int = 1 << 30) -> ResponseHead:
@@ -112,18 +145,16 @@ def parse_response_head(head: bytes, max_count: int = 1 << 30) -> ResponseHead:
     if match is None:
         raise ProtocolError(502, "malformed status line")
     minor, status = match.groups()
-    headers = _fields(head[line_end + 2 : -2], max_count, 502, 502)
-    return ResponseHead(int(status), b"1." + minor, headers)
+    fields = _fields(head[line_end + 2 : -2], max_count, 502, 502)
+    return ResponseHead(int(status), b"1." + minor, fields)
 
 
 def serialize(first_line: bytes, headers: Headers, extra: bytes = b"") -> bytes:
     """A head's bytes: the first line (with its CRLF), the fields, ``extra`` (ready
     field lines) and the blank line."""
-    parts = [first_line]
-    for name, value in headers:
-        parts += (name, b": ", value, b"\r\n")
-    parts += (extra, b"\r\n")
-    return b"".join(parts)
+    if not headers:
+        return first_line + extra + b"\r\n"
+    return b"".join((first_line, b"\r\n".join(map(b": ".join, headers)), b"\r\n", extra, b"\r\n"))
 
 
 def valid_field(name: bytes, value: bytes) -> bool:

@@ -27,7 +27,7 @@ from twistgw.dataplane.http.h1.bodies import (
     LengthBody,
     chunk,
 )
-from twistgw.dataplane.http.h1.framing import Fields, request_body
+from twistgw.dataplane.http.h1.framing import Connection, request_body
 from twistgw.dataplane.http.h1.heads import (
     ProtocolError,
     RequestHead,
@@ -214,7 +214,7 @@ class ServerCodec:
 
     def _request(self, head: RequestHead) -> Request:
         """The exchange's view of a request head, after RFC 9112's checks."""
-        fields = Fields(head.headers)
+        fields = Connection(head.fields)
         version = self.version = head.version
         method = head.method
         hosts = fields.hosts
