@@ -51,7 +51,29 @@ def websocket(conn: Conn) -> None:
     conn.sock.shutdown(socket.SHUT_WR)
 
 
-HANDLERS = {"close": close_delimited, "silent": silent, "stale": stale, "ws": websocket}
+def stall(conn: Conn) -> None:
+    """Sends a response head and part of its body, then nothing."""
+    if conn.read_request() is not None:
+        conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
+        conn.sock.recv(1)
+
+
+def answers_without_switching(conn: Conn) -> None:
+    """Answers every request with a normal 200, upgrade or not, on a kept-alive
+    connection; each answer names the request line it answers."""
+    while (request := conn.read_request()) is not None:
+        line = request.split(b"\r\n", 1)[0]
+        conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(line), line))
+
+
+HANDLERS = {
+    "close": close_delimited,
+    "silent": silent,
+    "stale": stale,
+    "ws": websocket,
+    "stall": stall,
+    "plain": answers_without_switching,
+}
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +87,8 @@ def edge() -> Iterator[tuple[GatewayProcess, dict[str, RawBackend], str]]:
             "1",
             "--backend-response-timeout",
             "1",
+            "--idle-timeout",
+            "2",
             "--access-log",
             log_path,
         )
@@ -396,3 +420,59 @@ def test_routes_with_unsendable_header_values_are_refused_not_fatal(edge) -> Non
     assert [worker["pid"] for worker in workers] == pids and all(w["alive"] for w in workers)
     assert gateway.admin("/readyz")[0] == 200
     gateway.remove("careless.yaml")
+
+
+def test_an_upgrade_with_a_body_smuggles_nothing(edge) -> None:
+    """Review finding: Upgrade + a body lost the body's framing towards the backend,
+    which read the body as a second request, and its answer went to the next client."""
+    gateway, backends, _ = edge
+    hidden = b"GET /admin HTTP/1.1\r\nHost: internal\r\n\r\n"
+    for framing, body in (
+        (b"Content-Length: %d" % len(hidden), hidden),
+        (b"Transfer-Encoding: chunked", b"%x\r\n%s\r\n0\r\n\r\n" % (len(hidden), hidden)),
+    ):
+        answer = exchange(
+            gateway,
+            b"POST /plain/form HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, close\r\n"
+            b"Upgrade: x\r\n" + framing + b"\r\n\r\n" + body,
+        )
+        assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"POST /plain/form HTTP/1.1")
+        code, _, answered = gateway.request("/plain/innocent")
+        assert code == 200 and answered == b"GET /plain/innocent HTTP/1.1"
+    assert b"GET /admin HTTP/1.1" not in backends["plain"].request_lines()
+
+
+def test_a_backend_that_stops_mid_body_is_cut_off(edge) -> None:
+    """Review finding: a backend that sent a head and part of its body held the client
+    forever; now the response timeout (1 s here) applies between reads too."""
+    gateway, _, _ = edge
+    with socket.create_connection((gateway.address, 8080), timeout=10) as sock:
+        sock.sendall(b"GET /stall HTTP/1.1\r\nHost: a\r\n\r\n")
+        received = b""
+        try:
+            while piece := sock.recv(65536):
+                received += piece
+        except ConnectionResetError:
+            pass  # the cut is a reset: no client can take the short body for a whole one
+    assert received.startswith(b"HTTP/1.1 200 ") and received.endswith(b"abc")
+
+
+def test_a_client_that_half_closes_after_its_request_gets_the_answer(edge) -> None:
+    gateway, _, _ = edge
+    with socket.create_connection((gateway.address, 8080), timeout=10) as sock:
+        sock.sendall(b"GET /ok/half HTTP/1.1\r\nHost: a\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while piece := sock.recv(65536):
+            received += piece
+    assert received.startswith(b"HTTP/1.1 200 ") and received.endswith(b"GET /ok/half HTTP/1.1")
+
+
+def test_a_promised_body_that_never_comes_is_answered_408(edge) -> None:
+    gateway, _, _ = edge
+    with socket.create_connection((gateway.address, 8080), timeout=10) as sock:
+        sock.sendall(b"POST /ok/wait HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n")
+        received = b""
+        while piece := sock.recv(65536):
+            received += piece
+    assert received.startswith(b"HTTP/1.1 408 ")

@@ -277,11 +277,16 @@ def test_malformed_request_gets_400_and_close(proxy):
 
 def test_metrics_count_requests(proxy):
     proxy.echo("/exact")
-    text = proxy.admin("/metrics")[1].decode()
-    assert (
+    series = (
         'twistgw_http_requests_total{backend="default/v2:8080",code="200",'
-        'gateway="default/gw",route="default/main"}' in text
+        'gateway="default/gw",route="default/main"}'
     )
+
+    def counted() -> str:  # workers add their counts to the metrics every 0.25 s
+        text = proxy.admin("/metrics")[1].decode()
+        return text if series in text else ""
+
+    text = wait_until(counted, what="the request counted")
     assert "twistgw_http_request_duration_seconds_bucket" in text
     assert "twistgw_config_reloads_total" in text
 

@@ -158,7 +158,7 @@ def test_metrics_sum_over_workers(prefork):
 
     def settled() -> list[float]:  # earlier tests' last requests may still be counted
         first = total()
-        time.sleep(0.3)
+        time.sleep(0.6)  # workers add their counts to the metrics every 0.25 s
         return [first] if total() == first else []
 
     (before,) = wait_until(settled, what="a steady count")

@@ -191,7 +191,8 @@ class GatewayOptions(usage.Options):
             None,
             60.0,
             "Seconds from a request being sent to a backend until the backend's response "
-            "head; past it the request is answered 504.",
+            "head, and then between two reads of its body; past it the request is answered "
+            "504 (or, once the response has begun, the client's connection is reset).",
             float,
         ],
         [

@@ -24,6 +24,8 @@ class ServerDriver:
         self.paused = False
         self.events: list[tuple] = []
         self.auto = auto
+        self.unread = False  # whether the client leaves written bytes unread
+        self.drained: list = []
         self.requests: list[Request] = []
         self.codec = ServerCodec(self, self._start, self.clock, settings or DataPlaneSettings())
 
@@ -39,6 +41,19 @@ class ServerDriver:
 
     def resume(self) -> None:
         self.paused = False
+
+    def backed_up(self) -> bool:
+        return self.unread
+
+    def when_drained(self, callback) -> None:
+        self.drained.append(callback)
+
+    def client_reads(self) -> None:
+        """The client takes what was written: go on with what waited for that."""
+        self.unread = False
+        waiting, self.drained = self.drained, []
+        for callback in waiting:
+            callback()
 
     def _start(self, codec: ServerCodec, request: Request) -> _Sink:
         self.requests.append(request)

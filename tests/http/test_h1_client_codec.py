@@ -194,11 +194,15 @@ def test_response_timeout_counts_from_the_request_end() -> None:
     assert driver.events == [("error", 504, False)] and driver.closed
 
 
-def test_response_head_in_time_clears_the_timeout() -> None:
+def test_a_body_that_keeps_coming_is_not_timed_out_but_one_that_stops_is() -> None:
     driver = ClientDriver(DataPlaneSettings(backend_response_timeout=5.0)).request()
-    driver.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\na")
-    driver.clock.advance(60)  # a slow body is not a response timeout
-    assert driver.events == [("head", 200, 5, None), ("data", b"a")]
+    driver.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+    for piece in (b"a", b"b", b"c"):
+        driver.clock.advance(4)
+        driver.feed(piece)
+    assert driver.events == [("head", 200, 5, None), ("data", b"a"), ("data", b"b"), ("data", b"c")]
+    driver.clock.advance(5.5)
+    assert driver.events[-1] == ("error", 504, True) and driver.closed
 
 
 def test_upgrade_turns_into_a_tunnel() -> None:
@@ -225,3 +229,26 @@ def test_oversized_response_head() -> None:
     driver = ClientDriver(DataPlaneSettings(max_header_bytes=1000)).request()
     driver.feed(b"HTTP/1.1 200 OK\r\nX-A: " + b"a" * 2000)
     assert driver.events == [("error", 502, False)]
+
+
+def test_an_upgrade_request_keeps_its_framing_and_its_connection_is_not_reused() -> None:
+    driver = ClientDriver()
+    driver.codec.send_request(driver, b"POST", b"/", [(b"host", b"b")], 3, b"x")
+    assert b"content-length: 3\r\nconnection: upgrade\r\nupgrade: x\r\n" in driver.written
+    driver.codec.send_data(b"abc")
+    driver.codec.send_end()
+    driver.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    assert driver.events == [("head", 200, 0, None), ("end",)]
+    assert not driver.codec.reusable
+
+
+def test_connection_close_wins_over_keep_alive() -> None:
+    driver = (
+        ClientDriver()
+        .request()
+        .feed(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nConnection: keep-alive\r\n"
+            b"Content-Length: 0\r\n\r\n"
+        )
+    )
+    assert driver.events[-1] == ("end",) and not driver.codec.reusable

@@ -295,7 +295,7 @@ CASES = [
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n",
         [OK],
-        [("request", b"POST", b"a", b"/"), ("data", b"abc"), ("data", b"de"), ("end",)],
+        [("request", b"POST", b"a", b"/"), ("data", b"abcde"), ("end",)],
         False,
     ),
     (
@@ -562,3 +562,85 @@ def test_drain_closes_idle_connections_and_busy_ones_after_their_response() -> N
     assert not busy.closed
     busy.codec.send_local(200, b"")
     assert busy.closed and b"connection: close" in busy.written
+
+
+def test_upgrade_with_a_body_is_forwarded_without_the_upgrade() -> None:
+    """A switch after a body would make its rest tunnel bytes: the upgrade is dropped."""
+    driver = ServerDriver(auto=False).feed(
+        b"POST /form HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: x\r\n"
+        b"Content-Length: 5\r\n\r\nhello"
+    )
+    request = driver.requests[0]
+    assert request.upgrade is None and request.length == 5
+    assert driver.events[-2:] == [("data", b"hello"), ("end",)]
+
+
+@pytest.mark.parametrize(
+    "framing", [b"Content-Length: 10", b"Transfer-Encoding: chunked", b"Content-Length: 1"]
+)
+def test_a_promised_body_that_never_comes_gets_408(framing: bytes) -> None:
+    driver = ServerDriver(DataPlaneSettings(idle_timeout=5.0), auto=False)
+    driver.feed(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n" + framing + b"\r\n\r\n")
+    driver.clock.advance(4)
+    assert not driver.closed
+    driver.clock.advance(2)
+    assert driver.statuses() == [408] and driver.closed and driver.events[-1] == ("gone",)
+
+
+def test_a_head_trickled_byte_by_byte_parses_once_complete() -> None:
+    data = b"GET /t HTTP/1.1\r\nHost: a\r\nX-Long: " + b"v" * 3000 + b"\r\n\r\n"
+    driver = ServerDriver().feed(*(data[i : i + 1] for i in range(len(data))))
+    assert driver.events == [("request", b"GET", b"a", b"/t"), ("end",)]
+    assert driver.statuses() == [200]
+    bad = ServerDriver().feed(
+        *(b"GET / HTTP/1.1\r\nHost: a\nX: b\r\n"[i : i + 1] for i in range(30))
+    )
+    assert bad.statuses() == [400] and bad.closed
+    limits = DataPlaneSettings(max_request_line=100, max_header_bytes=400)
+    line = b"GET /" + b"a" * 150
+    long_line = ServerDriver(limits).feed(*(line[i : i + 7] for i in range(0, len(line), 7)))
+    assert long_line.statuses() == [414]
+    big = ServerDriver(limits).feed(b"GET / HTTP/1.1\r\n", *[b"X-A: b\r\n"] * 60)
+    assert big.statuses() == [431]
+
+
+def test_pipelined_requests_wait_while_the_client_reads_no_answers() -> None:
+    driver = ServerDriver()
+    driver.unread = True  # the client's socket buffer is full
+    driver.feed(GET + b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n" + b"GET /3 HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert driver.statuses() == [200] and driver.paused
+    assert [e for e in driver.events if e[0] == "request"] == [
+        ("request", b"GET", b"a.example", b"/")
+    ]
+    driver.client_reads()
+    assert driver.statuses() == [200, 200, 200] and not driver.closed
+
+
+def test_half_close_after_a_request_is_answered_then_closed() -> None:
+    driver = ServerDriver(auto=False).feed(GET)
+    driver.codec.receive_eof()
+    assert not driver.closed
+    driver.codec.send_local(200, b"ok")
+    assert driver.statuses() == [200] and driver.closed
+    pipelined = ServerDriver(auto=False).feed(GET + GET)
+    pipelined.codec.receive_eof()
+    pipelined.codec.send_local(200, b"")
+    assert not pipelined.closed  # the second request is answered too
+    pipelined.codec.send_local(200, b"")
+    assert pipelined.statuses() == [200, 200] and pipelined.closed
+    partial = ServerDriver().feed(b"GET / HTTP/1.1\r\nHo")
+    partial.codec.receive_eof()
+    assert partial.closed and partial.written == b""
+
+
+def test_the_line_cache_is_bounded_and_never_vouches_for_a_bad_line() -> None:
+    from twistgw.dataplane.http.h1 import heads
+
+    for index in range(heads.MAX_CACHED_LINES + 50):
+        ServerDriver().feed(b"GET / HTTP/1.1\r\nHost: a\r\nX-N: %d\r\n\r\n" % index)
+    assert len(heads._LINES) <= heads.MAX_CACHED_LINES
+    ServerDriver().feed(b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: " + b"v" * 500 + b"\r\n\r\n")
+    assert all(len(line) <= heads.MAX_CACHED_LINE for line in heads._LINES)
+    ServerDriver().feed(GET)  # its lines are cached now
+    bad = ServerDriver().feed(b"GET / HTTP/1.1\r\nHost: a.example\r\nX-Bad: a\x00b\r\n\r\n")
+    assert bad.statuses() == [400]

@@ -36,16 +36,27 @@ class Conn:
         return data
 
     def read_request(self) -> bytes | None:
-        """A request head and its Content-Length body (recorded), None at EOF."""
+        """A request head and its body, by Content-Length or chunked (recorded as
+        received), None at EOF."""
         head = self.read_until(b"\r\n\r\n")
         if head is None:
             return None
         length = 0
+        chunked = False
         for line in head.split(b"\r\n"):
             name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
+            name = name.strip().lower()
+            if name == b"content-length":
                 length = int(value)
-        request = head + self.read_exactly(length)
+            elif name == b"transfer-encoding":
+                chunked = value.strip().lower() == b"chunked"
+        body = self.read_exactly(length)
+        while chunked:
+            size_line = self.read_until(b"\r\n") or b"0\r\n"
+            size = int(size_line.split(b";")[0], 16)
+            body += size_line + self.read_exactly(size + 2)
+            chunked = size != 0
+        request = head + body
         with self.backend.lock:
             self.backend.requests.append(request)
         return request

@@ -36,6 +36,8 @@ Key = BindKey
 T = TypeVar("T")
 #: Seconds between samples of the open-connections gauge.
 GAUGE_INTERVAL = 1.0
+#: Seconds between additions of the requests counted in the worker to the metrics.
+METRICS_FLUSH_INTERVAL = 0.25
 
 
 class TableRejected(Exception):
@@ -148,6 +150,10 @@ class DataPlane:
         self._sampler = LoopingCall(self.sample_connections)
         self._sampler.clock = reactor
         self._sampler.start(GAUGE_INTERVAL, now=False)
+        # requests are counted in the worker and added to the shared metrics in batches
+        self._flusher = LoopingCall(metrics.flush)
+        self._flusher.clock = reactor
+        self._flusher.start(METRICS_FLUSH_INTERVAL, now=False)
         self._streams_seen: set[tuple[str, str, str]] = set()
         self._sweeper = LoopingCall(self.sweep)
         self._sweeper.clock = reactor
@@ -275,6 +281,7 @@ class DataPlane:
                     for server in self.retired:
                         server.abort_all()
                 self.pool.close_idle()
+                self.metrics.flush()
                 return None
             return deferLater(self.reactor, 0.05, wait)
 

@@ -27,7 +27,7 @@ class DataPlaneSettings:
     head is complete (408); ``idle_timeout`` a client keep-alive connection may sit idle
     between requests; ``backend_connect_timeout`` to connect to a backend (503);
     ``backend_response_timeout`` from the request being sent until the backend's
-    response head (504).
+    response head, and between two reads of its body (504).
 
     ``headers_with_underscores``: request header names with "_" are dropped ("drop"),
     answered 400 ("reject") or forwarded ("allow"). ``access_log``: path of a JSON-lines

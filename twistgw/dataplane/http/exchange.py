@@ -103,8 +103,7 @@ class Exchange:
         path_bytes, _, query_bytes = request.target.partition(b"?")
         path = self.path = path_bytes.decode("latin-1")
         query = query_bytes.decode("latin-1")
-        authority = request.authority.decode("latin-1")
-        host_name = _host_only(authority.lower())
+        authority, host_name = _hosts.get(request.authority) or _host_names(request.authority)
         router = conn.factory.router
         self.listener, route = router.route(host_name, self.method, path, query, self._header_dict)
         if self.listener is not None and conn.tls:
@@ -416,6 +415,22 @@ def _unpair(transport) -> bool:
         transport.unregisterProducer()
         return True
     return False
+
+
+#: Authorities seen, as text and as the host name routing uses; bounded, emptied when full.
+_hosts: dict[bytes, tuple[str, str]] = {}
+MAX_CACHED_HOSTS = 1024
+
+
+def _host_names(authority: bytes) -> tuple[str, str]:
+    """``authority`` as text, and its host name in lower case without the port."""
+    text = authority.decode("latin-1")
+    names = (text, _host_only(text.lower()))
+    if len(authority) <= 255:  # a DNS name's limit: the cache's size stays small
+        if len(_hosts) >= MAX_CACHED_HOSTS:
+            _hosts.clear()
+        _hosts[authority] = names
+    return names
 
 
 def _host_only(host: str) -> str:

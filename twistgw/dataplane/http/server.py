@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPullProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twistgw.dataplane.fastwrite import writer_for
+from twistgw.dataplane.fastwrite import has_pending, writer_for
 from twistgw.dataplane.http.exchange import Exchange
 from twistgw.dataplane.http.h1.server import ServerCodec
 from twistgw.dataplane.http.messages import Request
@@ -69,10 +69,12 @@ class HTTPServerProtocol(Protocol):
     def readConnectionLost(self) -> None:
         tunnel = self.tunnel
         self.read_closed = True
-        if tunnel is not None and tunnel.connected and not self.write_closed:
-            tunnel.transport.loseWriteConnection()  # pass the half-close on
+        if tunnel is None:
+            self.codec.receive_eof()  # answer what was asked, then close
+        elif not tunnel.connected or self.write_closed or tunnel.tls:
+            self.close()  # (TLS has no half-close)
         else:
-            self.close()
+            tunnel.transport.loseWriteConnection()  # pass the half-close on
 
     def writeConnectionLost(self) -> None:
         self.write_closed = True
@@ -95,6 +97,18 @@ class HTTPServerProtocol(Protocol):
     def abort(self) -> None:
         self.closing = True
         self.transport.abortConnection()
+
+    def backed_up(self) -> bool:
+        """Whether bytes written earlier still wait to be sent."""
+        return has_pending(self.transport)
+
+    def when_drained(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once everything written has been sent."""
+        transport = self.transport
+        if transport is None or transport.producer is not None:
+            callback()  # (a producer is paired already: it paces the writes)
+            return
+        transport.registerProducer(_DrainWaiter(transport, callback), False)
 
     def pause(self) -> None:
         self.pause_reading()
@@ -121,6 +135,26 @@ class HTTPServerProtocol(Protocol):
         if self._handshake_listener is None:
             self._handshake_listener = handshake_listener(self.transport)
         return self._handshake_listener
+
+
+@implementer(IPullProducer)
+class _DrainWaiter:
+    """Registered as a pull producer: Twisted asks it for more each time the
+    transport's buffer has been sent, which is when the waiting ends."""
+
+    def __init__(self, transport, callback: Callable[[], None]) -> None:
+        self.transport = transport
+        self.callback: Callable[[], None] | None = callback
+
+    def resumeProducing(self) -> None:
+        if self.callback is None or has_pending(self.transport):
+            return
+        callback, self.callback = self.callback, None
+        self.transport.unregisterProducer()
+        callback()
+
+    def stopProducing(self) -> None:
+        self.callback = None
 
 
 class HTTPProxyFactory(Factory):

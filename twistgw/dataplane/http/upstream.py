@@ -39,6 +39,7 @@ class UpstreamConnection(Protocol):
         self.connected = False
         self.reused = False
         self.read_closed = self.write_closed = False
+        self.tls = key[1] is not None
         self.codec = ClientCodec(self, pool.reactor, pool.settings)
 
     # -- Protocol

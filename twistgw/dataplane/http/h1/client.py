@@ -15,10 +15,18 @@ from typing import Protocol as TypingProtocol
 from twisted.internet.interfaces import IReactorTime
 
 from twistgw.dataplane.http.deadline import Deadline
-from twistgw.dataplane.http.h1.bodies import EMPTY, LAST_CHUNK, BodyReader, EmptyBody, chunk
-from twistgw.dataplane.http.h1.framing import Connection, response_body
+from twistgw.dataplane.http.h1.bodies import (
+    EMPTY,
+    LAST_CHUNK,
+    BodyReader,
+    EmptyBody,
+    LengthBody,
+    chunk,
+)
+from twistgw.dataplane.http.h1.framing import MAX_LENGTH_DIGITS, Connection, response_body
 from twistgw.dataplane.http.h1.heads import (
     ProtocolError,
+    ResponseHead,
     has_bare_newline,
     head_end,
     parse_response_head,
@@ -28,6 +36,8 @@ from twistgw.dataplane.http.messages import Headers, Response
 
 #: Interim (1xx) responses accepted before the final one.
 MAX_INTERIM = 8
+#: Connection header values that only say whether the connection persists.
+PERSISTENCE = frozenset({b"keep-alive", b"close"})
 
 # states of the response
 WAITING, BODY, ENDED, TUNNEL = range(4)
@@ -99,14 +109,14 @@ class ClientCodec:
         self.request_done = False
         self.persistent = False
         self.chunked = length is None
-        if upgrade is not None:
-            extra = b"connection: upgrade\r\nupgrade: %s\r\n" % upgrade
-        elif length is None:
+        if length is None:
             extra = b"transfer-encoding: chunked\r\n"
         elif length or method in (b"POST", b"PUT", b"PATCH"):
             extra = b"content-length: %d\r\n" % length
         else:
             extra = b""
+        if upgrade is not None:  # the framing still applies to the request's own body
+            extra += b"connection: upgrade\r\nupgrade: %s\r\n" % upgrade
         data = serialize(b"%s %s HTTP/1.1\r\n" % (method, target), headers, extra)
         self.sent = len(data)
         self.io.write(data)
@@ -145,9 +155,12 @@ class ClientCodec:
         except ProtocolError as error:
             self._fail(error.status, error.reason)
             return
-        if self.state == BODY and self.buffer:
-            data, self.buffer = self.buffer, b""
-            self._feed_body(data)
+        if self.state == BODY:
+            if self.buffer:
+                data, self.buffer = self.buffer, b""
+                self._feed_body(data)
+            else:  # the head without body bytes yet
+                self.deadline.set(self.limits.backend_response_timeout)
         elif self.state == TUNNEL and self.buffer:
             data, self.buffer = self.buffer, b""
             self.sink.backend_tunnel_data(data)
@@ -165,6 +178,13 @@ class ClientCodec:
         head = parse_response_head(buffer[:end], limits.max_header_count)
         self.buffer = buffer[end:]
         status = head.status
+        if (
+            status >= 200
+            and not self.head_request
+            and not self.upgrade_request
+            and self._plain(head)
+        ):
+            return True
         fields = Connection(head.fields)
         if status < 200 and status != 101:
             self.interim += 1
@@ -181,11 +201,48 @@ class ClientCodec:
         self.body, length = response_body(
             fields, status, self.head_request, limits.max_header_bytes
         )
-        self.persistent = fields.persistent(head.version) and not self.body.eof()
+        self.persistent = (
+            fields.persistent(head.version)
+            and not self.body.eof()
+            and not self.upgrade_request  # it may have been switched: never reused
+        )
         if upgrade is None:
             self.state = BODY
         self.sink.response_head(Response(status, fields.headers, length), upgrade)
         if self.state == BODY and isinstance(self.body, EmptyBody):
+            self._end()
+        return True
+
+    def _plain(self, head: ResponseHead) -> bool:
+        """The commonest response (a Content-Length, perhaps ``Connection: keep-alive``
+        or ``close``, a status with a body): handled as the full rules in ``_head``
+        would, without their bookkeeping; False for anything else."""
+        status = head.status
+        if status == 204 or status == 304:
+            return False
+        length = None
+        persistent = head.version == b"1.1"
+        close = False
+        for name, value in head.fields.connection:
+            if name == b"content-length" and length is None and value.isdigit():
+                if len(value) > MAX_LENGTH_DIGITS:
+                    return False
+                length = int(value)
+            elif name == b"connection" and value.lower() in PERSISTENCE:
+                if value.lower() == b"close":
+                    close = True
+                else:
+                    persistent = True
+            else:
+                return False
+        if length is None:
+            return False
+        self.deadline.clear()
+        self.body = LengthBody(length) if length else EMPTY
+        self.persistent = persistent and not close
+        self.state = BODY
+        self.sink.response_head(Response(status, head.fields.headers, length), None)
+        if not length and self.state == BODY:
             self._end()
         return True
 
@@ -195,15 +252,19 @@ class ClientCodec:
         except ProtocolError as error:
             self._fail(error.status, error.reason)
             return
-        sink = self.sink
-        for piece in pieces:
-            sink.response_data(piece)
-        if rest is not None:
-            if rest:
-                self.persistent = False  # bytes after the response: not to be trusted
-            self._end()
+        if pieces:
+            # one piece per read, however many chunks it held
+            self.sink.response_data(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        if rest is None:
+            # a body that stops coming is a backend that stopped answering
+            self.deadline.set(self.limits.backend_response_timeout)
+            return
+        if rest:
+            self.persistent = False  # bytes after the response: not to be trusted
+        self._end()
 
     def _end(self) -> None:
+        self.deadline.clear()
         self.state = ENDED
         sink, self.sink = self.sink, None
         if sink is not None:
@@ -232,6 +293,8 @@ class ClientCodec:
     def _timed_out(self) -> None:
         if self.state == WAITING:
             self._fail(504, "the backend did not answer in time")
+        elif self.state == BODY:
+            self._fail(504, "the backend stopped sending its response")
 
     def start_tunnel(self) -> bytes:
         """After a 101: bytes the backend sent after it, for the client."""

@@ -96,10 +96,33 @@ def has_bare_newline(data: bytes | bytearray) -> bool:
     return data.count(b"\n") != data.count(b"\r\n")
 
 
+#: Field lines seen before, parsed: most heads repeat their neighbours' lines (User-Agent,
+#: Accept, Server, Content-Type), and a dictionary lookup beats splitting one again.
+#: Bounded in entries and in the length of a line kept; emptied when full.
+_LINES: dict[bytes, tuple[tuple[bytes, bytes], int]] = {}
+MAX_CACHED_LINES = 4096
+MAX_CACHED_LINE = 160
+#: What a cached line is: an end-to-end field, a connection field, or an end-to-end
+#: field whose name has an underscore.
+END_TO_END, CONNECTION, UNDERSCORED = 0, 1, 2
+
+
+def _line(line: bytes) -> tuple[tuple[bytes, bytes], int]:
+    name, _, value = line.partition(b":")
+    name = name.lower()
+    kind = CONNECTION if name in CONNECTION_FIELDS else UNDERSCORED if b"_" in name else 0
+    parsed = ((name, value.strip(b" \t")), kind)
+    if len(line) <= MAX_CACHED_LINE:
+        if len(_LINES) >= MAX_CACHED_LINES:
+            _LINES.clear()
+        _LINES[line] = parsed
+    return parsed
+
+
 def _fields(block: bytes, max_count: int, error: int, count_error: int) -> Fields:
-    """The fields of a head whose field lines are ``block``."""
-    if FIELD_LINES.fullmatch(block) is None:
-        raise ProtocolError(error, "malformed header field")
+    """The fields of a head whose field lines are ``block``. A block made only of lines
+    met before passed the syntax check already (a line is kept only from a block that
+    passed it); any other is checked whole."""
     lines = block.split(b"\r\n")
     lines.pop()
     if len(lines) > max_count:
@@ -107,14 +130,21 @@ def _fields(block: bytes, max_count: int, error: int, count_error: int) -> Field
     headers = []
     connection = []
     underscores = False
+    checked = False
+    known = _LINES.get
     for line in lines:
-        name, _, value = line.partition(b":")
-        name = name.lower()
-        if name in CONNECTION_FIELDS:
-            connection.append((name, value.strip(b" \t")))
+        parsed = known(line)
+        if parsed is None:
+            if not checked:
+                if FIELD_LINES.fullmatch(block) is None:
+                    raise ProtocolError(error, "malformed header field")
+                checked = True
+            parsed = _line(line)
+        if parsed[1] == CONNECTION:
+            connection.append(parsed[0])
         else:
-            headers.append((name, value.strip(b" \t")))
-            if b"_" in name:
+            headers.append(parsed[0])
+            if parsed[1]:
                 underscores = True
     return Fields(headers, connection, underscores)
 

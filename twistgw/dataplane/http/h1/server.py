@@ -44,8 +44,6 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: uri-host [":" port]: a reg-name or IP literal (RFC 3986), without user info.
 HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
 ABSOLUTE = re.compile(rb"(?i:https?)://([^/?#@]+)([/?][\x21-\x7e]*)?")
-#: Pipelined bytes held while a response is pending before reading pauses.
-MAX_PIPELINED = 64 * 1024
 
 # reading states
 HEAD, BODY, DONE, TUNNEL, CLOSED = range(5)
@@ -63,6 +61,8 @@ class ConnectionIO(TypingProtocol):
     def close(self) -> None: ...
     def pause(self) -> None: ...
     def resume(self) -> None: ...
+    def backed_up(self) -> bool: ...
+    def when_drained(self, callback: Callable[[], None]) -> None: ...
 
 
 class RequestSink(TypingProtocol):
@@ -113,6 +113,12 @@ class ServerCodec:
         self.out: list[bytes] = []
         self.processing = False
         self.requests = 0
+        self.partial: list[bytes] | None = None  # an incomplete head's pieces
+        self.partial_size = 0
+        self.tail = b""  # its last bytes (a blank line may straddle two reads)
+        self.line_seen = False  # whether its request line is complete
+        self.eof = False  # the client closed its sending side
+        self.held = False  # a pipelined request waits for the client to read
         self.deadline = Deadline(clock, self._timed_out)
         self.deadline.set(limits.header_timeout)  # for the first request's head
         self.head_started = True
@@ -128,9 +134,12 @@ class ServerCodec:
             return
         elif state == CLOSED:
             return
+        elif self.partial is not None:  # (state HEAD) more of an incomplete head
+            if not self._extend(data):
+                return
         else:
             self.buffer += data
-            if state == DONE and len(self.buffer) > MAX_PIPELINED:
+            if state == DONE:
                 self.io.pause()  # a pipelined request waits for the response before it
         self._process()
 
@@ -150,7 +159,7 @@ class ServerCodec:
         try:
             while True:
                 state = self.state
-                if state == HEAD and self.buffer:
+                if state == HEAD and self.buffer and not self.held:
                     if not self._head():
                         break
                 elif state == BODY and self.buffer:
@@ -185,7 +194,12 @@ class ServerCodec:
                 return self._refuse(400, "bare LF in the request head")
             if b"\0" in buffer:
                 return self._refuse(400, "NUL in the request head")
-            self.buffer = buffer[start:]
+            # keep the pieces apart until the blank line comes (see _extend)
+            self.partial = [buffer[start:]]
+            self.partial_size = len(buffer) - start
+            self.tail = buffer[-3:]
+            self.line_seen = buffer.find(b"\r\n", start) != -1
+            self.buffer = b""
             if not self.head_started:  # trickling bytes do not move the deadline
                 self.head_started = True
                 self.deadline.set(limits.header_timeout)
@@ -205,6 +219,7 @@ class ServerCodec:
         self.sink = sink = self.new_exchange(self, request)
         if request.has_body:
             self.state = BODY
+            self.deadline.set(self.limits.idle_timeout)  # a body that never comes: 408
             sink.start()
         else:
             self.state = DONE
@@ -212,8 +227,73 @@ class ServerCodec:
             sink.request_end()  # (a no-op for an exchange that answered already)
         return True
 
+    def _next(self) -> None:
+        """Go on with a pipelined request."""
+        self.held = False
+        if self.state == HEAD:
+            self.io.resume()
+            self._process()
+
+    def receive_eof(self) -> None:
+        """The client closed its sending side: answer what it asked, then close."""
+        self.eof = True
+        if self.state == DONE:
+            return  # the response under way ends the connection (send_end)
+        if self.state == HEAD and not self.buffer and self.partial is None:
+            if not self.responding:
+                self._close()
+            return
+        self._close()  # an incomplete request: nothing to answer
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            sink.client_gone()
+
+    def _extend(self, data: bytes) -> bool:
+        """Add bytes to an incomplete head; True once it may be complete. Only the new
+        bytes are scanned, so a head sent a byte at a time costs linear work."""
+        limits = self.limits
+        window = self.tail + data
+        self.partial.append(data)
+        self.partial_size += len(data)
+        if b"\r\n\r\n" in window:
+            self.buffer = b"".join(self.partial)
+            self.partial = None
+            return True
+        if not self.line_seen:
+            self.line_seen = b"\r\n" in window
+            if not self.line_seen and self.partial_size > limits.max_request_line:
+                self._refuse(414, "request line too long")
+                return False
+        if self.partial_size > limits.max_header_bytes:
+            self._refuse(431, "request header too large")
+        elif data.count(b"\n") != (self.tail[-1:] + data).count(b"\r\n"):
+            self._refuse(400, "bare LF in the request head")
+        elif b"\0" in data:
+            self._refuse(400, "NUL in the request head")
+        self.tail = window[-3:]
+        self.flush()
+        return False
+
     def _request(self, head: RequestHead) -> Request:
         """The exchange's view of a request head, after RFC 9112's checks."""
+        connection = head.fields.connection
+        if (
+            len(connection) == 1
+            and head.version == b"1.1"
+            and head.target[0] == 47
+            and connection[0][0] == b"host"
+            and not head.fields.underscores
+        ):
+            # the commonest request (Host alone, origin-form, no body): what the full
+            # rules below would conclude, without their bookkeeping
+            authority = connection[0][1]
+            if HOST.fullmatch(authority) is None:
+                raise ProtocolError(400, "invalid Host")
+            self.version = b"1.1"
+            self.body = EMPTY
+            self.persistent = not self.draining
+            self.head_request = head.method == b"HEAD"
+            return Request(head.method, authority, head.target, head.fields.headers)
         fields = Connection(head.fields)
         version = self.version = head.version
         method = head.method
@@ -254,7 +334,9 @@ class ServerCodec:
                 raise ProtocolError(417, "unsupported expectation")
             self.expecting = has_body and version == b"1.1"
         upgrade = None
-        if fields.upgrade is not None and b"upgrade" in fields.tokens:
+        if fields.upgrade is not None and b"upgrade" in fields.tokens and not has_body:
+            # (a request with a body is forwarded without its upgrade: after a switch,
+            # the rest of its body would be tunnel bytes, and no two parties agree)
             protocol = fields.upgrade.split(b",")[0].strip(b" \t")
             if protocol.lower().split(b"/")[0] != b"h2c":  # h2c is this hop's own business
                 upgrade = fields.upgrade
@@ -275,9 +357,9 @@ class ServerCodec:
         except ProtocolError as error:
             self._refuse(error.status, error.reason)
             return
-        sink = self.sink
-        for piece in pieces:
-            sink.request_data(piece)
+        if pieces:
+            # one piece per read, however many chunks it held
+            self.sink.request_data(pieces[0] if len(pieces) == 1 else b"".join(pieces))
         if rest is None:
             self.deadline.set(self.limits.idle_timeout)  # a stalled body ends in 408
             return
@@ -288,8 +370,8 @@ class ServerCodec:
     def _request_done(self) -> None:
         self.state = DONE
         self.expecting = False
-        if len(self.buffer) > MAX_PIPELINED:
-            self.io.pause()
+        if self.buffer:
+            self.io.pause()  # a pipelined request waits for the response before it
         self.sink.request_end()
 
     # -- responses out
@@ -343,10 +425,18 @@ class ServerCodec:
             self.state = HEAD
             self.head_request = False
             if self.buffer:
-                self.io.resume()
                 self.head_started = True
                 self.deadline.set(self.limits.header_timeout)
-                self._process()
+                if self.io.backed_up():
+                    # the client is not reading its answers: the next request waits
+                    self.held = True
+                    self.io.pause()
+                    self.flush()
+                    self.io.when_drained(self._next)
+                else:
+                    self._next()
+            elif self.eof:
+                self._close()  # the client said it sends no more
             else:
                 self.flush()
                 self.deadline.set(self.limits.idle_timeout)
@@ -413,13 +503,14 @@ class ServerCodec:
     def _close(self) -> None:
         self.state = CLOSED
         self.buffer = b""
+        self.partial = None
         self.deadline.cancel()
         self.flush()
         self.io.close()
 
     def _timed_out(self) -> None:
         state = self.state
-        if state == HEAD and self.buffer:
+        if state == HEAD and (self.buffer or self.partial is not None):
             self._refuse(408, "request head not received in time")
         elif state == BODY and not self.responding:
             self._refuse(408, "request body not received in time")
