@@ -213,7 +213,7 @@ def test_upgrade_turns_into_a_tunnel() -> None:
         b"Sec-WebSocket-Accept: x\r\n\r\n\x81\x02hi"
     )
     assert driver.events == [("head", 101, None, b"websocket"), ("tunnel", b"\x81\x02hi")]
-    assert driver.headers == [(b"sec-websocket-accept", b"x")]
+    assert list(driver.headers) == [(b"sec-websocket-accept", b"x")]
     driver.feed(b"more")
     assert driver.events[-1] == ("tunnel", b"more")
 

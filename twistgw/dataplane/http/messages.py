@@ -5,7 +5,11 @@ fields, Host or framing fields, and say how long the body is instead."""
 
 from __future__ import annotations
 
-Headers = list[tuple[bytes, bytes]]
+from collections.abc import Sequence
+
+#: (lower-case name, value) pairs; parsed heads hand over shared tuples, never to be
+#: changed in place (filters make new lists).
+Headers = Sequence[tuple[bytes, bytes]]
 
 
 class Request:

@@ -24,6 +24,7 @@ VALID_VALUE = re.compile(
 )
 
 Headers = list[tuple[bytes, bytes]]
+FieldTuple = tuple[tuple[bytes, bytes], ...]
 
 #: Fields that concern one connection only, never forwarded (RFC 9110 §7.6.1), plus
 #: the framing, Host and Expect fields, which the codecs handle themselves. Parsing
@@ -56,11 +57,11 @@ class ProtocolError(Exception):
 class Fields:
     """A head's fields as received (names lower-cased, values trimmed): the end-to-end
     ones in ``headers``, the CONNECTION_FIELDS in ``connection``; ``underscores`` says
-    whether an end-to-end name has a ``_``."""
+    whether an end-to-end name has a ``_``. Tuples: parsed heads are shared."""
 
     __slots__ = ("headers", "connection", "underscores")
 
-    def __init__(self, headers: Headers, connection: Headers, underscores: bool) -> None:
+    def __init__(self, headers: FieldTuple, connection: FieldTuple, underscores: bool) -> None:
         self.headers = headers
         self.connection = connection
         self.underscores = underscores
@@ -102,6 +103,11 @@ def has_bare_newline(data: bytes | bytearray) -> bool:
 _LINES: dict[bytes, tuple[tuple[bytes, bytes], int]] = {}
 MAX_CACHED_LINES = 4096
 MAX_CACHED_LINE = 160
+#: Whole field blocks seen before, parsed (shared: their fields are tuples). Bounded in
+#: entries and in the size of a block kept; emptied when full.
+_BLOCKS: dict[bytes, Fields] = {}
+MAX_CACHED_BLOCKS = 1024
+MAX_CACHED_BLOCK = 2048
 #: What a cached line is: an end-to-end field, a connection field, or an end-to-end
 #: field whose name has an underscore.
 END_TO_END, CONNECTION, UNDERSCORED = 0, 1, 2
@@ -120,9 +126,13 @@ def _line(line: bytes) -> tuple[tuple[bytes, bytes], int]:
 
 
 def _fields(block: bytes, max_count: int, error: int, count_error: int) -> Fields:
-    """The fields of a head whose field lines are ``block``. A block made only of lines
-    met before passed the syntax check already (a line is kept only from a block that
-    passed it); any other is checked whole."""
+    """The fields of a head whose field lines are ``block``: from the cache of whole
+    blocks (a client repeats its own, a backend its own but for Date), else line by
+    line. A block made only of lines met before passed the syntax check already (a line
+    is kept only from a block that passed it); any other is checked whole."""
+    fields = _BLOCKS.get(block)
+    if fields is not None:
+        return fields
     lines = block.split(b"\r\n")
     lines.pop()
     if len(lines) > max_count:
@@ -146,7 +156,12 @@ def _fields(block: bytes, max_count: int, error: int, count_error: int) -> Field
             headers.append(parsed[0])
             if parsed[1]:
                 underscores = True
-    return Fields(headers, connection, underscores)
+    fields = Fields(tuple(headers), tuple(connection), underscores)
+    if len(block) <= MAX_CACHED_BLOCK:
+        if len(_BLOCKS) >= MAX_CACHED_BLOCKS:
+            _BLOCKS.clear()
+        _BLOCKS[block] = fields
+    return fields
 
 
 def parse_request_head(
