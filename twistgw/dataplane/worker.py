@@ -28,8 +28,8 @@ from twisted.logger import (
     globalLogBeginner,
 )
 
-from twistgw.dataplane.http.accesslog import NAMESPACE as ACCESS_NAMESPACE
 from twistgw.dataplane.http.accesslog import JSONLinesObserver
+from twistgw.dataplane.http.accesslog import route_to as route_access_log_to
 from twistgw.ipc.channel import ControlChannel
 
 log = Logger()
@@ -103,8 +103,6 @@ class ChannelLogObserver:
         self.worker = worker
 
     def __call__(self, event: dict) -> None:
-        if event.get("log_namespace") == ACCESS_NAMESPACE:
-            return  # the access log has its own observer
         text = formatEvent(event)
         if event.get("log_failure") is not None:
             text += "\n" + event["log_failure"].getTraceback()
@@ -141,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if settings.access_log:
         access = JSONLinesObserver(settings.access_log, reactor)
-        observers.append(access)
+        route_access_log_to(access)
         reactor.addSystemEventTrigger("before", "shutdown", access.close)
     globalLogBeginner.beginLoggingTo(
         observers,

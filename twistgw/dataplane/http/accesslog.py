@@ -1,8 +1,10 @@
 """The access log: one structured ``twisted.logger`` event per request (namespace
 ``twistgw.access``), and an observer that writes those events as JSON lines.
 
-Lines are buffered and flushed once a second (and at exit), so logging costs no write
-call per request; the file is opened for appending, so workers can share it."""
+The events go to the access log's own observer (``route_to``), not through the global
+publisher with every other observer of the process; lines are buffered and flushed
+once a second (and at exit), so logging costs no write call per request; the file is
+opened for appending, so workers can share it."""
 
 from __future__ import annotations
 
@@ -43,18 +45,39 @@ FORMAT = "{method} {authority}{path} {protocol} {status}"
 log = Logger(namespace=NAMESPACE)
 
 
+def route_to(observer) -> None:
+    """Send access events to ``observer`` (by default they go to the global one)."""
+    log.observer = observer
+
+
+class _Clock:
+    """RFC 3339 times, the formatting of the date and time done once a second."""
+
+    second = -1
+    prefix = ""
+
+    def format(self, now: float) -> str:
+        second = int(now)
+        if second != self.second:
+            self.second = second
+            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self.prefix}.{int(now * 1000) % 1000:03d}Z"
+
+
+_clock = _Clock()
+
+
 def record(exchange: Exchange, now: float) -> dict:
     """The access-log fields of a finished exchange."""
     request = exchange.request
     endpoint = exchange.endpoint
-    millis = int(now * 1000) % 1000
     user_agent = None
     for name, value in request.headers:
         if name == b"user-agent":
             user_agent = value.decode("latin-1")
             break
     return {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{millis:03d}Z",
+        "time": _clock.format(now),
         "client": exchange.conn.peer_host.decode(),
         "method": request.method.decode("latin-1"),
         "authority": request.authority.decode("latin-1"),
@@ -72,6 +95,9 @@ def record(exchange: Exchange, now: float) -> dict:
         "user_agent": user_agent,
         "request_id": exchange.request_id.decode("latin-1") or None,
     }
+
+
+_encode = json.JSONEncoder(ensure_ascii=True, check_circular=False).encode
 
 
 def emit(exchange: Exchange, now: float) -> None:
@@ -93,7 +119,7 @@ class JSONLinesObserver:
     def __call__(self, event: dict) -> None:
         if event.get("log_namespace") != NAMESPACE:
             return
-        self.stream.write(json.dumps({name: event.get(name) for name in FIELDS}) + "\n")
+        self.stream.write(_encode({name: event.get(name) for name in FIELDS}) + "\n")
 
     def flush(self) -> None:
         self.stream.flush()
