@@ -238,17 +238,24 @@ def field_value_problem(value: str) -> str | None:
     up to U+00FF), and SP and HTAB between them."""
     for char in value:
         code = ord(char)
-        if char in "\r\n":
-            return "contains a CR or LF"
-        if code == 0:
-            return "contains a NUL"
+        if char == "\t":
+            continue
+        if code < 0x20 or code == 0x7F:
+            return _control_problem(char)
         if code > 0xFF:
             return f"contains {char!r} (U+{code:04X}), which is not Latin-1"
-        if (code < 0x20 and char != "\t") or code == 0x7F:
-            return f"contains the control character U+{code:04X}"
     if value[:1] in (" ", "\t") or value[-1:] in (" ", "\t"):
         return "begins or ends with whitespace"
     return None
+
+
+def _control_problem(char: str) -> str:
+    """What is wrong with a control character in a value."""
+    if char in "\r\n":
+        return "contains a CR or LF"
+    if char == "\0":
+        return "contains a NUL"
+    return f"contains the control character U+{ord(char):04X}"
 
 
 def path_problem(value: str) -> str | None:
@@ -256,12 +263,8 @@ def path_problem(value: str) -> str | None:
     controls, no whitespace, and ASCII only (other characters must be percent-encoded)."""
     for char in value:
         code = ord(char)
-        if char in "\r\n":
-            return "contains a CR or LF"
-        if code == 0:
-            return "contains a NUL"
         if code < 0x20 or code == 0x7F:
-            return f"contains the control character U+{code:04X}"
+            return _control_problem(char)
         if char.isspace():
             return f"contains whitespace (U+{code:04X})"
         if code > 0x7E:
