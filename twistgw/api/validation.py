@@ -9,7 +9,8 @@ Some values the schema accepts cannot go on the wire: a header value with a CR o
 or a character outside Latin-1, a rewrite path with a space. The API server stores
 such objects, so they are not invalid objects here either: ``wire_problems`` names
 them and the translator drops the rule, with the field and the reason in the route's
-status.
+status. The same goes for a regular expression RE2 cannot compile
+(``regex_problems``): the schema leaves the dialect to the implementation.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Any
+
+from twistgw.regex import RegexError, compile_regex
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 SECTION_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -102,13 +105,6 @@ def _int(obj: dict, key: str, path: str, lo: int, hi: int, required: bool = Fals
     if not lo <= value <= hi:
         _fail(where, f"must be between {lo} and {hi}; got {value}")
     return value
-
-
-def _regex(value: str, path: str) -> None:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        _fail(path, f"invalid regular expression: {exc}")
 
 
 # --- shared pieces ---------------------------------------------------------------------
@@ -210,9 +206,7 @@ def _http_match(match: Any, where: str) -> None:
     path.setdefault("value", "/")
     kind = _string(path, "type", f"{where}.path", enum=("Exact", "PathPrefix", "RegularExpression"))
     value = _string(path, "value", f"{where}.path", max_len=1024)
-    if kind == "RegularExpression":
-        _regex(value, f"{where}.path.value")
-    elif not value.startswith("/"):
+    if kind != "RegularExpression" and not value.startswith("/"):
         _fail(f"{where}.path.value", "must be an absolute path")
     for group, name_re in (("headers", HEADER_NAME_RE), ("queryParams", None)):
         for i, item in enumerate(_list(match.get(group), f"{where}.{group}", 16)):
@@ -221,11 +215,7 @@ def _http_match(match: Any, where: str) -> None:
             item.setdefault("type", "Exact")
             _string(item, "name", at, required=True, pattern=name_re, max_len=256)
             _string(item, "value", at, required=True, max_len=4096)
-            if (
-                _string(item, "type", at, enum=("Exact", "RegularExpression"))
-                == "RegularExpression"
-            ):
-                _regex(item["value"], f"{at}.value")
+            _string(item, "type", at, enum=("Exact", "RegularExpression"))
     _string(match, "method", where, enum=METHODS)
 
 
@@ -289,6 +279,27 @@ def _filter_wire_problems(flt: Mapping[str, Any], at: str) -> Iterator[str]:
         problem = path_problem(path.get(key) or "")
         if problem is not None:
             yield f"{at}.{field}.path.{key}: {problem}"
+
+
+def regex_problems(rule: Mapping[str, Any], where: str) -> list[str]:
+    """``field: problem`` for each RegularExpression match of a validated HTTPRoute
+    rule (at ``where``) that RE2 cannot compile, with RE2's reason."""
+    problems = []
+    for j, match in enumerate(rule.get("matches") or []):
+        at = f"{where}.matches[{j}]"
+        fields = [(f"{at}.path", match.get("path") or {})]
+        for group in ("headers", "queryParams"):
+            fields += [
+                (f"{at}.{group}[{i}]", item) for i, item in enumerate(match.get(group) or [])
+            ]
+        for field, item in fields:
+            if item.get("type") != "RegularExpression":
+                continue
+            try:
+                compile_regex(item["value"])
+            except RegexError as exc:
+                problems.append(f"{field}.value: RE2 cannot compile {item['value']!r}: {exc}")
+    return problems
 
 
 def wire_problems(rule: Mapping[str, Any], where: str) -> list[str]:

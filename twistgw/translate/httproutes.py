@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 
 from twistgw.api.resource import Resource
-from twistgw.api.validation import wire_problems
+from twistgw.api.validation import regex_problems, wire_problems
 from twistgw.routing import ir
 from twistgw.snapshot import Snapshot
 from twistgw.translate.attachment import RouteAnalysis
@@ -101,7 +101,8 @@ def analyse_route(
         refs = rule.get("backendRefs") or []
         resolved = compile_backends(snapshot, route, refs, result, policies)
         try:
-            problems = wire_problems(rule, f"spec.rules[{rule_index}]")
+            where = f"spec.rules[{rule_index}]"
+            problems = regex_problems(rule, where) + wire_problems(rule, where)
             if problems:
                 raise UnsupportedRule("; ".join(problems))
             for match_index, match_spec in enumerate(rule.get("matches") or [{}]):

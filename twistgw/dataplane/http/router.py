@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import itertools
 import random
-import re
 from bisect import bisect_right
 from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 from twistgw.hostnames import host_matches, specificity
+from twistgw.regex import compile_regex
 from twistgw.routing import ir
 
 Headers = list[tuple[bytes, bytes]]
@@ -159,7 +159,7 @@ def _path_test(kind: str, value: str) -> Callable[[str], bool]:
     if kind == "Exact":
         return value.__eq__
     if kind == "RegularExpression":
-        pattern = re.compile(value)
+        pattern = compile_regex(value)
         return lambda path: pattern.fullmatch(path) is not None
     prefix = value.rstrip("/")
     if not prefix:
@@ -170,7 +170,7 @@ def _path_test(kind: str, value: str) -> Callable[[str], bool]:
 
 def _value_test(kind: str, value: str) -> Callable[[str], bool]:
     if kind == "RegularExpression":
-        pattern = re.compile(value)
+        pattern = compile_regex(value)
         return lambda found: pattern.fullmatch(found) is not None
     return value.__eq__
 
