@@ -1,5 +1,5 @@
 """The prefork supervisor with real worker processes: sockets shared, workers replaced,
-configuration pushed under load, graceful drain."""
+hung workers killed by the watchdog, configuration pushed under load, graceful drain."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from tests.support.gateway import GatewayProcess, wait_until
 from tests.support.manifests import backend, gateway_class, gateway_manifest, http_route, service
 from tests.support.procs import alive, connection_owner
+from twistgw.dataplane.worker import TEST_HANG_ENV
 from twistgw.supervisor.workers import RestartPolicy
 
 
@@ -26,10 +27,10 @@ def _live_pids(process: GatewayProcess) -> list[int]:
     return [w["pid"] for w in _workers(process) if w["alive"]]
 
 
-def _serving(backends, name: str, drain_timeout: int) -> GatewayProcess:
+def _serving(backends, name: str, drain_timeout: int, *extra_args: str) -> GatewayProcess:
     """A two-worker gateway routing everything to an echo backend."""
     process = GatewayProcess(
-        extra_args=("--workers", "2", "--drain-timeout", str(drain_timeout))
+        extra_args=("--workers", "2", "--drain-timeout", str(drain_timeout), *extra_args)
     ).start()
     address = backends.start(name)
     process.write(
@@ -60,18 +61,39 @@ def _get(connection: http.client.HTTPConnection, path: str = "/stable") -> int:
     return response.status
 
 
-def test_a_killed_worker_is_replaced_and_the_other_keeps_serving(prefork):
-    pids = _live_pids(prefork)
+def _counter(process: GatewayProcess, name: str) -> float:
+    """An unlabelled counter's value on ``/metrics`` (0 before anything counted it)."""
+    for line in process.admin("/metrics")[1].decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _keep_alive_per_worker(
+    process: GatewayProcess, pids: list[int]
+) -> dict[int, list[http.client.HTTPConnection]]:
+    """Keep-alive connections to the gateway, by the worker that holds each."""
     owned: dict[int, list[http.client.HTTPConnection]] = {pid: [] for pid in pids}
     for _ in range(60):
-        connection = http.client.HTTPConnection(prefork.address, 8080, timeout=10)
+        connection = http.client.HTTPConnection(process.address, 8080, timeout=10)
         assert _get(connection) == 200
-        owner = connection_owner(connection.sock, pids)
-        owned[owner].append(connection)
+        owned[connection_owner(connection.sock, pids)].append(connection)
         if all(len(c) >= 2 for c in owned.values()):
             break
     assert all(owned.values()), f"connections did not spread over both workers: {owned}"
-    victim, survivor = pids
+    return owned
+
+
+def _replaced_while_the_other_serves(
+    process: GatewayProcess, stop_worker: int, *, signal_number: int
+) -> float:
+    """Signal worker ``stop_worker`` (0 or 1 of the live pids) and wait for its
+    replacement while keep-alive requests to the other worker must all succeed; the
+    time of the signal."""
+    pids = _live_pids(process)
+    owned = _keep_alive_per_worker(process, pids)
+    victim = pids[stop_worker]
+    (survivor,) = [pid for pid in pids if pid != victim]
     failures, served = [], [0]
     stop = threading.Event()
 
@@ -87,19 +109,26 @@ def test_a_killed_worker_is_replaced_and_the_other_keeps_serving(prefork):
     thread = threading.Thread(target=load)
     thread.start()
     time.sleep(0.3)
-    killed_at = time.monotonic()
-    os.kill(victim, signal.SIGKILL)
+    signalled_at = time.monotonic()
+    os.kill(victim, signal_number)
     replacement = wait_until(
-        lambda: [p for p in _live_pids(prefork) if p not in pids and alive(p)],
+        lambda: [p for p in _live_pids(process) if p not in pids and alive(p)],
         what="a replacement worker",
     )
     print(
-        f"replacement worker {replacement} seen {time.monotonic() - killed_at:.2f}s after the kill"
+        f"replacement worker {replacement} seen {time.monotonic() - signalled_at:.2f}s "
+        "after the signal"
     )
     time.sleep(0.3)
     stop.set()
     thread.join()
     assert failures == [] and served[0] > 0
+    assert not alive(victim)
+    return signalled_at
+
+
+def test_a_killed_worker_is_replaced_and_the_other_keeps_serving(prefork):
+    killed_at = _replaced_while_the_other_serves(prefork, 0, signal_number=signal.SIGKILL)
     wait_until(lambda: prefork.admin("/readyz")[0] == 200, what="ready with the new worker")
     print(f"all workers have the current table {time.monotonic() - killed_at:.2f}s after the kill")
     for _ in range(20):  # new connections reach both workers and all succeed
@@ -208,3 +237,44 @@ def test_restart_policy_backs_off_while_workers_die_young():
     assert [policy.delay(lived=0.2) for _ in range(6)] == [0.0, 0.5, 1.0, 2.0, 4.0, 4.0]
     assert policy.delay(lived=60.0) == 0.0  # a worker that ran for a while: replace at once
     assert policy.delay(lived=1.0) == 0.5
+
+
+@pytest.fixture(scope="module")
+def watched(backends):
+    """A two-worker gateway with a 2 s watchdog whose workers spin forever on SIGUSR1."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(TEST_HANG_ENV, "SIGUSR1")
+        process = _serving(backends, "watched", 10, "--worker-watchdog-timeout", "2")
+    wait_until(lambda: len(_live_pids(process)) == 2, what="two workers")
+    yield process
+    process.stop()
+
+
+def _heartbeats(process: GatewayProcess) -> dict[int, int]:
+    return {w["pid"]: w["heartbeat"] for w in _workers(process) if w["alive"]}
+
+
+def test_a_stalled_supervisor_does_not_count_against_its_workers(watched):
+    pids = sorted(_live_pids(watched))
+    kills = _counter(watched, "twistgw_worker_watchdog_kills_total")
+    wait_until(lambda: min(_heartbeats(watched).values()) > 0, what="workers answering")
+    os.kill(watched.process.pid, signal.SIGSTOP)
+    time.sleep(3)  # longer than the watchdog timeout; the workers' answers go unread
+    os.kill(watched.process.pid, signal.SIGCONT)
+    after = _heartbeats(watched)
+    wait_until(  # the watchdog has run a few rounds since: a kill would have happened
+        lambda: all(n >= after[pid] + 8 for pid, n in _heartbeats(watched).items()),
+        what="eight more heartbeats from every worker",
+    )
+    assert sorted(_live_pids(watched)) == pids
+    assert _counter(watched, "twistgw_worker_watchdog_kills_total") == kills
+
+
+def test_a_hung_worker_is_killed_by_the_watchdog_and_replaced(watched):
+    kills = _counter(watched, "twistgw_worker_watchdog_kills_total")
+    _replaced_while_the_other_serves(watched, 1, signal_number=signal.SIGUSR1)
+    assert _counter(watched, "twistgw_worker_watchdog_kills_total") == kills + 1
+    assert "has not answered the watchdog" in watched.log()
+    wait_until(lambda: watched.admin("/readyz")[0] == 200, what="ready with the new worker")
+    for _ in range(20):
+        assert watched.request("/stable")[0] == 200

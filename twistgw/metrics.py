@@ -98,6 +98,12 @@ class Metrics:
             "Workers that died and were replaced",
             registry=self.registry,
         )
+        self.watchdog_kills = Counter(
+            "twistgw_worker_watchdog_kills",
+            "Workers killed because they stopped answering the watchdog (each is also "
+            "counted as a restart)",
+            registry=self.registry,
+        )
         self.table_rejections = Counter(
             "twistgw_table_rejections",
             "Routing tables a worker could not compile and rejected, keeping its last good "

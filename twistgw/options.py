@@ -26,6 +26,7 @@ POSITIVE = (
     "idle-timeout",
     "backend-connect-timeout",
     "backend-response-timeout",
+    "worker-watchdog-timeout",
 )
 
 
@@ -111,6 +112,15 @@ class GatewayOptions(usage.Options):
             30.0,
             "Seconds a stopping gateway lets requests in flight finish before it closes "
             "their connections.",
+            float,
+        ],
+        [
+            "worker-watchdog-timeout",
+            None,
+            10.0,
+            "Seconds a worker may leave the supervisor's heartbeat unanswered (its reactor "
+            "stuck) before it is killed and replaced; longer than the slowest routing-table "
+            "apply.",
             float,
         ],
         [

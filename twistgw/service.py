@@ -37,6 +37,7 @@ class GatewayService(MultiService):
             options["drain-timeout"],
             self.metrics,
             data_plane_settings(options),
+            options["worker-watchdog-timeout"],
         )
         self.workers.setServiceParent(self)
         self.control = ControlPlane(

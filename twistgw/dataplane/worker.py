@@ -6,6 +6,7 @@ The supervisor starts workers; they are not meant to be run by hand. A worker ge
 the routing table before it accepts anything, applies every later table it is sent,
 adopts the listening sockets it is handed (inherited at spawn or passed later), and
 drains on SIGTERM, on the supervisor's request, or when the supervisor goes away.
+It answers the supervisor's watchdog pings from its reactor thread.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Worker:
                 "listen": self.listen,
                 "close": self.close,
                 "drain": self.drain,
+                "ping": lambda n: self.channel.send("pong", n),
             },
             on_lost=self.supervisor_gone,
         )
@@ -94,6 +96,22 @@ class Worker:
         if not self.stopping:
             log.warn("the supervisor went away; draining")
             self.drain()
+
+
+#: Test-only: the name of a signal (e.g. SIGUSR1) that makes a worker spin forever.
+TEST_HANG_ENV = "TWISTGW_TEST_HANG_ON_SIGNAL"
+
+
+def install_test_hang(reactor, signal_name: str) -> None:
+    """Test-only (``TWISTGW_TEST_HANG_ON_SIGNAL=SIGUSR1``): the signal puts the reactor
+    thread into a busy loop for good, as a pathological request would, so tests can
+    see the supervisor's watchdog replace the worker. Never set in production."""
+
+    def spin() -> None:
+        while True:
+            pass
+
+    signal.signal(getattr(signal, signal_name), lambda *_: reactor.callFromThread(spin))
 
 
 class ChannelLogObserver:
@@ -157,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; a Ctrl-C reaches it
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if os.environ.get(TEST_HANG_ENV):
+        install_test_hang(reactor, os.environ[TEST_HANG_ENV])
     # Everything alive now lives as long as the worker: keep it out of the collector's
     # scans. (Raising the collection thresholds was measured too: closed connections
     # leave protocol/transport cycles, and rarer, larger collections worsened p99.)

@@ -8,10 +8,12 @@ A descriptor is sent just before the message that names it; the receiver queues
 descriptors in arrival order and the message takes the oldest.
 
 Supervisor to worker: ``hello(version, table, inherited)`` first, then
-``table(version, table)``, ``listen(key, family)`` with a descriptor, ``close(key)``
-and ``drain(timeout)``. Worker to supervisor: ``applied(version)`` or
-``rejected(version, error)`` for each table (``rejected``: the table did not compile
-and the last good one keeps serving), and ``log(level, namespace, text)``.
+``table(version, table)``, ``listen(key, family)`` with a descriptor, ``close(key)``,
+``drain(timeout)`` and the watchdog's ``ping(n)``. Worker to supervisor:
+``applied(version)`` or ``rejected(version, error)`` for each table (``rejected``: the
+table did not compile and the last good one keeps serving), ``pong(n)`` for each ping
+(answered on the worker's reactor thread, so a worker whose reactor is stuck cannot
+answer), and ``log(level, namespace, text)``.
 """
 
 from __future__ import annotations

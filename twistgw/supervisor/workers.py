@@ -1,5 +1,5 @@
 """Worker processes: spawned with the listening sockets, kept on the current routing
-table, replaced when they die, drained on shutdown."""
+table, replaced when they die or stop answering the watchdog, drained on shutdown."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import Factory, ProcessProtocol
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
@@ -49,7 +50,9 @@ class RestartPolicy:
 class WorkerHandle:
     """A worker process as the supervisor sees it. ``applied``: the version of the
     table it serves; ``answered``: the last version it applied or rejected;
-    ``rejected``: (version, why) while its last answer was a rejection."""
+    ``rejected``: (version, why) while its last answer was a rejection; ``heard``: when
+    it last answered a watchdog ping (None before its first answer) and ``heartbeat``
+    that ping's number; ``hung``: killed by the watchdog and not yet reaped."""
 
     index: int
     channel: ControlChannel
@@ -59,6 +62,9 @@ class WorkerHandle:
     applied: int = -1
     answered: int = -1
     rejected: tuple[int, str] | None = None
+    heard: float | None = None
+    heartbeat: int = -1
+    hung: bool = False
     alive: bool = True
 
     def as_dict(self) -> dict:
@@ -67,6 +73,7 @@ class WorkerHandle:
             "pid": self.pid,
             "tableVersion": self.applied,
             "rejectedTableVersion": self.rejected[0] if self.rejected else None,
+            "heartbeat": self.heartbeat,
             "alive": self.alive,
         }
 
@@ -80,7 +87,13 @@ class _WorkerProcess(ProcessProtocol):
 
 
 class WorkerPool(Service):
-    """N worker processes serving the data plane from sockets this process binds."""
+    """N worker processes serving the data plane from sockets this process binds.
+
+    The watchdog pings every worker several times per ``watchdog_timeout`` (at most
+    once a second); a worker that has answered before and then answers nothing for
+    ``watchdog_timeout`` seconds is killed and replaced like a worker that died. Time the
+    supervisor itself was stalled (its reactor blocked, so answers went unread) does not
+    count against the workers, and draining workers are not watched."""
 
     def __init__(
         self,
@@ -89,11 +102,17 @@ class WorkerPool(Service):
         drain_timeout: float,
         metrics,
         settings: DataPlaneSettings = DEFAULT_SETTINGS,
+        watchdog_timeout: float = 10.0,
     ) -> None:
         self.settings = settings
         self.reactor = reactor
         self.count = count
         self.drain_timeout = drain_timeout
+        self.watchdog_timeout = watchdog_timeout
+        self._watchdog = LoopingCall(self._watch)
+        self._watchdog.clock = reactor
+        self._pings = 0
+        self._last_watch = 0.0
         self.metrics = metrics
         self.sockets = ListenerSockets(count)
         self.policy = RestartPolicy()
@@ -170,6 +189,8 @@ class WorkerPool(Service):
         super().startService()
         for index in range(self.count):
             self.spawn(index)
+        self._last_watch = self.reactor.seconds()
+        self._watchdog.start(min(1.0, self.watchdog_timeout / 4), now=False)
 
     def spawn(self, index: int) -> None:
         if self.stopping:
@@ -220,6 +241,7 @@ class WorkerPool(Service):
                 "applied": lambda version: self._applied(handle, version),
                 "rejected": lambda version, error: self._rejected(handle, version, error),
                 "log": lambda *a: self._log(handle, *a),
+                "pong": lambda n: self._pong(handle, n),
             },
             on_lost=lambda: None,
         )
@@ -263,6 +285,42 @@ class WorkerPool(Service):
         for old in [v for v in self.sent if v <= oldest]:
             del self.sent[old]
 
+    # -- the watchdog
+
+    def _watch(self) -> None:
+        """Kill the workers that stopped answering, then ping every worker."""
+        now = self.reactor.seconds()
+        stalled = now - self._last_watch - self._watchdog.interval
+        self._last_watch = now
+        for handle in self.live():
+            if handle.heard is None or handle.hung:
+                continue
+            if stalled > 0:  # the supervisor could not hear anyone meanwhile
+                handle.heard += stalled
+            if now - handle.heard > self.watchdog_timeout:
+                self._kill_hung(handle, now - handle.heard)
+        self._pings += 1
+        for handle in self.live():
+            handle.channel.send("ping", self._pings)
+
+    def _pong(self, handle: WorkerHandle, n: int) -> None:
+        handle.heard = self.reactor.seconds()
+        handle.heartbeat = n
+
+    def _kill_hung(self, handle: WorkerHandle, silent: float) -> None:
+        handle.hung = True
+        self.metrics.watchdog_kills.inc()
+        log.error(
+            "worker {index} (pid {pid}) has not answered the watchdog for {silent:.1f}s "
+            "(--worker-watchdog-timeout {timeout}s); killing it",
+            index=handle.index,
+            pid=handle.pid,
+            silent=silent,
+            timeout=self.watchdog_timeout,
+        )
+        with contextlib.suppress(ProcessExitedAlready):
+            handle.process.signalProcess("KILL")
+
     def _log(self, handle: WorkerHandle, level: str, namespace: str, text: str) -> None:
         log.emit(
             LogLevel.levelWithName(level),
@@ -303,6 +361,8 @@ class WorkerPool(Service):
         """Drain every worker; kill the ones still running after the drain timeout."""
         super().stopService()
         self.stopping = True
+        if self._watchdog.running:
+            self._watchdog.stop()
         waits = list(self._ended.values())
         for handle in self.live():
             handle.channel.send("drain", self.drain_timeout)
