@@ -75,3 +75,18 @@ def test_access_log_path_is_made_absolute_and_its_directory_must_exist(tmp_path,
     assert _parse(tmp_path)["access-log"] == ""
     with pytest.raises(usage.UsageError, match="--access-log: no directory"):
         _parse(tmp_path, f"--access-log={tmp_path / 'missing' / 'access.jsonl'}")
+
+
+def test_admin_token_is_the_file_content_stripped(tmp_path):
+    assert _parse(tmp_path)["admin-token"] is None  # no file: the admin endpoint is open
+    token_file = tmp_path / "token"
+    token_file.write_text("  s3cret\n")
+    assert _parse(tmp_path, f"--admin-token-file={token_file}")["admin-token"] == "s3cret"
+
+
+def test_a_missing_or_empty_admin_token_file_is_refused(tmp_path):
+    with pytest.raises(usage.UsageError, match="--admin-token-file: cannot read"):
+        _parse(tmp_path, f"--admin-token-file={tmp_path / 'missing'}")
+    (tmp_path / "empty").write_text(" \n")
+    with pytest.raises(usage.UsageError, match="--admin-token-file: .* is empty"):
+        _parse(tmp_path, f"--admin-token-file={tmp_path / 'empty'}")

@@ -48,6 +48,18 @@ def _access_log(path: str) -> str:
     return path
 
 
+def _admin_token(path: str) -> str:
+    """The admin token: the file's content, stripped; a missing or empty file is refused."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            token = handle.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise usage.UsageError(f"--admin-token-file: cannot read {path!r}: {exc}") from exc
+    if not token:
+        raise usage.UsageError(f"--admin-token-file: {path!r} is empty")
+    return token
+
+
 class GatewayOptions(usage.Options):
     synopsis = "[options]"
     longdesc = (
@@ -91,6 +103,14 @@ class GatewayOptions(usage.Options):
             DEFAULT_ADMIN,
             "Twisted server endpoint string for the admin server (/status, /healthz, /readyz, "
             "/metrics, /config_dump).",
+        ],
+        [
+            "admin-token-file",
+            None,
+            None,
+            "File holding a token (read at start) that /status, /config_dump and /metrics then "
+            "require as 'Authorization: Bearer TOKEN'; /healthz and /readyz stay open. Without "
+            "it the admin endpoint has no authentication.",
         ],
         [
             "address-pool",
@@ -296,6 +316,8 @@ class GatewayOptions(usage.Options):
                 f"--headers-with-underscores must be one of {', '.join(UNDERSCORE_ACTIONS)}"
             )
         self["access-log"] = _access_log(self["access-log"] or "")
+        token_file = self["admin-token-file"]
+        self["admin-token"] = _admin_token(token_file) if token_file else None
         if self["watch"] not in ("auto", "poll"):
             raise usage.UsageError("--watch must be auto or poll")
         if self["workers"] is None:

@@ -59,6 +59,7 @@ class GatewayService(MultiService):
             self.control.ready,
             lambda: generate_latest(registry),
             self.control.config_dump,
+            token=options["admin-token"],
         )
         endpoint_service(options["admin-endpoint"], site, reactor=reactor).setServiceParent(self)
         if options["kubernetes"]:
