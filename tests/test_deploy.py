@@ -101,10 +101,28 @@ def test_deployment_probes_security_and_arguments(rendered):
     assert security["readOnlyRootFilesystem"] is True
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
-    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}  # metrics files
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["tmp"]["mountPath"] == "/tmp"  # metrics files
+    assert set(mounts) == {"tmp", "admin-token"}
     assert int(pod["terminationGracePeriodSeconds"]) > 30  # longer than the drain
     env = {e["name"] for e in container["env"]}
     assert {"POD_NAME", "POD_NAMESPACE"} <= env
+
+
+def test_the_admin_endpoint_needs_a_token_from_a_secret(rendered):
+    pod = rendered[("Deployment", "twistgw")]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    (flag,) = [a for a in container["args"] if a.startswith("--admin-token-file=")]
+    path = flag.partition("=")[2]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "admin-token")
+    assert mount["readOnly"] is True and path.startswith(mount["mountPath"] + "/")
+    volume = next(v for v in pod["volumes"] if v["name"] == "admin-token")
+    assert volume["secret"]["secretName"] == "twistgw-admin-token"
+    assert volume["secret"]["items"] == [
+        {"key": "token", "path": path[len(mount["mountPath"]) + 1 :]}
+    ]
+    # not shipped: a token in the repository would be everyone's
+    assert ("Secret", "twistgw-admin-token") not in rendered
 
 
 def test_service_budget_and_autoscaler_point_at_the_pods(rendered):
