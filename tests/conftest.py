@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from tests.support.gateway import GatewayProcess
 from twistgw.demo.echo import EchoServer
+
+# Property-based tests: a bounded run in CI, a long one before a release
+# (HYPOTHESIS_PROFILE=release ./run-tests tests/http/test_h1_fuzz.py).
+settings.register_profile("ci", max_examples=300, deadline=None)
+settings.register_profile("release", max_examples=20000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 class Backends:

@@ -27,7 +27,7 @@ class ServerDriver:
         self.unread = False  # whether the client leaves written bytes unread
         self.drained: list = []
         self.requests: list[Request] = []
-        self.codec = ServerCodec(self, self._start, self.clock, settings or DataPlaneSettings())
+        self.codec = ServerCodec(self, self.clock, settings or DataPlaneSettings())
 
     # ConnectionIO
     def write(self, data: bytes) -> None:
@@ -55,7 +55,7 @@ class ServerDriver:
         for callback in waiting:
             callback()
 
-    def _start(self, codec: ServerCodec, request: Request) -> _Sink:
+    def new_exchange(self, codec: ServerCodec, request: Request) -> _Sink:
         self.requests.append(request)
         return _Sink(self, request)
 

@@ -12,6 +12,10 @@ from collections.abc import Callable
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 
+def _nothing() -> None:
+    pass
+
+
 class Deadline:
     """Calls ``expired`` once ``clock`` passes the time last set, unless cleared."""
 
@@ -38,8 +42,10 @@ class Deadline:
         self.when = None
 
     def cancel(self) -> None:
-        """Clear and drop the scheduled call (the owner is going away)."""
+        """Clear and drop the scheduled call and the callback (the owner is going away:
+        no reference cycle through the callback is left behind)."""
         self.when = None
+        self.expired = _nothing
         call, self._call = self._call, None
         if call is not None and call.active():
             call.cancel()

@@ -64,6 +64,7 @@ class Exchange:
         "received",
         "sent",
         "tunnel_idle",
+        "__weakref__",  # (tests check that a finished exchange is freed)
     )
 
     def __init__(self, down: ServerCodec, request: Request, conn: HTTPServerProtocol) -> None:

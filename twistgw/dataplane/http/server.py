@@ -55,7 +55,7 @@ class HTTPServerProtocol(Protocol):
         transport.setTcpNoDelay(True)
         self.write = writer_for(transport)
         self.peer_host = transport.getPeer().host.encode()
-        self.codec = ServerCodec(self, self.new_exchange, self.clock, self.settings)
+        self.codec = ServerCodec(self, self.clock, self.settings)
         self.factory.connection_opened(self)
         if self.factory.draining:
             self.codec.drain()
@@ -154,7 +154,7 @@ class _DrainWaiter:
         callback()
 
     def stopProducing(self) -> None:
-        self.callback = None
+        self.callback = self.transport = None
 
 
 class HTTPProxyFactory(Factory):

@@ -118,12 +118,14 @@ class _ConnectFactory(ClientFactory):
 
     def buildProtocol(self, addr) -> UpstreamConnection:
         connection = UpstreamConnection(self.pool, self.key)
-        connection.exchange = self.exchange
-        connection.factory = self
+        # the connection outlives this exchange in the pool: the factory (which the
+        # connector keeps) must not keep the exchange, nor its client connection
+        connection.exchange, self.exchange = self.exchange, None
         return connection
 
     def clientConnectionFailed(self, connector, reason: Failure) -> None:
-        self.exchange.upstream_failed(reason.getErrorMessage())
+        if self.exchange is not None:
+            self.exchange.upstream_failed(reason.getErrorMessage())
 
 
 class UpstreamPool:

@@ -10,6 +10,7 @@ body delimited by the close ends when the backend closes.
 
 from __future__ import annotations
 
+import weakref
 from typing import Protocol as TypingProtocol
 
 from twisted.internet.interfaces import IReactorTime
@@ -68,7 +69,7 @@ class ClientCodec:
     """One backend connection's HTTP/1.1 protocol state."""
 
     def __init__(self, io: ClientIO, clock: IReactorTime, limits: ClientLimits) -> None:
-        self.io = io
+        self.io = weakref.proxy(io)  # the connection owns its codec: no cycle
         self.limits = limits
         self.sink: ResponseSink | None = None
         self.state = ENDED

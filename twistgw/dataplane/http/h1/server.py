@@ -12,6 +12,7 @@ Every refusal is answered with a response and a close, never a bare close.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Protocol as TypingProtocol
@@ -63,6 +64,7 @@ class ConnectionIO(TypingProtocol):
     def resume(self) -> None: ...
     def backed_up(self) -> bool: ...
     def when_drained(self, callback: Callable[[], None]) -> None: ...
+    def new_exchange(self, codec: ServerCodec, request: Request) -> RequestSink: ...
 
 
 class RequestSink(TypingProtocol):
@@ -89,15 +91,10 @@ class Limits(TypingProtocol):
 class ServerCodec:
     """One client connection's HTTP/1.1 protocol state."""
 
-    def __init__(
-        self,
-        io: ConnectionIO,
-        start: Callable[[ServerCodec, Request], RequestSink],
-        clock: IReactorTime,
-        limits: Limits,
-    ) -> None:
-        self.io = io
-        self.new_exchange = start
+    def __init__(self, io: ConnectionIO, clock: IReactorTime, limits: Limits) -> None:
+        # weakly: the connection owns its codec, and no cycle may outlive a connection
+        # until the cyclic collector runs
+        self.io = weakref.proxy(io)
         self.limits = limits
         self.buffer = b""
         self.state = HEAD
@@ -216,7 +213,7 @@ class ServerCodec:
             return self._refuse(error.status, error.reason)
         self.buffer = buffer[end:]
         self.requests += 1
-        self.sink = sink = self.new_exchange(self, request)
+        self.sink = sink = self.io.new_exchange(self, request)
         if request.has_body:
             self.state = BODY
             self.deadline.set(self.limits.idle_timeout)  # a body that never comes: 408
