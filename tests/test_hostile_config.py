@@ -93,3 +93,17 @@ def test_route_beyond_crd_bounds_is_refused_naming_the_bound(hostile):
     )
     assert hostile.status("HTTPRoute", "big") is None
     assert hostile.echo("/aaa")["backend"] == "web"
+
+
+def test_oversized_annotations_are_refused(hostile):
+    route = http_route("annotated", [{"backendRefs": [backend("web")]}])
+    route["metadata"]["annotations"] = {"example.com/blob": "x" * (1024 * 1024)}
+    hostile.write("annotated.json", json.dumps(route))
+
+    def reported() -> list[str]:
+        errors = hostile.status_document()["errors"]
+        return [e["message"] for e in errors if e["source"].endswith("annotated.json")]
+
+    (message,) = wait_until(reported, what="the oversized annotations reported")
+    assert "metadata.annotations: must total at most 262144 bytes (256 KiB)" in message
+    assert hostile.status("HTTPRoute", "annotated") is None

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable, Iterator, Mapping
-from functools import partial
 from typing import Any
 
 from twistgw.regex import RegexError, compile_regex
@@ -57,13 +56,12 @@ def _mapping(value: Any, path: str) -> dict:
     return value
 
 
-def _list(value: Any, path: str, max_items: int | None = None) -> list:
+def _list(value: Any, path: str) -> list:
+    """``value`` as a list; its CRD bound is checked before (``LIST_BOUNDS``)."""
     if value is None:
         return []
     if not isinstance(value, list):
         _fail(path, f"must be a list, not {type(value).__name__}")
-    if max_items is not None and len(value) > max_items:
-        _fail(path, f"must have at most {max_items} items, has {len(value)}")
     return value
 
 
@@ -111,7 +109,7 @@ def _int(obj: dict, key: str, path: str, lo: int, hi: int, required: bool = Fals
 
 
 def _parent_refs(spec: dict, path: str) -> None:
-    for i, ref in enumerate(_list(spec.get("parentRefs"), f"{path}.parentRefs", 32)):
+    for i, ref in enumerate(_list(spec.get("parentRefs"), f"{path}.parentRefs")):
         where = f"{path}.parentRefs[{i}]"
         ref = _mapping(ref, where)
         ref.setdefault("group", "gateway.networking.k8s.io")
@@ -123,7 +121,7 @@ def _parent_refs(spec: dict, path: str) -> None:
 
 
 def _hostnames(spec: dict, path: str) -> None:
-    for i, name in enumerate(_list(spec.get("hostnames"), f"{path}.hostnames", 16)):
+    for i, name in enumerate(_list(spec.get("hostnames"), f"{path}.hostnames")):
         if not isinstance(name, str) or not HOSTNAME_RE.fullmatch(name):
             _fail(f"{path}.hostnames[{i}]", f"{name!r} is not a valid hostname")
 
@@ -151,13 +149,13 @@ def _header_name(name: Any, where: str) -> None:
 def _header_modifier(value: Any, where: str) -> None:
     mod = _mapping(value, where)
     for verb in ("set", "add"):
-        for i, header in enumerate(_list(mod.get(verb), f"{where}.{verb}", 16)):
+        for i, header in enumerate(_list(mod.get(verb), f"{where}.{verb}")):
             at = f"{where}.{verb}[{i}]"
             header = _mapping(header, at)
             _string(header, "name", at, required=True, max_len=256)
             _header_name(header["name"], f"{at}.name")
             _string(header, "value", at, required=True, max_len=4096)
-    for i, name in enumerate(_list(mod.get("remove"), f"{where}.remove", 16)):
+    for i, name in enumerate(_list(mod.get("remove"), f"{where}.remove")):
         _header_name(name, f"{where}.remove[{i}]")
 
 
@@ -171,7 +169,7 @@ def _path_modifier(value: Any, where: str) -> None:
 
 
 def _filters(filters: Any, where: str) -> None:
-    for i, flt in enumerate(_list(filters, where, 16)):
+    for i, flt in enumerate(_list(filters, where)):
         at = f"{where}[{i}]"
         flt = _mapping(flt, at)
         kind = _string(flt, "type", at, required=True)
@@ -208,13 +206,16 @@ def _http_match(match: Any, where: str) -> None:
     value = _string(path, "value", f"{where}.path", max_len=1024)
     if kind != "RegularExpression" and not value.startswith("/"):
         _fail(f"{where}.path.value", "must be an absolute path")
-    for group, name_re in (("headers", HEADER_NAME_RE), ("queryParams", None)):
-        for i, item in enumerate(_list(match.get(group), f"{where}.{group}", 16)):
+    for group, name_re, max_value in (
+        ("headers", HEADER_NAME_RE, 4096),
+        ("queryParams", None, 1024),
+    ):
+        for i, item in enumerate(_list(match.get(group), f"{where}.{group}")):
             at = f"{where}.{group}[{i}]"
             item = _mapping(item, at)
             item.setdefault("type", "Exact")
             _string(item, "name", at, required=True, pattern=name_re, max_len=256)
-            _string(item, "value", at, required=True, max_len=4096)
+            _string(item, "value", at, required=True, max_len=max_value)
             _string(item, "type", at, enum=("Exact", "RegularExpression"))
     _string(match, "method", where, enum=METHODS)
 
@@ -316,6 +317,117 @@ def wire_problems(rule: Mapping[str, Any], where: str) -> list[str]:
     return problems
 
 
+# --- bounds checked before anything else ------------------------------------------------
+
+
+def _filter_lists(at: str) -> dict[str, int]:
+    """The list bounds of the filters at ``at`` and of their header modifiers."""
+    bounds = {at: 16}
+    for field in ("requestHeaderModifier", "responseHeaderModifier"):
+        for verb in ("set", "add", "remove"):
+            bounds[f"{at}[].{field}.{verb}"] = 16
+    return bounds
+
+
+_STREAM_ROUTE_LISTS = {"spec.parentRefs": 32, "spec.rules": 1, "spec.rules[].backendRefs": 16}
+
+#: The schemas' maxItems by field (``[]``: each item of a list), a list before the
+#: lists inside its items. TLSRoute keeps v1alpha2's 16 rules; TCPRoute and UDPRoute
+#: have one (v1). EndpointSlice: the Kubernetes API's own limits.
+LIST_BOUNDS: dict[str, dict[str, int]] = {
+    "Gateway": {
+        "spec.listeners": 64,
+        "spec.listeners[].allowedRoutes.kinds": 8,
+        "spec.listeners[].tls.certificateRefs": 64,
+        "spec.addresses": 16,
+    },
+    "HTTPRoute": {
+        "spec.parentRefs": 32,
+        "spec.hostnames": 16,
+        "spec.rules": 16,
+        "spec.rules[].matches": 64,
+        "spec.rules[].matches[].headers": 16,
+        "spec.rules[].matches[].queryParams": 16,
+        **_filter_lists("spec.rules[].filters"),
+        "spec.rules[].backendRefs": 16,
+        **_filter_lists("spec.rules[].backendRefs[].filters"),
+    },
+    "TLSRoute": {**_STREAM_ROUTE_LISTS, "spec.hostnames": 1024, "spec.rules": 16},
+    "TCPRoute": _STREAM_ROUTE_LISTS,
+    "UDPRoute": _STREAM_ROUTE_LISTS,
+    "ReferenceGrant": {"spec.from": 16, "spec.to": 16},
+    "BackendTLSPolicy": {
+        "spec.targetRefs": 16,
+        "spec.validation.caCertificateRefs": 8,
+        "spec.validation.subjectAltNames": 5,
+    },
+    "EndpointSlice": {"endpoints": 1000, "endpoints[].addresses": 100, "ports": 100},
+}
+#: What the API server allows for all of an object's annotations (keys and values).
+MAX_ANNOTATIONS_BYTES = 256 * 1024
+
+
+def _values_at(body: dict, field: str) -> Iterator[tuple[str, Any]]:
+    """``(path, value)`` for ``field`` in ``body``, through every item of each ``[]``
+    list on the way; parts that are not objects or lists are skipped (the typed
+    checks report them)."""
+    found: list[tuple[str, Any]] = [("", body)]
+    *parents, last = field.split(".")
+    for part in parents:
+        key = part.removesuffix("[]")
+        deeper = []
+        for where, node in found:
+            value = node.get(key) if isinstance(node, dict) else None
+            at = f"{where}.{key}".lstrip(".")
+            if part.endswith("[]") and isinstance(value, list):
+                deeper += [(f"{at}[{i}]", item) for i, item in enumerate(value)]
+            elif isinstance(value, dict):
+                deeper.append((at, value))
+        found = deeper
+    for where, node in found:
+        if isinstance(node, dict):
+            yield f"{where}.{last}".lstrip("."), node.get(last)
+
+
+def _check_list_bounds(body: dict, bounds: Mapping[str, int]) -> None:
+    for field, limit in bounds.items():
+        for where, value in _values_at(body, field):
+            if isinstance(value, list) and len(value) > limit:
+                _fail(where, f"must have at most {limit} items, has {len(value)}")
+
+
+def _shown(key: Any) -> str:
+    """``key`` for a message: its repr, cut short."""
+    text = repr(key)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_metadata(metadata: dict) -> None:
+    """Labels and annotations as the API server bounds them: string values, label
+    names and values of Kubernetes' lengths, annotations at most 256 KiB in all."""
+    labels = _mapping(metadata.get("labels"), "metadata.labels")
+    for key, value in labels.items():
+        where = f"metadata.labels[{_shown(key)}]"
+        if not isinstance(key, str) or not isinstance(value, str):
+            _fail(where, "keys and values must be strings")
+        prefix, _, name = key.rpartition("/")
+        if len(prefix) > 253 or not 0 < len(name) <= 63:
+            _fail(where, "key must be a name of 1 to 63 characters, prefixed by at most 253 and /")
+        if len(value) > 63:
+            _fail(where, "value must be at most 63 characters")
+    annotations = _mapping(metadata.get("annotations"), "metadata.annotations")
+    size = 0
+    for key, value in annotations.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            _fail(f"metadata.annotations[{_shown(key)}]", "keys and values must be strings")
+        size += len(f"{key}{value}".encode("utf-8", "surrogatepass"))
+    if size > MAX_ANNOTATIONS_BYTES:
+        _fail(
+            "metadata.annotations",
+            f"must total at most {MAX_ANNOTATIONS_BYTES} bytes (256 KiB), has {size}",
+        )
+
+
 # --- per kind --------------------------------------------------------------------------
 
 
@@ -343,7 +455,7 @@ def _listener(listener: Any, where: str) -> None:
         enum=("All", "Same", "Selector", "None"),
     )
     _mapping(namespaces.get("selector"), f"{where}.allowedRoutes.namespaces.selector")
-    for i, kind in enumerate(_list(allowed.get("kinds"), f"{where}.allowedRoutes.kinds", 8)):
+    for i, kind in enumerate(_list(allowed.get("kinds"), f"{where}.allowedRoutes.kinds")):
         kind = _mapping(kind, f"{where}.allowedRoutes.kinds[{i}]")
         kind.setdefault("group", "gateway.networking.k8s.io")
         _string(kind, "kind", f"{where}.allowedRoutes.kinds[{i}]", required=True)
@@ -352,7 +464,7 @@ def _listener(listener: Any, where: str) -> None:
 def _gateway(body: dict) -> None:
     spec = _mapping(body.get("spec"), "spec")
     _string(spec, "gatewayClassName", "spec", required=True)
-    listeners = _list(spec.get("listeners"), "spec.listeners", 64)
+    listeners = _list(spec.get("listeners"), "spec.listeners")
     if not listeners:
         _fail("spec.listeners", "must have at least one listener")
     names = set()
@@ -361,7 +473,7 @@ def _gateway(body: dict) -> None:
         if listener["name"] in names:
             _fail(f"spec.listeners[{i}].name", f"duplicate listener name {listener['name']!r}")
         names.add(listener["name"])
-    for i, address in enumerate(_list(spec.get("addresses"), "spec.addresses", 16)):
+    for i, address in enumerate(_list(spec.get("addresses"), "spec.addresses")):
         address = _mapping(address, f"spec.addresses[{i}]")
         address.setdefault("type", "IPAddress")
 
@@ -370,34 +482,34 @@ def _http_route(body: dict) -> None:
     spec = _mapping(body.setdefault("spec", {}), "spec")
     _parent_refs(spec, "spec")
     _hostnames(spec, "spec")
-    rules = _list(spec.setdefault("rules", [{}]), "spec.rules", 16)
+    rules = _list(spec.setdefault("rules", [{}]), "spec.rules")
     for i, rule in enumerate(rules):
         at = f"spec.rules[{i}]"
         rule = _mapping(rule, at)
         _string(rule, "name", at, pattern=SECTION_NAME_RE)
-        matches = _list(rule.setdefault("matches", [{}]), f"{at}.matches", 64)
+        matches = _list(rule.setdefault("matches", [{}]), f"{at}.matches")
         if not matches:
             rule["matches"] = [{}]
         for j, match in enumerate(rule["matches"]):
             _http_match(match, f"{at}.matches[{j}]")
         _filters(rule.get("filters"), f"{at}.filters")
-        for j, ref in enumerate(_list(rule.get("backendRefs"), f"{at}.backendRefs", 16)):
+        for j, ref in enumerate(_list(rule.get("backendRefs"), f"{at}.backendRefs")):
             _backend_ref(ref, f"{at}.backendRefs[{j}]")
             _filters(ref.get("filters"), f"{at}.backendRefs[{j}].filters")
 
 
-def _stream_route(body: dict, max_rules: int = 16) -> None:
+def _stream_route(body: dict) -> None:
     """TLSRoute, TCPRoute and UDPRoute (the last two have one rule and no hostnames)."""
     spec = _mapping(body.setdefault("spec", {}), "spec")
     _parent_refs(spec, "spec")
     _hostnames(spec, "spec")
-    rules = _list(spec.get("rules"), "spec.rules", max_rules)
+    rules = _list(spec.get("rules"), "spec.rules")
     if not rules:
         _fail("spec.rules", "must have at least one rule")
     for i, rule in enumerate(rules):
         at = f"spec.rules[{i}]"
         rule = _mapping(rule, at)
-        refs = _list(rule.get("backendRefs"), f"{at}.backendRefs", 16)
+        refs = _list(rule.get("backendRefs"), f"{at}.backendRefs")
         if not refs:
             _fail(f"{at}.backendRefs", "must have at least one backendRef")
         for j, ref in enumerate(refs):
@@ -407,7 +519,7 @@ def _stream_route(body: dict, max_rules: int = 16) -> None:
 def _reference_grant(body: dict) -> None:
     spec = _mapping(body.get("spec"), "spec")
     for side in ("from", "to"):
-        items = _list(spec.get(side), f"spec.{side}", 16)
+        items = _list(spec.get(side), f"spec.{side}")
         if not items:
             _fail(f"spec.{side}", "must have at least one item")
         for i, item in enumerate(items):
@@ -420,7 +532,7 @@ def _reference_grant(body: dict) -> None:
 
 def _backend_tls_policy(body: dict) -> None:
     spec = _mapping(body.get("spec"), "spec")
-    targets = _list(spec.get("targetRefs"), "spec.targetRefs", 16)
+    targets = _list(spec.get("targetRefs"), "spec.targetRefs")
     if not targets:
         _fail("spec.targetRefs", "must have at least one item")
     seen = set()
@@ -437,7 +549,7 @@ def _backend_tls_policy(body: dict) -> None:
         seen.add(key)
     validation = _mapping(spec.get("validation"), "spec.validation")
     _string(validation, "hostname", "spec.validation", required=True, pattern=HOSTNAME_RE)
-    refs = _list(validation.get("caCertificateRefs"), "spec.validation.caCertificateRefs", 8)
+    refs = _list(validation.get("caCertificateRefs"), "spec.validation.caCertificateRefs")
     for i, ref in enumerate(refs):
         where = f"spec.validation.caCertificateRefs[{i}]"
         ref = _mapping(ref, where)
@@ -449,7 +561,7 @@ def _backend_tls_policy(body: dict) -> None:
             "spec.validation",
             "must have exactly one of caCertificateRefs and wellKnownCACertificates",
         )
-    sans = _list(validation.get("subjectAltNames"), "spec.validation.subjectAltNames", 5)
+    sans = _list(validation.get("subjectAltNames"), "spec.validation.subjectAltNames")
     for i, san in enumerate(sans):
         where = f"spec.validation.subjectAltNames[{i}]"
         san = _mapping(san, where)
@@ -481,8 +593,8 @@ VALIDATORS: dict[str, Callable[[dict], None]] = {
     "Gateway": _gateway,
     "HTTPRoute": _http_route,
     "TLSRoute": _stream_route,
-    "TCPRoute": partial(_stream_route, max_rules=1),
-    "UDPRoute": partial(_stream_route, max_rules=1),
+    "TCPRoute": _stream_route,
+    "UDPRoute": _stream_route,
     "ReferenceGrant": _reference_grant,
     "BackendTLSPolicy": _backend_tls_policy,
     "Service": _service,
@@ -491,13 +603,17 @@ VALIDATORS: dict[str, Callable[[dict], None]] = {
 
 
 def validated_body(manifest: dict) -> dict:
-    """A defaulted deep copy of ``manifest``; raises InvalidObject naming the bad field."""
-    body = copy.deepcopy(manifest)
-    metadata = _mapping(body.get("metadata"), "metadata")
+    """A defaulted deep copy of ``manifest``; raises InvalidObject naming the bad field.
+
+    Metadata and list lengths are checked on ``manifest`` first, so an object far over
+    its bounds is refused before any work proportional to its size."""
+    metadata = _mapping(manifest.get("metadata"), "metadata")
     _string(metadata, "name", "metadata", required=True, pattern=NAME_RE)
-    _mapping(metadata.get("labels"), "metadata.labels")
-    _mapping(metadata.get("annotations"), "metadata.annotations")
-    validator = VALIDATORS.get(body.get("kind"))
+    _check_metadata(metadata)
+    kind = manifest.get("kind")
+    _check_list_bounds(manifest, LIST_BOUNDS.get(kind, {}))
+    body = copy.deepcopy(manifest)
+    validator = VALIDATORS.get(kind)
     if validator is not None:
         validator(body)
     return body

@@ -1,0 +1,140 @@
+"""The CRD schemas' bounds and the API server's metadata limits, as validation applies
+them: refused with the field and the bound, before any work on the items."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from twistgw.api.validation import MAX_ANNOTATIONS_BYTES, InvalidObject, validated_body
+
+GW_API = "gateway.networking.k8s.io/v1"
+
+
+def _manifest(kind: str, spec: dict[str, Any], **metadata: Any) -> dict:
+    return {
+        "apiVersion": GW_API,
+        "kind": kind,
+        "metadata": {"name": "x", "namespace": "default", **metadata},
+        "spec": spec,
+    }
+
+
+def _rule(**fields: Any) -> dict:
+    return {"backendRefs": [{"name": "web", "port": 8080}], **fields}
+
+
+def _refused(manifest: dict) -> str:
+    with pytest.raises(InvalidObject) as caught:
+        validated_body(manifest)
+    return str(caught.value)
+
+
+def test_ten_thousand_rules_are_refused_naming_the_bound():
+    rules = [_rule(matches=[{"path": {"value": f"/r{i}"}}]) for i in range(10000)]
+    message = _refused(_manifest("HTTPRoute", {"rules": rules}))
+    assert message == "spec.rules: must have at most 16 items, has 10000"
+
+
+def test_bounds_count_before_the_items_are_looked_at():
+    rules = [_rule(), "not a rule"] * 10  # the bad items are never reached
+    assert _refused(_manifest("HTTPRoute", {"rules": rules})) == (
+        "spec.rules: must have at most 16 items, has 20"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec", "message"),
+    [
+        (
+            "HTTPRoute",
+            {"rules": [_rule(), _rule(matches=[{}] * 65)]},
+            "spec.rules[1].matches: must have at most 64 items, has 65",
+        ),
+        (
+            "HTTPRoute",
+            {
+                "rules": [
+                    _rule(
+                        backendRefs=[
+                            {
+                                "name": "web",
+                                "port": 8080,
+                                "filters": [
+                                    {
+                                        "type": "ResponseHeaderModifier",
+                                        "responseHeaderModifier": {"remove": ["X-A"] * 17},
+                                    }
+                                ],
+                            }
+                        ]
+                    )
+                ]
+            },
+            "spec.rules[0].backendRefs[0].filters[0].responseHeaderModifier.remove:"
+            " must have at most 16 items, has 17",
+        ),
+        (
+            "HTTPRoute",
+            {"hostnames": [f"h{i}.example.com" for i in range(17)]},
+            "spec.hostnames: must have at most 16 items, has 17",
+        ),
+        (
+            "Gateway",
+            {
+                "gatewayClassName": "twistgw",
+                "listeners": [
+                    {"name": f"l{i}", "port": 8000 + i, "protocol": "HTTP"} for i in range(65)
+                ],
+            },
+            "spec.listeners: must have at most 64 items, has 65",
+        ),
+        (
+            "TCPRoute",
+            {"rules": [_rule(), _rule()]},
+            "spec.rules: must have at most 1 items, has 2",
+        ),
+    ],
+)
+def test_list_bounds(kind, spec, message):
+    assert _refused(_manifest(kind, spec)) == message
+
+
+def test_tlsroute_may_have_more_hostnames_than_an_httproute():
+    hostnames = [f"h{i}.example.com" for i in range(100)]
+    body = validated_body(_manifest("TLSRoute", {"hostnames": hostnames, "rules": [_rule()]}))
+    assert len(body["spec"]["hostnames"]) == 100
+
+
+def test_string_lengths():
+    header = {"name": "X-A", "value": "v" * 4096}
+    query = {"name": "q", "value": "v" * 1025}
+    validated_body(_manifest("HTTPRoute", {"rules": [_rule(matches=[{"headers": [header]}])]}))
+    message = _refused(
+        _manifest("HTTPRoute", {"rules": [_rule(matches=[{"queryParams": [query]}])]})
+    )
+    assert (
+        message == "spec.rules[0].matches[0].queryParams[0].value: must be at most 1024 characters"
+    )
+
+
+def test_annotations_are_bounded_in_total():
+    key = "example.com/note"
+    fits = {key: "x" * (MAX_ANNOTATIONS_BYTES - len(key))}
+    validated_body(_manifest("HTTPRoute", {}, annotations=fits))
+    over = {key: "x" * (10 * 1024 * 1024)}
+    size = len(key) + 10 * 1024 * 1024
+    assert _refused(_manifest("HTTPRoute", {}, annotations=over)) == (
+        f"metadata.annotations: must total at most 262144 bytes (256 KiB), has {size}"
+    )
+
+
+def test_labels_are_bounded_strings():
+    assert _refused(_manifest("Service", {}, labels={"app": "x" * 64})) == (
+        "metadata.labels['app']: value must be at most 63 characters"
+    )
+    assert _refused(_manifest("Service", {}, labels={"version": 2})) == (
+        "metadata.labels['version']: keys and values must be strings"
+    )
+    validated_body(_manifest("Service", {}, labels={"kubernetes.io/service-name": "web"}))
