@@ -16,7 +16,7 @@ from twisted.python.filepath import FilePath
 from twistgw.snapshot import ConfigError, Snapshot
 from twistgw.sources.assembly import ObjectAssembler
 from twistgw.sources.generations import GenerationTracker
-from twistgw.sources.manifests import ParsedFile, scan_directory
+from twistgw.sources.manifests import UNREAD, ParsedFile, scan_directory
 
 log = Logger()
 
@@ -36,8 +36,9 @@ class DirectorySource(Service):
     """Reads every ``*.yaml``/``*.yml``/``*.json`` in a directory into a Snapshot.
 
     Changes are noticed through inotify where the platform has it, by polling
-    otherwise. Files are read and parsed in a thread. A file that fails to parse is
-    reported and the documents it held before stay in force.
+    otherwise. Files are read and parsed in a thread, within the limits of
+    ``manifests``. A file that fails to parse or exceeds a limit is reported, the
+    documents it held before stay in force, and it is not read again until it changes.
     """
 
     def __init__(
@@ -119,7 +120,9 @@ class DirectorySource(Service):
             return
         self._loading = True
         known = {
-            name: parsed.signature for name, parsed in self._files.items() if parsed.error is None
+            name: parsed.signature
+            for name, parsed in self._files.items()
+            if parsed.signature != UNREAD
         }
         d = threads.deferToThreadPool(
             self._reactor, self._reactor.getThreadPool(), scan_directory, self.path, known
@@ -142,20 +145,22 @@ class DirectorySource(Service):
         files: dict[str, ParsedFile] = {}
         for name, parsed in found.items():
             previous = self._files.get(name)
-            if parsed.error is not None:
-                errors.append(ConfigError(os.path.join(self.path, name), parsed.error))
+            if (
+                previous is not None
+                and previous.signature == parsed.signature
+                and not parsed.documents
+                and parsed.error is None
+            ):
+                files[name] = previous  # unchanged, not read again
+            elif parsed.error is not None:
                 # the documents it held before stay in force
                 files[name] = _kept_with_error(previous, parsed) if previous else parsed
                 changed = changed or previous is None or previous.error != parsed.error
-            elif (
-                not parsed.documents
-                and previous is not None
-                and previous.signature == parsed.signature
-            ):
-                files[name] = previous
             else:
                 files[name] = parsed
                 changed = True
+            if files[name].error is not None:
+                errors.append(ConfigError(os.path.join(self.path, name), files[name].error))
         if not changed and self._files:
             return
         self._files = files
@@ -167,5 +172,6 @@ class DirectorySource(Service):
 
 
 def _kept_with_error(previous: ParsedFile, failed: ParsedFile) -> ParsedFile:
-    """The previous documents with the new error: what a broken rewrite leaves in force."""
-    return ParsedFile(previous.signature, previous.documents, failed.error)
+    """The previous documents with the new file's signature and error: what a broken
+    rewrite leaves in force (and is not read again until it changes)."""
+    return ParsedFile(failed.signature, previous.documents, failed.error)
