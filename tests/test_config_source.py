@@ -13,6 +13,7 @@ from tests.support.manifests import (
     http_route,
     service,
 )
+from tests.test_config_limits import yaml_bomb
 
 
 @pytest.fixture(scope="module", params=["auto", "poll"])
@@ -71,6 +72,26 @@ def test_parse_error_is_reported_and_last_good_objects_stay(watched):
     watched.write("keep.yaml", [_route("keep", "/kept")])
     wait_until(lambda: not reported() and _served(watched, "/kept"), what="fixed file")
     watched.remove("keep.yaml")
+
+
+def test_yaml_bomb_is_refused_and_later_changes_apply(watched):
+    watched.write("bomb.yaml", [_route("bombed", "/bombed")])
+    wait_until(lambda: _served(watched, "/bombed"), what="route served")
+    watched.write("bomb.yaml", yaml_bomb())
+
+    def reported():
+        errors = watched.status_document()["errors"]
+        return [e["message"] for e in errors if e["source"].endswith("bomb.yaml")]
+
+    assert "more than 1,000,000 nodes" in wait_until(reported, what="bomb in /status")[0]
+    assert _served(watched, "/bombed")  # the objects it held before stay in force
+    watched.write("later.yaml", [_route("later", "/later")])
+    wait_until(lambda: _served(watched, "/later"), what="a later change applied")
+    assert reported()  # still reported, though not read again
+    watched.write("bomb.yaml", [_route("bombed", "/defused")])
+    wait_until(lambda: not reported() and _served(watched, "/defused"), what="fixed file")
+    watched.remove("bomb.yaml")
+    watched.remove("later.yaml")
 
 
 def test_invalid_object_names_the_field_and_keeps_previous_version(watched):
