@@ -36,6 +36,10 @@ def test_values_reach_the_data_plane_settings(tmp_path):
             "--backend-response-timeout=5",
             "--headers-with-underscores=reject",
             "--access-log=-",
+            "--max-connections=300",
+            "--max-connections-per-port=200",
+            "--backend-max-connections=20",
+            "--backend-max-pending=10",
         )
     )
     assert (settings.max_request_line, settings.max_header_bytes) == (4096, 8192)
@@ -43,6 +47,8 @@ def test_values_reach_the_data_plane_settings(tmp_path):
     assert (settings.header_timeout, settings.idle_timeout) == (2.5, 30.0)
     assert (settings.backend_connect_timeout, settings.backend_response_timeout) == (1.0, 5.0)
     assert (settings.headers_with_underscores, settings.access_log) == ("reject", "-")
+    assert (settings.max_connections, settings.max_connections_per_port) == (300, 200)
+    assert (settings.backend_max_connections, settings.backend_max_pending) == (20, 10)
     assert DataPlaneSettings.from_json(settings.to_json()) == settings
 
 

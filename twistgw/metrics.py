@@ -87,6 +87,20 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="liveall",
         )
+        self.connections_refused = Counter(
+            "twistgw_connections_refused",
+            "Client connections closed at once because the worker (limit=worker) or the "
+            "listening socket (limit=port) held its most",
+            ["listener", "limit"],
+            registry=self.registry,
+        )
+        self.backend_overflow = Counter(
+            "twistgw_backend_overflow",
+            "Requests answered 503 because their backend endpoint had too many waiting "
+            "(reason=pending) or none of its connections came free in time (reason=timeout)",
+            ["backend", "reason"],
+            registry=self.registry,
+        )
         self.workers = Gauge(
             "twistgw_workers",
             "Worker processes running",

@@ -27,6 +27,10 @@ POSITIVE = (
     "backend-connect-timeout",
     "backend-response-timeout",
     "worker-watchdog-timeout",
+    "max-connections",
+    "max-connections-per-port",
+    "backend-max-connections",
+    "backend-max-pending",
 )
 
 
@@ -226,6 +230,38 @@ class GatewayOptions(usage.Options):
             float,
         ],
         [
+            "max-connections",
+            None,
+            20000,
+            "Client connections a worker holds on all its listening sockets; a new one "
+            "beyond it is closed at once.",
+            int,
+        ],
+        [
+            "max-connections-per-port",
+            None,
+            10000,
+            "Client connections a worker holds on one listening socket; a new one beyond "
+            "it is closed at once.",
+            int,
+        ],
+        [
+            "backend-max-connections",
+            None,
+            1024,
+            "Connections a worker opens to one backend endpoint (in use or idle); further "
+            "requests wait for one of them.",
+            int,
+        ],
+        [
+            "backend-max-pending",
+            None,
+            1024,
+            "Requests a worker lets wait for a connection to one backend endpoint; a request "
+            "beyond it, or one waiting longer than --backend-connect-timeout, is answered 503.",
+            int,
+        ],
+        [
             "headers-with-underscores",
             None,
             "drop",
@@ -340,6 +376,10 @@ def data_plane_settings(options: Mapping[str, Any]) -> DataPlaneSettings:
         idle_timeout=options["idle-timeout"],
         backend_connect_timeout=options["backend-connect-timeout"],
         backend_response_timeout=options["backend-response-timeout"],
+        max_connections=options["max-connections"],
+        max_connections_per_port=options["max-connections-per-port"],
+        backend_max_connections=options["backend-max-connections"],
+        backend_max_pending=options["backend-max-pending"],
         headers_with_underscores=options["headers-with-underscores"],
         access_log=options["access-log"],
     )

@@ -59,14 +59,23 @@ class BindServer(Factory):
     TLS binds whatever listener the ClientHello's SNI names (passthrough, terminated
     stream or HTTPS), or spliced streams for TCP binds.
     Each new table is compiled by ``prepare`` and put in place by ``install``, even a
-    switch of protocol on the socket."""
+    switch of protocol on the socket.
+    A connection past the worker's or this socket's connection limit is closed at once
+    (``buildProtocol`` returning None) and counted."""
 
     noisy = False
 
-    def __init__(self, http: HTTPProxyFactory, bind: Bind, min_tls_version: str) -> None:
+    def __init__(
+        self,
+        http: HTTPProxyFactory,
+        bind: Bind,
+        min_tls_version: str,
+        worker_connections: Callable[[], int],
+    ) -> None:
         self.http = http
         self.label = http.label
         self.min_tls_version = min_tls_version
+        self.worker_connections = worker_connections
         self.contexts: SNIContexts | None = None
         self.entry: Factory = http
         self.streams: set = set()  # open spliced connections, whatever table made them
@@ -122,7 +131,15 @@ class BindServer(Factory):
         self.entry = prepared.entry
 
     def buildProtocol(self, addr):
+        settings = self.http.settings
+        if self.open_connections >= settings.max_connections_per_port:
+            return self._refuse("port")
+        if self.worker_connections() >= settings.max_connections:
+            return self._refuse("worker")
         return self.entry.buildProtocol(addr)
+
+    def _refuse(self, limit: str) -> None:
+        self.http.metrics.connections_refused.labels(self.label, limit).inc()
 
 
 class DataPlane:
@@ -179,7 +196,7 @@ class DataPlane:
             settings=self.settings,
             access_log=access_log.emit if self.settings.access_log else None,
         )
-        return BindServer(factory, bind, self.min_tls_version)
+        return BindServer(factory, bind, self.min_tls_version, self.open_connections)
 
     def apply(self, table: RoutingTable) -> None:
         """Compile every bind of ``table`` (for the sockets served and those still to

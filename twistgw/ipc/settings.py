@@ -29,6 +29,12 @@ class DataPlaneSettings:
     ``backend_response_timeout`` from the request being sent until the backend's
     response head, and between two reads of its body (504).
 
+    Overload protection, per worker: ``max_connections`` client connections on all its
+    sockets and ``max_connections_per_port`` on one listening socket (a connection
+    beyond either is closed at once); ``backend_max_connections`` connections to one
+    backend endpoint (in use or idle) and ``backend_max_pending`` requests waiting for
+    one of them (a request beyond it is answered 503).
+
     ``headers_with_underscores``: request header names with "_" are dropped ("drop"),
     answered 400 ("reject") or forwarded ("allow"). ``access_log``: path of a JSON-lines
     access log, "-" for stdout, "" for none.
@@ -45,6 +51,10 @@ class DataPlaneSettings:
     idle_timeout: float = 60.0
     backend_connect_timeout: float = 10.0
     backend_response_timeout: float = 60.0
+    max_connections: int = 20000
+    max_connections_per_port: int = 10000
+    backend_max_connections: int = 1024
+    backend_max_pending: int = 1024
     headers_with_underscores: str = "drop"
     access_log: str = ""
 
