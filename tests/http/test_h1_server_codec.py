@@ -644,3 +644,26 @@ def test_the_line_cache_is_bounded_and_never_vouches_for_a_bad_line() -> None:
     ServerDriver().feed(GET)  # its lines are cached now
     bad = ServerDriver().feed(b"GET / HTTP/1.1\r\nHost: a.example\r\nX-Bad: a\x00b\r\n\r\n")
     assert bad.statuses() == [400]
+
+
+def test_an_early_answer_drops_the_rest_of_the_body_and_keeps_the_connection() -> None:
+    """A backend that answers before the body has all come (its answer promised no
+    close): the rest is read and dropped, and the next request is served."""
+    driver = ServerDriver(auto=False)
+    driver.feed(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+    codec = driver.codec
+    codec.send_response(Response(200, [], 2))
+    codec.send_data(b"ok")
+    codec.send_end()
+    assert not driver.closed and b"connection: close" not in driver.written
+    driver.feed(b"defghij", GET)
+    assert [e for e in driver.events if e[0] == "data"] == [("data", b"abc")]
+    assert driver.events[-2:] == [("request", b"GET", b"a.example", b"/"), ("end",)]
+
+
+def test_an_early_answer_to_a_large_body_closes() -> None:
+    driver = ServerDriver(auto=False)
+    driver.feed(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5000000\r\n\r\nabc")
+    driver.codec.send_response(Response(200, [], 0))
+    driver.codec.send_end()
+    assert driver.closed

@@ -42,6 +42,9 @@ from twistgw.dataplane.http.messages import Headers, Request, Response
 REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in REASONS.items()}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: Most request body bytes read and dropped to keep a connection whose request was
+#: answered before its body ended (beyond, the connection is closed).
+MAX_DISCARDED = 1024 * 1024
 #: uri-host [":" port]: a reg-name or IP literal (RFC 3986), without user info.
 HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
 ABSOLUTE = re.compile(rb"(?i:https?)://([^/?#@]+)([/?][\x21-\x7e]*)?")
@@ -116,6 +119,7 @@ class ServerCodec:
         self.line_seen = False  # whether its request line is complete
         self.eof = False  # the client closed its sending side
         self.held = False  # a pipelined request waits for the client to read
+        self.discarding = False  # the rest of an answered request's body is dropped
         self.deadline = Deadline(clock, self._timed_out)
         self.deadline.set(limits.header_timeout)  # for the first request's head
         self.head_started = True
@@ -354,7 +358,11 @@ class ServerCodec:
         except ProtocolError as error:
             self._refuse(error.status, error.reason)
             return
-        if pieces:
+        if self.discarding:
+            if self.body.received > MAX_DISCARDED:
+                self._close()  # more than is worth reading to keep the connection
+                return
+        elif pieces:
             # one piece per read, however many chunks it held
             self.sink.request_data(pieces[0] if len(pieces) == 1 else b"".join(pieces))
         if rest is None:
@@ -367,6 +375,10 @@ class ServerCodec:
     def _request_done(self) -> None:
         self.state = DONE
         self.expecting = False
+        if self.discarding:  # its response went out already
+            self.discarding = False
+            self._next_cycle()
+            return
         if self.buffer:
             self.io.pause()  # a pipelined request waits for the response before it
         self.sink.request_end()
@@ -417,30 +429,48 @@ class ServerCodec:
             self.chunked = False
         self.responding = False
         self.sink = None
+        if self.state == BODY and self.persistent and self._may_discard():
+            # answered before the body ended (a backend that answers early): the rest
+            # of the body is read and dropped, then the connection goes on, as the
+            # answer promised no close
+            self.discarding = True
+            self.flush()
+            return
         self.expecting = False
         if self.state == DONE and self.persistent:
-            self.state = HEAD
-            self.head_request = False
-            if self.buffer:
-                self.head_started = True
-                self.deadline.set(self.limits.header_timeout)
-                if self.io.backed_up():
-                    # the client is not reading its answers: the next request waits
-                    self.held = True
-                    self.io.pause()
-                    self.flush()
-                    self.io.when_drained(self._next)
-                else:
-                    self._next()
-            elif self.eof:
-                self._close()  # the client said it sends no more
-            else:
-                self.flush()
-                self.deadline.set(self.limits.idle_timeout)
+            self._next_cycle()
             return
-        # Connection: close, or an answer before the whole request body was read: the
-        # rest of the connection is not read (RFC 9112 §9.6)
+        # Connection: close, or an answer that left a request body unread: the rest
+        # of the connection is not read (RFC 9112 §9.6)
         self._close()
+
+    def _may_discard(self) -> bool:
+        """Whether the rest of a request body is small enough to read and drop."""
+        if self.expecting or self.eof:
+            return False  # (a client waiting for 100 Continue may never send it)
+        remaining = getattr(self.body, "remaining", 0)
+        return self.body.received + remaining <= MAX_DISCARDED
+
+    def _next_cycle(self) -> None:
+        """The exchange is over and the connection persists: on to the next request."""
+        self.state = HEAD
+        self.head_request = False
+        if self.buffer:
+            self.head_started = True
+            self.deadline.set(self.limits.header_timeout)
+            if self.io.backed_up():
+                # the client is not reading its answers: the next request waits
+                self.held = True
+                self.io.pause()
+                self.flush()
+                self.io.when_drained(self._next)
+            else:
+                self._next()
+        elif self.eof:
+            self._close()  # the client said it sends no more
+        else:
+            self.flush()
+            self.deadline.set(self.limits.idle_timeout)
 
     def send_local(self, status: int, body: bytes, headers: Headers | None = None) -> None:
         """A complete response made here (an error, a redirect)."""
