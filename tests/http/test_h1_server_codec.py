@@ -661,6 +661,15 @@ def test_an_early_answer_drops_the_rest_of_the_body_and_keeps_the_connection() -
     assert driver.events[-2:] == [("request", b"GET", b"a.example", b"/"), ("end",)]
 
 
+def test_a_dropped_body_that_stalls_ends_in_a_close_not_a_second_answer() -> None:
+    driver = ServerDriver(DataPlaneSettings(idle_timeout=5.0), auto=False)
+    driver.feed(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+    driver.codec.send_response(Response(200, [], 0))
+    driver.codec.send_end()
+    driver.clock.advance(6)
+    assert driver.closed and driver.statuses() == [200]
+
+
 def test_an_early_answer_to_a_large_body_closes() -> None:
     driver = ServerDriver(auto=False)
     driver.feed(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5000000\r\n\r\nabc")

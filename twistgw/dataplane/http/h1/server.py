@@ -539,7 +539,7 @@ class ServerCodec:
         state = self.state
         if state == HEAD and (self.buffer or self.partial is not None):
             self._refuse(408, "request head not received in time")
-        elif state == BODY and not self.responding:
+        elif state == BODY and not self.responding and not self.discarding:
             self._refuse(408, "request body not received in time")
         else:
             self._close()  # idle keep-alive, or nothing was ever sent
