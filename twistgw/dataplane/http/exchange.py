@@ -234,6 +234,14 @@ class Exchange:
         )
         self.respond_local(503, b"the backend is unavailable\n")
 
+    def upstream_overflow(self, reason: str) -> None:
+        """The endpoint's connections are all busy and too many requests wait for them
+        ("pending"), or none came free in time ("timeout")."""
+        if self.finished:
+            return
+        self.conn.metrics.backend_overflow.labels(self.backend.name, reason).inc()
+        self.respond_local(503, b"the backend is overloaded\n", [(b"retry-after", b"1")])
+
     def upstream_error(self, status: int, reason: str, started: bool) -> None:
         """The backend connection failed mid-exchange (``started``: after the response
         head), broke the protocol, or did not answer in time."""
@@ -402,7 +410,9 @@ class Exchange:
         if not self.finished:
             self.code = self.code or 499  # nginx's code for a client that went away
             self._finish()
-        if upstream is not None:
+        if upstream is None:
+            self.conn.pool.cancel(self)  # it may be waiting for a connection
+        else:
             upstream.exchange = None
             if tunnel:
                 upstream.transport.loseConnection()  # a tunnel's end is no error

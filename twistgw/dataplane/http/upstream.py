@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTCP
+from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol, IReactorTCP
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -124,13 +124,18 @@ class _ConnectFactory(ClientFactory):
         return connection
 
     def clientConnectionFailed(self, connector, reason: Failure) -> None:
+        self.pool.slot_freed(self.key)
         if self.exchange is not None:
             self.exchange.upstream_failed(reason.getErrorMessage())
 
 
 class UpstreamPool:
     """Idle keep-alive connections per endpoint (and TLS settings), most recently used
-    first."""
+    first, and the endpoint's circuit breaker: at most ``backend_max_connections``
+    connections (connecting, in use or idle); a request finding them all busy waits, in
+    order of arrival, for the next one released (or, if a released one cannot be reused,
+    for its slot), at most ``backend_max_pending`` of them for at most the connect
+    timeout; the others are told ``upstream_overflow``."""
 
     def __init__(
         self,
@@ -143,6 +148,10 @@ class UpstreamPool:
         self.max_idle = max_idle
         self.tls_creators = BackendTLSCreators()
         self._idle: dict[PoolKey, list[UpstreamConnection]] = {}
+        self._open: dict[PoolKey, int] = {}
+        #: exchanges waiting for a connection, per key in order of arrival, with their timeouts
+        self._waiting: dict[PoolKey, dict[Exchange, IDelayedCall]] = {}
+        self._waiting_key: dict[Exchange, PoolKey] = {}
 
     def acquire(
         self,
@@ -162,6 +171,20 @@ class UpstreamPool:
                 connection.reused = True
                 exchange.upstream_ready(connection)
                 return
+        if self._open.get(key, 0) < self.settings.backend_max_connections:
+            self._connect(key, exchange)
+            return
+        waiting = self._waiting.setdefault(key, {})
+        if len(waiting) >= self.settings.backend_max_pending:
+            exchange.upstream_overflow("pending")
+            return
+        timeout = self.settings.backend_connect_timeout
+        waiting[exchange] = self.reactor.callLater(timeout, self._timed_out, exchange)
+        self._waiting_key[exchange] = key
+
+    def _connect(self, key: PoolKey, exchange: Exchange) -> None:
+        self._open[key] = self._open.get(key, 0) + 1
+        endpoint, creator = key
         factory = _ConnectFactory(self, key, exchange)
         timeout = self.settings.backend_connect_timeout
         if creator is None:
@@ -171,7 +194,54 @@ class UpstreamPool:
                 endpoint.address, endpoint.port, factory, creator, timeout=timeout
             )
 
+    def _next_waiting(self, key: PoolKey) -> Exchange | None:
+        """The exchange waiting longest for ``key``, out of the queue."""
+        waiting = self._waiting.get(key)
+        if not waiting:
+            return None
+        exchange = next(iter(waiting))
+        self.cancel(exchange)
+        return exchange
+
+    def _dequeue(self, exchange: Exchange) -> IDelayedCall | None:
+        """Take ``exchange`` out of its queue; its timeout, if it was waiting."""
+        key = self._waiting_key.pop(exchange, None)
+        if key is None:
+            return None
+        waiting = self._waiting[key]
+        timeout = waiting.pop(exchange)
+        if not waiting:
+            del self._waiting[key]
+        return timeout
+
+    def _timed_out(self, exchange: Exchange) -> None:
+        self._dequeue(exchange)
+        exchange.upstream_overflow("timeout")
+
+    def cancel(self, exchange: Exchange) -> None:
+        """``exchange`` no longer waits for a connection (if it did)."""
+        timeout = self._dequeue(exchange)
+        if timeout is not None:
+            timeout.cancel()
+
+    def slot_freed(self, key: PoolKey) -> None:
+        """A connection for ``key`` closed or failed: the next waiting exchange may
+        open one."""
+        left = self._open[key] - 1
+        if left:
+            self._open[key] = left
+        else:
+            del self._open[key]
+        exchange = self._next_waiting(key)
+        if exchange is not None:
+            self._connect(key, exchange)
+
     def give_back(self, connection: UpstreamConnection) -> None:
+        exchange = self._next_waiting(connection.key)
+        if exchange is not None:
+            connection.reused = True
+            exchange.upstream_ready(connection)
+            return
         idle = self._idle.setdefault(connection.key, [])
         if len(idle) >= self.max_idle:
             connection.transport.loseConnection()
@@ -179,9 +249,11 @@ class UpstreamPool:
         idle.append(connection)
 
     def forget(self, connection: UpstreamConnection) -> None:
+        """``connection`` closed."""
         idle = self._idle.get(connection.key)
         if idle and connection in idle:
             idle.remove(connection)
+        self.slot_freed(connection.key)
 
     def close_idle(self) -> None:
         for idle in self._idle.values():
