@@ -40,6 +40,7 @@ def test_values_reach_the_data_plane_settings(tmp_path):
             "--max-connections-per-port=200",
             "--backend-max-connections=20",
             "--backend-max-pending=10",
+            "--worker-memory-limit=512",
         )
     )
     assert (settings.max_request_line, settings.max_header_bytes) == (4096, 8192)
@@ -49,6 +50,7 @@ def test_values_reach_the_data_plane_settings(tmp_path):
     assert (settings.headers_with_underscores, settings.access_log) == ("reject", "-")
     assert (settings.max_connections, settings.max_connections_per_port) == (300, 200)
     assert (settings.backend_max_connections, settings.backend_max_pending) == (20, 10)
+    assert settings.worker_memory_limit_mb == 512
     assert DataPlaneSettings.from_json(settings.to_json()) == settings
 
 
@@ -57,6 +59,11 @@ def test_values_reach_the_data_plane_settings(tmp_path):
 def test_limits_and_timeouts_must_be_positive(tmp_path, name, value):
     with pytest.raises(usage.UsageError, match=f"--{name} must be positive"):
         _parse(tmp_path, f"--{name}={value}")
+
+
+def test_the_worker_memory_limit_is_off_or_positive(tmp_path):
+    with pytest.raises(usage.UsageError, match="--worker-memory-limit must be 0"):
+        _parse(tmp_path, "--worker-memory-limit=-1")
 
 
 def test_the_head_holds_at_least_the_request_line(tmp_path):

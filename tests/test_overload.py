@@ -1,6 +1,7 @@
 """Overload protection through real gateway processes (one worker each): connection
-limits close new connections at once while the open ones are served, and backend
-limits queue requests for a busy endpoint or answer them 503 with Retry-After."""
+limits close new connections at once while the open ones are served, backend limits
+queue requests for a busy endpoint or answer them 503 with Retry-After, and a worker
+past its memory limit stops accepting and closes idle connections."""
 
 from __future__ import annotations
 
@@ -182,3 +183,39 @@ def test_a_waiting_request_leaves_the_queue_when_its_client_goes_or_its_time_is_
         assert held.server.request_lines()[-1] == b"GET /first HTTP/1.1"
     finally:
         gateway.stop()
+
+
+def test_a_worker_past_its_memory_limit_stops_accepting_and_closes_idle_connections():
+    """A client sending a large request head without its end makes the worker hold it
+    (a worker starts at about 50 MB); past the limit it closes the idle keep-alive
+    connection and accepts nothing, and once the client has gone it accepts again."""
+    server = RawBackend()
+    head_limit = str(256 * 2**20)
+    gateway = GatewayProcess(
+        ("--workers", "1", "--worker-memory-limit", "128", "--max-header-bytes", head_limit)
+        + ("--request-header-timeout", "120")
+    ).start()
+    try:
+        _serve(gateway, server)
+        wait_until(lambda: gateway.request("/")[0] == 200, what="the route to be served")
+        idle = wait_until(lambda: _kept_alive(gateway), what="a kept-alive connection")
+        filling = socket.create_connection((gateway.address, 8080), timeout=30)
+        filling.sendall(b"GET / HTTP/1.1\r\nHost: example.com\r\nX-Fill: " + b"a" * 128 * 2**20)
+        wait_until(
+            lambda: _counter(gateway, "twistgw_worker_memory_shedding") == 1,
+            what="the worker to shed",
+        )
+        assert idle.sock.recv(1) == b""  # closed by the gateway
+        # the kernel completes the handshake into the backlog, but nothing accepts it
+        waiting = _send(gateway, "/waiting")
+        waiting.settimeout(2)
+        with pytest.raises(TimeoutError):
+            waiting.recv(1)
+        filling.close()
+        waiting.settimeout(30)
+        assert _answer(waiting)[0] == 200  # accepted once the memory is freed
+        assert _counter(gateway, "twistgw_worker_memory_shedding") == 0
+        assert "past --worker-memory-limit 128 MB" in gateway.log()
+    finally:
+        gateway.stop()
+        server.close()

@@ -101,6 +101,13 @@ class Metrics:
             ["backend", "reason"],
             registry=self.registry,
         )
+        self.memory_shedding = Gauge(
+            "twistgw_worker_memory_shedding",
+            "1 while a worker is past --worker-memory-limit (not accepting connections, "
+            "closing idle ones), else 0; per worker",
+            registry=self.registry,
+            multiprocess_mode="liveall",
+        )
         self.workers = Gauge(
             "twistgw_workers",
             "Worker processes running",

@@ -262,6 +262,14 @@ class GatewayOptions(usage.Options):
             int,
         ],
         [
+            "worker-memory-limit",
+            None,
+            0,
+            "MB of resident memory past which a worker stops accepting connections and "
+            "closes its idle keep-alive ones, until it is below 90 % of it again (0: off).",
+            int,
+        ],
+        [
             "headers-with-underscores",
             None,
             "drop",
@@ -342,6 +350,8 @@ class GatewayOptions(usage.Options):
         for name in POSITIVE:
             if self[name] <= 0:
                 raise usage.UsageError(f"--{name} must be positive")
+        if self["worker-memory-limit"] < 0:
+            raise usage.UsageError("--worker-memory-limit must be 0 (off) or positive")
         if self["max-header-bytes"] < self["max-request-line"]:
             raise usage.UsageError(
                 "--max-header-bytes must be at least --max-request-line (the request line is "
@@ -380,6 +390,7 @@ def data_plane_settings(options: Mapping[str, Any]) -> DataPlaneSettings:
         max_connections_per_port=options["max-connections-per-port"],
         backend_max_connections=options["backend-max-connections"],
         backend_max_pending=options["backend-max-pending"],
+        worker_memory_limit_mb=options["worker-memory-limit"],
         headers_with_underscores=options["headers-with-underscores"],
         access_log=options["access-log"],
     )

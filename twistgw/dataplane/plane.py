@@ -38,6 +38,17 @@ T = TypeVar("T")
 GAUGE_INTERVAL = 1.0
 #: Seconds between additions of the requests counted in the worker to the metrics.
 METRICS_FLUSH_INTERVAL = 0.25
+#: Share of the memory limit a shedding worker's resident memory must fall below before
+#: it accepts connections again.
+MEMORY_RESUME = 0.9
+MB = 1024 * 1024
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (resident pages of /proc/self/statm)."""
+    with open("/proc/self/statm", "rb") as statm:
+        return int(statm.read().split()[1]) * _PAGE_SIZE
 
 
 class TableRejected(Exception):
@@ -148,7 +159,11 @@ class DataPlane:
     assignment; requests in flight keep the router they started with."""
 
     def __init__(
-        self, reactor, metrics: Metrics, settings: DataPlaneSettings = DEFAULT_SETTINGS
+        self,
+        reactor,
+        metrics: Metrics,
+        settings: DataPlaneSettings = DEFAULT_SETTINGS,
+        resident: Callable[[], int] = resident_bytes,
     ) -> None:
         self.reactor = reactor
         self.metrics = metrics
@@ -162,6 +177,9 @@ class DataPlane:
         self.ports: dict[Key, IListeningPort] = {}
         self.retired: list[BindServer] = []  # closed sockets, connections still open
         self.draining = False
+        self.resident = resident
+        self.shedding = False  # past the memory limit: not accepting
+        metrics.memory_shedding.set(0)
         # the gauges are sampled, not updated per connection (each update of a
         # multiprocess metric is a locked write to a shared file)
         self._sampler = LoopingCall(self.sample_connections)
@@ -232,6 +250,8 @@ class DataPlane:
                 )
             else:
                 self.ports[key] = self.reactor.adoptStreamPort(descriptor, family, server)
+                if self.shedding:
+                    self.ports[key].stopReading()
             self.servers[key] = server
         finally:
             os.close(descriptor)  # the reactor holds its own duplicate
@@ -274,6 +294,43 @@ class DataPlane:
             self.metrics.stream_active.labels(*labels).set(count)
         self._streams_seen = set(streams)
         self.retired = [server for server in self.retired if server.open_connections]
+        self.check_memory()
+
+    def check_memory(self) -> None:
+        """Past the worker memory limit, stop accepting connections and close the idle
+        keep-alive ones (at each check); accept again below MEMORY_RESUME of it."""
+        limit = self.settings.worker_memory_limit_mb * MB
+        if not limit:
+            return
+        resident = self.resident()
+        if resident > limit:
+            if not self.shedding:
+                self._shed(True, resident)
+            for server in [*self.servers.values(), *self.retired]:
+                if isinstance(server, BindServer):
+                    server.http.close_idle()
+        elif self.shedding and resident < limit * MEMORY_RESUME:
+            self._shed(False, resident)
+
+    def _shed(self, shedding: bool, resident: int) -> None:
+        """Stop or resume accepting on every listening TCP socket."""
+        self.shedding = shedding
+        self.metrics.memory_shedding.set(int(shedding))
+        log.warn(
+            "worker memory {resident} MB {state} --worker-memory-limit {limit} MB: {action}",
+            resident=resident // MB,
+            state="past" if shedding else "below 90 % of",
+            limit=self.settings.worker_memory_limit_mb,
+            action="not accepting connections, closing idle ones"
+            if shedding
+            else "accepting connections again",
+        )
+        for key, port in self.ports.items():
+            if key[2] != "udp":
+                if shedding:
+                    port.stopReading()
+                else:
+                    port.startReading()
 
     def open_connections(self) -> int:
         self.retired = [server for server in self.retired if server.open_connections]

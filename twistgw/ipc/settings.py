@@ -33,7 +33,9 @@ class DataPlaneSettings:
     sockets and ``max_connections_per_port`` on one listening socket (a connection
     beyond either is closed at once); ``backend_max_connections`` connections to one
     backend endpoint (in use or idle) and ``backend_max_pending`` requests waiting for
-    one of them (a request beyond it is answered 503).
+    one of them (a request beyond it is answered 503); ``worker_memory_limit_mb``: the
+    worker's resident memory, in MB, past which it stops accepting connections and
+    closes its idle keep-alive ones, until it is below 90 % of it again (0: no limit).
 
     ``headers_with_underscores``: request header names with "_" are dropped ("drop"),
     answered 400 ("reject") or forwarded ("allow"). ``access_log``: path of a JSON-lines
@@ -55,6 +57,7 @@ class DataPlaneSettings:
     max_connections_per_port: int = 10000
     backend_max_connections: int = 1024
     backend_max_pending: int = 1024
+    worker_memory_limit_mb: int = 0
     headers_with_underscores: str = "drop"
     access_log: str = ""
 

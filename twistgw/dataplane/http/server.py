@@ -201,6 +201,10 @@ class HTTPProxyFactory(Factory):
         for protocol in list(self.protocols):
             protocol.codec.drain()
 
+    def close_idle(self) -> int:
+        """Close the connections waiting for a request; return how many."""
+        return sum(protocol.codec.close_if_idle() for protocol in list(self.protocols))
+
     def abort_all(self) -> None:
         for protocol in list(self.protocols):
             protocol.transport.abortConnection()

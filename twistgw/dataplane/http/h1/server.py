@@ -505,10 +505,16 @@ class ServerCodec:
     def drain(self) -> None:
         """The gateway is stopping: close now if idle, else after this response."""
         self.draining = True
-        if self.state == HEAD and not self.buffer and not self.responding:
-            self._close()
-        else:
+        if not self.close_if_idle():
             self.persistent = False
+
+    def close_if_idle(self) -> bool:
+        """Close the connection if it waits for a request (nothing of one received, no
+        response under way); return whether it did."""
+        if self.state != HEAD or self.buffer or self.partial is not None or self.responding:
+            return False
+        self._close()
+        return True
 
     def _refuse(self, status: int, reason: str) -> bool:
         """Answer a request that breaks the protocol, then close."""
