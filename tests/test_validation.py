@@ -138,3 +138,22 @@ def test_labels_are_bounded_strings():
         "metadata.labels['version']: keys and values must be strings"
     )
     validated_body(_manifest("Service", {}, labels={"kubernetes.io/service-name": "web"}))
+
+
+@pytest.mark.parametrize(
+    ("tls", "field"),
+    [
+        (True, "spec.listeners[0].tls: must be an object"),
+        ({"certificateRefs": True}, "spec.listeners[0].tls.certificateRefs: must be a list"),
+        ({"certificateRefs": {"": None}}, "spec.listeners[0].tls.certificateRefs: must be a list"),
+        ({"certificateRefs": [None]}, "spec.listeners[0].tls.certificateRefs[0].name: is required"),
+        ({"certificateRefs": [{"name": []}]}, "spec.listeners[0].tls.certificateRefs[0].name"),
+        ({"mode": "Reencrypt"}, "spec.listeners[0].tls.mode: must be one of"),
+        ({"options": {"a": 1}}, "spec.listeners[0].tls.options.a: must be a string"),
+    ],
+)
+def test_a_listeners_tls_has_its_shape_checked(tls: Any, field: str) -> None:
+    """Found by fuzzing the translator: junk here crashed translation."""
+    listener = {"name": "https", "port": 443, "protocol": "HTTPS", "tls": tls}
+    message = _refused(_manifest("Gateway", {"gatewayClassName": "c", "listeners": [listener]}))
+    assert message.startswith(field)

@@ -436,8 +436,25 @@ def _gateway_class(body: dict) -> None:
     _string(spec, "controllerName", "spec", required=True)
 
 
+def _listener_tls(value: Any, where: str) -> None:
+    """A listener's ``tls``: its mode, certificate references and options."""
+    tls = _mapping(value, where)
+    _string(tls, "mode", where, enum=("Terminate", "Passthrough"))
+    for i, ref in enumerate(_list(tls.get("certificateRefs"), f"{where}.certificateRefs")):
+        at = f"{where}.certificateRefs[{i}]"
+        ref = _mapping(ref, at)
+        _string(ref, "group", at)
+        _string(ref, "kind", at)
+        _string(ref, "name", at, required=True)
+        _string(ref, "namespace", at, max_len=63)
+    for key, option in _mapping(tls.get("options"), f"{where}.options").items():
+        if not isinstance(option, str):
+            _fail(f"{where}.options.{key}", f"must be a string, not {type(option).__name__}")
+
+
 def _listener(listener: Any, where: str) -> None:
     listener = _mapping(listener, where)
+    _listener_tls(listener.get("tls"), f"{where}.tls")
     _string(listener, "name", where, required=True, pattern=SECTION_NAME_RE)
     _string(listener, "hostname", where, pattern=HOSTNAME_RE)
     _int(listener, "port", where, 1, 65535, required=True)
