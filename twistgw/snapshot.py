@@ -27,12 +27,28 @@ class Snapshot:
     objects: Mapping[ObjectKey, Resource] = attrs.field(factory=dict)
     errors: tuple[ConfigError, ...] = ()
     _by_kind: dict[str, list[Resource]] = attrs.field(init=False, repr=False, eq=False)
+    _by_label: dict[tuple[str, str], dict[tuple[str, str], list[Resource]]] = attrs.field(
+        init=False, repr=False, eq=False
+    )
 
     def __attrs_post_init__(self) -> None:
         by_kind: dict[str, list[Resource]] = {}
         for key in sorted(self.objects):
             by_kind.setdefault(key.kind, []).append(self.objects[key])
         object.__setattr__(self, "_by_kind", by_kind)
+        object.__setattr__(self, "_by_label", {})
+
+    def labelled(self, kind: str, namespace: str, label: str, value: str) -> list[Resource]:
+        """Objects of one kind in ``namespace`` whose ``label`` is ``value``, in the order
+        of ``of_kind`` (indexed once per kind and label, so a lookup per backendRef
+        stays cheap however many objects there are)."""
+        index = self._by_label.get((kind, label))
+        if index is None:
+            index = {}
+            for found in self.of_kind(kind):
+                index.setdefault((found.namespace, found.labels.get(label)), []).append(found)
+            self._by_label[(kind, label)] = index
+        return index.get((namespace, value), [])
 
     def of_kind(self, kind: str) -> list[Resource]:
         """Objects of one kind, sorted by namespace and name."""

@@ -123,9 +123,8 @@ def _endpoints(
 ) -> tuple[Endpoint, ...]:
     port_name = service_port.get("name") or ""
     found: list[Endpoint] = []
-    for eps in snapshot.of_kind("EndpointSlice"):
-        if eps.namespace != service.namespace or eps.labels.get(SERVICE_NAME_LABEL) != service.name:
-            continue
+    slices = snapshot.labelled("EndpointSlice", service.namespace, SERVICE_NAME_LABEL, service.name)
+    for eps in slices:
         ports = eps.body.get("ports") or []
         number = next((p.get("port") for p in ports if (p.get("name") or "") == port_name), None)
         if number is None and len(ports) == 1 and not port_name:
@@ -136,10 +135,8 @@ def _endpoints(
             if (endpoint.get("conditions") or {}).get("ready") is False:
                 continue
             for address in endpoint.get("addresses") or []:
-                candidate = Endpoint(str(address), int(number))
-                if candidate not in found:
-                    found.append(candidate)
-    return tuple(found)
+                found.append(Endpoint(str(address), int(number)))
+    return tuple(dict.fromkeys(found))  # each endpoint once, in order
 
 
 def compile_backends(
