@@ -201,6 +201,8 @@ def test_refusals_are_answered_then_closed(edge, request_bytes: bytes, status: b
     assert answer.startswith(b"HTTP/1.1 " + status + b" "), answer[:200]
     assert b"connection: close" in answer.lower()
     assert len(backends["ok"].requests) == before
+    series = f'twistgw_http_refused_total{{code="{status.decode()}",listener="'
+    wait_until(lambda: series in gateway.admin("/metrics")[1].decode(), what="the refusal counted")
 
 
 def test_absolute_form_authority_routes_and_is_forwarded(edge) -> None:

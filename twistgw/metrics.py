@@ -87,6 +87,13 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="liveall",
         )
+        self.http_refused = Counter(
+            "twistgw_http_refused",
+            "HTTP requests the codec refused before routing (malformed, over a limit, too "
+            "slow), by listening socket and status code (400, 408, 414, 417, 431, 501, 505)",
+            ["listener", "code"],
+            registry=self.registry,
+        )
         self.connections_refused = Counter(
             "twistgw_connections_refused",
             "Client connections closed at once because the worker (limit=worker) or the "

@@ -26,6 +26,7 @@ class ServerDriver:
         self.auto = auto
         self.unread = False  # whether the client leaves written bytes unread
         self.drained: list = []
+        self.refusals: list[int] = []
         self.requests: list[Request] = []
         self.codec = ServerCodec(self, self.clock, settings or DataPlaneSettings())
 
@@ -54,6 +55,9 @@ class ServerDriver:
         waiting, self.drained = self.drained, []
         for callback in waiting:
             callback()
+
+    def refused(self, status: int) -> None:
+        self.refusals.append(status)
 
     def new_exchange(self, codec: ServerCodec, request: Request) -> _Sink:
         self.requests.append(request)

@@ -342,6 +342,7 @@ CASES = [
 def test_request_bytes(name, data, statuses, events, closed) -> None:
     driver = ServerDriver().feed(data)
     assert driver.statuses() == statuses
+    assert driver.refusals == [status for status in statuses if status >= 400]
     if events is not None:
         assert driver.events == events
     assert driver.closed is closed

@@ -63,6 +63,10 @@ class HTTPServerProtocol(Protocol):
     def new_exchange(self, codec: ServerCodec, request: Request) -> Exchange:
         return Exchange(codec, request, self)
 
+    def refused(self, status: int) -> None:
+        """The codec refused a request (a limit, a timeout, a protocol error)."""
+        self.metrics.http_refused.labels(self.factory.label, str(status)).inc()
+
     def dataReceived(self, data: bytes) -> None:
         self.codec.receive(data)
 

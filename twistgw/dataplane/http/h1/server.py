@@ -68,6 +68,7 @@ class ConnectionIO(TypingProtocol):
     def backed_up(self) -> bool: ...
     def when_drained(self, callback: Callable[[], None]) -> None: ...
     def new_exchange(self, codec: ServerCodec, request: Request) -> RequestSink: ...
+    def refused(self, status: int) -> None: ...
 
 
 class RequestSink(TypingProtocol):
@@ -518,6 +519,7 @@ class ServerCodec:
 
     def _refuse(self, status: int, reason: str) -> bool:
         """Answer a request that breaks the protocol, then close."""
+        self.io.refused(status)
         self.persistent = False
         if self.responding:
             self._close()  # a response is under way: it cannot be replaced
