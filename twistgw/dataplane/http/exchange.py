@@ -57,7 +57,6 @@ class Exchange:
         "retried",
         "producing",
         "method",
-        "path",
         "headers",
         "target",
         "request_id",
@@ -87,7 +86,6 @@ class Exchange:
         self.finished = False
         self.retried = False
         self.producing = False
-        self.path = ""
         self.headers = None
         self.target = b""
         self.request_id = b""
@@ -102,7 +100,7 @@ class Exchange:
         request = self.request
         self.started_at = conn.clock.seconds()
         path_bytes, _, query_bytes = request.target.partition(b"?")
-        path = self.path = path_bytes.decode("latin-1")
+        path = path_bytes.decode("latin-1")
         query = query_bytes.decode("latin-1")
         authority, host_name = _hosts.get(request.authority) or _host_names(request.authority)
         router = conn.factory.router

@@ -81,7 +81,6 @@ class ClientCodec:
         self.request_done = False
         self.persistent = False
         self.interim = 0
-        self.sent = 0  # request bytes written for this exchange
         self.deadline = Deadline(clock, self._timed_out)
 
     @property
@@ -119,12 +118,10 @@ class ClientCodec:
         if upgrade is not None:  # the framing still applies to the request's own body
             extra += b"connection: upgrade\r\nupgrade: %s\r\n" % upgrade
         data = serialize(b"%s %s HTTP/1.1\r\n" % (method, target), headers, extra)
-        self.sent = len(data)
         self.io.write(data)
 
     def send_data(self, data: bytes) -> None:
         if data:
-            self.sent += len(data)
             self.io.write(chunk(data) if self.chunked else data)
 
     def send_end(self) -> None:

@@ -113,7 +113,6 @@ class ServerCodec:
         self.chunked = False
         self.out: list[bytes] = []
         self.processing = False
-        self.requests = 0
         self.partial: list[bytes] | None = None  # an incomplete head's pieces
         self.partial_size = 0
         self.tail = b""  # its last bytes (a blank line may straddle two reads)
@@ -217,7 +216,6 @@ class ServerCodec:
             self.version = b"1.1"
             return self._refuse(error.status, error.reason)
         self.buffer = buffer[end:]
-        self.requests += 1
         self.sink = sink = self.io.new_exchange(self, request)
         if request.has_body:
             self.state = BODY
