@@ -92,3 +92,23 @@ def test_a_worker_past_a_tiny_limit_sheds():
     plane = DataPlane(MemoryReactorClock(), Metrics(), settings)
     plane.check_memory()
     assert plane.shedding
+
+
+def test_a_worker_that_stays_past_the_limit_is_recycled_once():
+    """Freed memory seldom goes back to the system: after MEMORY_RECYCLE_AFTER seconds
+    past the limit the worker is asked to drain (and the supervisor replaces it)."""
+    from twistgw.dataplane.plane import MEMORY_RECYCLE_AFTER
+
+    resident = [101 * MB]
+    plane = _plane(100, resident)
+    asked = []
+    plane.on_stuck = lambda: asked.append(True)
+    plane.check_memory()
+    plane.reactor.advance(MEMORY_RECYCLE_AFTER - 1)
+    plane.check_memory()
+    assert asked == []
+    plane.reactor.advance(2)
+    plane.check_memory()
+    plane.reactor.advance(5)
+    plane.check_memory()
+    assert asked == [True]

@@ -677,3 +677,14 @@ def test_an_early_answer_to_a_large_body_closes() -> None:
     driver.codec.send_response(Response(200, [], 0))
     driver.codec.send_end()
     assert driver.closed
+
+
+def test_a_drain_during_a_dropped_body_closes_once_it_has_come() -> None:
+    driver = ServerDriver(auto=False)
+    driver.feed(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nab")
+    driver.codec.send_response(Response(200, [], 0))
+    driver.codec.send_end()
+    driver.codec.drain()
+    assert not driver.closed
+    driver.feed(b"cdefghij")
+    assert driver.closed

@@ -38,6 +38,8 @@ T = TypeVar("T")
 GAUGE_INTERVAL = 1.0
 #: Seconds between additions of the requests counted in the worker to the metrics.
 METRICS_FLUSH_INTERVAL = 0.25
+#: Seconds a worker may stay past its memory limit before it is replaced.
+MEMORY_RECYCLE_AFTER = 30.0
 #: Share of the memory limit a shedding worker's resident memory must fall below before
 #: it accepts connections again.
 MEMORY_RESUME = 0.9
@@ -179,6 +181,10 @@ class DataPlane:
         self.draining = False
         self.resident = resident
         self.shedding = False  # past the memory limit: not accepting
+        self.shedding_since = 0.0
+        #: called once when the worker stays past its memory limit (the worker drains
+        #: and exits, and the supervisor starts a fresh one)
+        self.on_stuck: Callable[[], None] | None = None
         metrics.memory_shedding.set(0)
         # the gauges are sampled, not updated per connection (each update of a
         # multiprocess metric is a locked write to a shared file)
@@ -306,6 +312,17 @@ class DataPlane:
         if resident > limit:
             if not self.shedding:
                 self._shed(True, resident)
+                self.shedding_since = self.reactor.seconds()
+            elif (
+                self.on_stuck is not None
+                and self.reactor.seconds() - self.shedding_since > MEMORY_RECYCLE_AFTER
+            ):
+                # CPython seldom gives freed memory back: a worker still past the limit
+                # after this long is replaced, or it would hold its share of new
+                # connections in its socket's backlog for good
+                log.warn("worker memory stays past the limit: draining for a fresh worker")
+                on_stuck, self.on_stuck = self.on_stuck, None
+                on_stuck()
             for server in [*self.servers.values(), *self.retired]:
                 if isinstance(server, BindServer):
                     server.http.close_idle()

@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     worker = Worker(
         reactor, DataPlane(reactor, Metrics(), settings), args.index, args.drain_timeout
     )
+    worker.plane.on_stuck = worker.drain
     observers = [
         FilteringLogObserver(ChannelLogObserver(worker), [LogLevelFilterPredicate(LogLevel.info)])
     ]

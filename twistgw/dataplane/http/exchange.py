@@ -225,6 +225,8 @@ class Exchange:
         self.conn.resume_reading()
 
     def upstream_failed(self, reason: str) -> None:
+        if self.finished:
+            return  # (the client went away while connecting)
         log.info(
             "connecting to backend {backend} failed: {reason}",
             backend=self.backend.name if self.backend else "?",

@@ -174,10 +174,10 @@ class UpstreamPool:
         if self._open.get(key, 0) < self.settings.backend_max_connections:
             self._connect(key, exchange)
             return
-        waiting = self._waiting.setdefault(key, {})
-        if len(waiting) >= self.settings.backend_max_pending:
+        if len(self._waiting.get(key, ())) >= self.settings.backend_max_pending:
             exchange.upstream_overflow("pending")
             return
+        waiting = self._waiting.setdefault(key, {})
         timeout = self.settings.backend_connect_timeout
         waiting[exchange] = self.reactor.callLater(timeout, self._timed_out, exchange)
         self._waiting_key[exchange] = key

@@ -451,7 +451,11 @@ class ServerCodec:
         return self.body.received + remaining <= MAX_DISCARDED
 
     def _next_cycle(self) -> None:
-        """The exchange is over and the connection persists: on to the next request."""
+        """The exchange is over and the connection persists: on to the next request
+        (unless a drain or a refusal decided otherwise meanwhile)."""
+        if not self.persistent or self.draining:
+            self._close()
+            return
         self.state = HEAD
         self.head_request = False
         if self.buffer:
