@@ -17,6 +17,8 @@ from twistgw.routing import ir
 
 BIND = ir.Bind("127.0.0.1", 8080, "HTTP")
 UDP = ("127.0.0.1", 5353, "udp")
+#: A request answered (404: the table has no routes), after which the connection idles.
+ANSWERED = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
 
 
 class Port:
@@ -56,7 +58,8 @@ def test_past_the_limit_a_worker_stops_accepting_until_below_90_percent_of_it():
     resident = [95 * MB]
     plane = _plane(100, resident)
     tcp, udp = plane.ports[BIND.key], plane.ports[UDP]
-    idle = _connection(plane)
+    idle = _connection(plane, ANSWERED)
+    fresh = _connection(plane)
     answered_partly = _connection(plane, b"GET / HTTP/1.1\r\nHost: exa")
     plane.check_memory()
     assert (tcp.reading, idle.disconnecting, _shedding(plane)) == (True, False, 0)
@@ -65,7 +68,8 @@ def test_past_the_limit_a_worker_stops_accepting_until_below_90_percent_of_it():
     plane.check_memory()
     assert (tcp.reading, udp.reading, _shedding(plane)) == (False, True, 1)
     assert (idle.disconnecting, answered_partly.disconnecting) == (True, False)
-    later = _connection(plane)  # one that became idle while shedding goes at the next check
+    assert not fresh.disconnecting  # its first request is likely on its way
+    later = _connection(plane, ANSWERED)  # idle while shedding: it goes at the next check
     plane.check_memory()
     assert later.disconnecting
 
@@ -81,7 +85,7 @@ def test_past_the_limit_a_worker_stops_accepting_until_below_90_percent_of_it():
 
 def test_without_a_limit_memory_is_not_read():
     plane = _plane(0, [])  # reading the resident memory would raise IndexError
-    idle = _connection(plane)
+    idle = _connection(plane, ANSWERED)
     plane.check_memory()
     assert (plane.ports[BIND.key].reading, idle.disconnecting) == (True, False)
 

@@ -145,6 +145,10 @@ def test_a_request_waits_for_the_busy_endpoint_and_one_past_the_pending_limit_ge
         code, retry_after, _ = _answer(refused)
         assert (code, retry_after) == (503, "1")
         waiting.discard(refused)
+        wait_until(
+            lambda: _counter(gateway, "twistgw_backend_waiting_requests") == 1,
+            what="the waiting request to show in the gauge",
+        )
         held.release.set()
         assert _answer(first)[0] == 200
         (second,) = waiting
@@ -178,6 +182,7 @@ def test_a_waiting_request_leaves_the_queue_when_its_client_goes_or_its_time_is_
         assert (code, retry_after) == (503, "1")
         assert _counter(gateway, "twistgw_backend_overflow_total", reason="timeout") == 1
         assert _counter(gateway, "twistgw_backend_overflow_total", reason="pending") == 0
+        assert _counter(gateway, "twistgw_backend_waiting_requests") == 0
         held.release.set()
         assert _answer(first)[0] == 200
         assert held.server.request_lines()[-1] == b"GET /first HTTP/1.1"

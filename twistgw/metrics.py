@@ -108,6 +108,14 @@ class Metrics:
             ["backend", "reason"],
             registry=self.registry,
         )
+        self.backend_waiting = Gauge(
+            "twistgw_backend_waiting_requests",
+            "Requests waiting now for a connection to their backend (every connection "
+            "to its endpoint busy, --backend-max-connections), summed over workers",
+            ["backend"],
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
         self.memory_shedding = Gauge(
             "twistgw_worker_memory_shedding",
             "1 while a worker is past --worker-memory-limit (not accepting connections, "
@@ -223,6 +231,10 @@ class Metrics:
         """Drop a dead worker's live gauges."""
         if os.environ.get(MULTIPROCESS_ENV):
             multiprocess.mark_process_dead(pid)
+
+    def count_waiting(self, backend: str, change: int) -> None:
+        """``change`` more requests wait for a connection to ``backend``."""
+        self.backend_waiting.labels(backend).inc(change)
 
     def connection_gauge(self, listener: str):
         gauge = self._connections.get(listener)

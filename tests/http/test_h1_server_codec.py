@@ -688,3 +688,23 @@ def test_a_drain_during_a_dropped_body_closes_once_it_has_come() -> None:
     assert not driver.closed
     driver.feed(b"cdefghij")
     assert driver.closed
+
+
+def test_a_malformed_chunk_in_a_dropped_body_closes_without_a_second_answer() -> None:
+    driver = ServerDriver(auto=False)
+    driver.feed(b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab")
+    driver.codec.send_response(Response(200, [], 0))
+    driver.codec.send_end()
+    assert not driver.closed
+    driver.feed(b"c\r\nzz\r\n")
+    assert driver.closed and driver.statuses() == [200]
+    assert driver.refusals == [400]
+
+
+def test_shedding_closes_kept_alive_connections_but_not_fresh_ones() -> None:
+    fresh = ServerDriver()
+    assert not fresh.codec.close_if_idle(fresh=False) and not fresh.closed
+    kept = ServerDriver().feed(GET)
+    assert kept.statuses() == [200] and not kept.closed
+    assert kept.codec.close_if_idle(fresh=False) and kept.closed
+    assert ServerDriver().codec.close_if_idle()  # a drain closes both

@@ -171,7 +171,7 @@ class DataPlane:
         self.metrics = metrics
         self.settings = settings
         self.min_tls_version = settings.tls_min_version
-        self.pool = UpstreamPool(reactor, settings)
+        self.pool = UpstreamPool(reactor, settings, waiting=metrics.count_waiting)
         self.binds: dict[Key, Bind] = {}
         self.servers: dict[Key, BindServer | UDPServer] = {}
         #: servers compiled for the current table's sockets not adopted yet

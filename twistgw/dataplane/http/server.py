@@ -206,8 +206,9 @@ class HTTPProxyFactory(Factory):
             protocol.codec.drain()
 
     def close_idle(self) -> int:
-        """Close the connections waiting for a request; return how many."""
-        return sum(protocol.codec.close_if_idle() for protocol in list(self.protocols))
+        """Close the keep-alive connections waiting for their next request (not those
+        waiting for their first: just accepted, it is likely on its way); how many."""
+        return sum(protocol.codec.close_if_idle(False) for protocol in list(self.protocols))
 
     def abort_all(self) -> None:
         for protocol in list(self.protocols):

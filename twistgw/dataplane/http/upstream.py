@@ -3,6 +3,7 @@ per endpoint, in plaintext or, for Services with a BackendTLSPolicy, over verifi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol, IReactorTCP
@@ -135,17 +136,20 @@ class UpstreamPool:
     connections (connecting, in use or idle); a request finding them all busy waits, in
     order of arrival, for the next one released (or, if a released one cannot be reused,
     for its slot), at most ``backend_max_pending`` of them for at most the connect
-    timeout; the others are told ``upstream_overflow``."""
+    timeout; the others are told ``upstream_overflow``. ``waiting`` is told (backend
+    name, +1 or -1) as requests start and stop waiting (the metrics' gauge)."""
 
     def __init__(
         self,
         reactor: IReactorTCP,
         settings: DataPlaneSettings = DEFAULT_SETTINGS,
         max_idle: int = 256,
+        waiting: Callable[[str, int], None] | None = None,
     ) -> None:
         self.reactor = reactor
         self.settings = settings
         self.max_idle = max_idle
+        self.count_waiting = waiting
         self.tls_creators = BackendTLSCreators()
         self._idle: dict[PoolKey, list[UpstreamConnection]] = {}
         self._open: dict[PoolKey, int] = {}
@@ -181,6 +185,8 @@ class UpstreamPool:
         timeout = self.settings.backend_connect_timeout
         waiting[exchange] = self.reactor.callLater(timeout, self._timed_out, exchange)
         self._waiting_key[exchange] = key
+        if self.count_waiting is not None:
+            self.count_waiting(exchange.backend.name, 1)
 
     def _connect(self, key: PoolKey, exchange: Exchange) -> None:
         self._open[key] = self._open.get(key, 0) + 1
@@ -212,6 +218,8 @@ class UpstreamPool:
         timeout = waiting.pop(exchange)
         if not waiting:
             del self._waiting[key]
+        if self.count_waiting is not None:
+            self.count_waiting(exchange.backend.name, -1)
         return timeout
 
     def _timed_out(self, exchange: Exchange) -> None:

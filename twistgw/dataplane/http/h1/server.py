@@ -120,6 +120,7 @@ class ServerCodec:
         self.eof = False  # the client closed its sending side
         self.held = False  # a pipelined request waits for the client to read
         self.discarding = False  # the rest of an answered request's body is dropped
+        self.kept_alive = False  # a request was answered and the connection goes on
         self.deadline = Deadline(clock, self._timed_out)
         self.deadline.set(limits.header_timeout)  # for the first request's head
         self.head_started = True
@@ -458,6 +459,7 @@ class ServerCodec:
             return
         self.state = HEAD
         self.head_request = False
+        self.kept_alive = True
         if self.buffer:
             self.head_started = True
             self.deadline.set(self.limits.header_timeout)
@@ -511,10 +513,13 @@ class ServerCodec:
         if not self.close_if_idle():
             self.persistent = False
 
-    def close_if_idle(self) -> bool:
+    def close_if_idle(self, fresh: bool = True) -> bool:
         """Close the connection if it waits for a request (nothing of one received, no
-        response under way); return whether it did."""
+        response under way) and, unless ``fresh``, has answered one before (a client
+        that just connected is about to send its first); return whether it did."""
         if self.state != HEAD or self.buffer or self.partial is not None or self.responding:
+            return False
+        if not fresh and not self.kept_alive:
             return False
         self._close()
         return True
@@ -523,8 +528,8 @@ class ServerCodec:
         """Answer a request that breaks the protocol, then close."""
         self.io.refused(status)
         self.persistent = False
-        if self.responding:
-            self._close()  # a response is under way: it cannot be replaced
+        if self.responding or self.discarding:
+            self._close()  # a response is under way or sent: it cannot be replaced
             return False
         self.sink, sink = None, self.sink
         self.state = DONE
