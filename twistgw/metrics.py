@@ -94,6 +94,13 @@ class Metrics:
             ["listener", "code"],
             registry=self.registry,
         )
+        self.http2_refused = Counter(
+            "twistgw_http2_refused",
+            "HTTP/2 streams refused (a malformed request) or connections ended for an "
+            "attack (control-frames, empty-data, rapid-reset), by listening socket and reason",
+            ["listener", "reason"],
+            registry=self.registry,
+        )
         self.connections_refused = Counter(
             "twistgw_connections_refused",
             "Client connections closed at once because the worker (limit=worker) or the "
