@@ -70,8 +70,11 @@ class BackendTLS:
 @attrs.frozen
 class Backend:
     """One backendRef of a rule. ``invalid`` backends answer 500 for their share of
-    traffic, as the spec requires; ``endpoints`` may be empty (503). ``tls`` set:
-    the gateway speaks TLS to the backend."""
+    traffic (gRPC routes: UNAVAILABLE), as the spec requires; ``endpoints`` may be
+    empty (503). ``tls`` set: the gateway speaks TLS to the backend. ``http2``: the
+    backend speaks HTTP/2 (every GRPCRoute backend, and Service ports with appProtocol
+    ``kubernetes.io/h2c``): h2c with prior knowledge, or h2 negotiated by ALPN when
+    ``tls`` is set."""
 
     name: str
     weight: int
@@ -80,11 +83,15 @@ class Backend:
     app_protocol: str | None = None
     filters: Filters = Filters()
     tls: BackendTLS | None = None
+    http2: bool = False
 
 
 @attrs.frozen
 class Match:
-    """One HTTPRouteMatch: every condition must hold. Header names are lower-case."""
+    """One HTTPRouteMatch, or a GRPCRouteMatch in HTTP terms: every condition must
+    hold. Header names are lower-case. A gRPC method match is a path match over
+    ``/service/method``; a gRPC route's PathPrefix (``/service/``) is a plain string
+    prefix, not a segment prefix."""
 
     path_type: str = "PathPrefix"
     path: str = "/"
@@ -96,13 +103,16 @@ class Match:
 @attrs.frozen
 class Route:
     """One match of one rule, with what to do when it matches. Routes of a virtual
-    host are listed in the spec's precedence order: the first that matches wins."""
+    host are listed in the spec's precedence order: the first that matches wins.
+    ``grpc``: the rule is a GRPCRoute's, so answers the gateway makes itself (no
+    backend, invalid backend) are gRPC-shaped."""
 
-    route: str  # "namespace/name" of the HTTPRoute
+    route: str  # "namespace/name" of the HTTPRoute or GRPCRoute
     rule: int
     match: Match
     filters: Filters = Filters()
     backends: tuple[Backend, ...] = ()
+    grpc: bool = False
 
 
 @attrs.frozen

@@ -13,9 +13,20 @@ if TYPE_CHECKING:
     from twistgw.translate.backendtls import BackendTLSPolicies
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-#: Backend protocols (Service port appProtocol) the data plane cannot speak yet
-#: (``kubernetes.io/ws`` it can: HTTP/1.1 with upgrades passed on).
-UNSUPPORTED_APP_PROTOCOLS = frozenset({"kubernetes.io/h2c", "kubernetes.io/wss"})
+H2C = "kubernetes.io/h2c"
+#: Backend protocols (Service port appProtocol) the data plane cannot speak to
+#: backends of a route kind (``kubernetes.io/ws`` it can for HTTPRoutes: HTTP/1.1
+#: with upgrades passed on; ``kubernetes.io/h2c``: HTTP/2 with prior knowledge).
+UNSUPPORTED_APP_PROTOCOLS: dict[str, frozenset[str]] = {
+    "GRPCRoute": frozenset({"kubernetes.io/ws", "kubernetes.io/wss"}),
+}
+DEFAULT_UNSUPPORTED_APP_PROTOCOLS = frozenset({"kubernetes.io/wss"})
+
+
+def speaks_http2(route_kind: str, app_protocol: str | None) -> bool:
+    """Whether a route's backend is reached over HTTP/2: every GRPCRoute backend,
+    and an HTTPRoute backend whose Service port says ``kubernetes.io/h2c``."""
+    return route_kind == "GRPCRoute" or (route_kind == "HTTPRoute" and app_protocol == H2C)
 
 
 class BackendError(Exception):
@@ -109,11 +120,12 @@ def resolve_service(
     service_port = next((p for p in service.spec.get("ports") or [] if p.get("port") == port), None)
     if service_port is None:
         raise BackendError("BackendNotFound", f"Service {namespace}/{name} has no port {port}")
-    if service_port.get("appProtocol") in UNSUPPORTED_APP_PROTOCOLS:
+    unsupported = UNSUPPORTED_APP_PROTOCOLS.get(route.kind, DEFAULT_UNSUPPORTED_APP_PROTOCOLS)
+    if service_port.get("appProtocol") in unsupported:
         raise BackendError(
             "UnsupportedProtocol",
             f"Service {namespace}/{name} port {port} speaks {service_port['appProtocol']}, "
-            "which twistgw does not support yet",
+            f"which twistgw does not support for {route.kind}s",
         )
     return _endpoints(snapshot, service, service_port), service_port
 
@@ -150,7 +162,8 @@ def compile_backends(
     traffic is refused) and the first problem is noted on ``analysis`` (the route's
     RouteAnalysis) for its ResolvedRefs condition. A Service port targeted by a
     BackendTLSPolicy is reached over TLS; if that policy is unusable, its share of
-    traffic is refused too."""
+    traffic is refused too. GRPCRoute backends and ``kubernetes.io/h2c`` Service
+    ports are reached over HTTP/2."""
     backends = []
     for ref in refs:
         tls, app_protocol = None, None
@@ -173,6 +186,7 @@ def compile_backends(
                 invalid=invalid,
                 app_protocol=app_protocol,
                 tls=tls,
+                http2=speaks_http2(route.kind, app_protocol),
             )
         )
     return tuple(backends)

@@ -6,6 +6,7 @@ walk over the host's rules in precedence order."""
 from __future__ import annotations
 
 import itertools
+import operator
 import random
 from bisect import bisect_right
 from collections.abc import Callable
@@ -44,11 +45,14 @@ def _modifier(spec: ir.HeaderModifier | None) -> CompiledHeaderModifier | None:
 
 
 class CompiledBackend:
+    """A backend ready to pick endpoints from; ``http2``: reached over HTTP/2."""
+
     __slots__ = (
         "spec",
         "name",
         "endpoints",
         "invalid",
+        "http2",
         "request_headers",
         "response_headers",
         "_next",
@@ -59,6 +63,7 @@ class CompiledBackend:
         self.name = spec.name
         self.endpoints = spec.endpoints
         self.invalid = spec.invalid
+        self.http2 = spec.http2
         self.request_headers = _modifier(spec.filters.request_headers)
         self.response_headers = _modifier(spec.filters.response_headers)
         self._next = itertools.cycle(range(len(spec.endpoints))) if spec.endpoints else None
@@ -89,11 +94,13 @@ class WeightedBackends:
 
 
 class CompiledRoute:
-    """One rule match, ready to test against a request."""
+    """One rule match, ready to test against a request. ``grpc``: a GRPCRoute's rule
+    (its own answers are gRPC-shaped; its PathPrefix is a plain string prefix)."""
 
     __slots__ = (
         "spec",
         "name",
+        "grpc",
         "test_path",
         "headers",
         "query",
@@ -109,8 +116,9 @@ class CompiledRoute:
     def __init__(self, spec: ir.Route) -> None:
         self.spec = spec
         self.name = spec.route
+        self.grpc = spec.grpc
         match = spec.match
-        self.test_path = _path_test(match.path_type, match.path)
+        self.test_path = _path_test(match.path_type, match.path, segments=not spec.grpc)
         self.prefix = match.path if match.path_type == "PathPrefix" else None
         self.headers = [(name, _value_test(kind, value)) for kind, name, value in match.headers]
         self.query = [(name, _value_test(kind, value)) for kind, name, value in match.query]
@@ -155,12 +163,17 @@ class CompiledRoute:
         return self.backends.pick()
 
 
-def _path_test(kind: str, value: str) -> Callable[[str], bool]:
+def _path_test(kind: str, value: str, segments: bool = True) -> Callable[[str], bool]:
+    """The test of a path match. PathPrefix matches whole segments (``/a`` and
+    ``/a/`` both match ``/a`` and ``/a/b``, never ``/ab``); without ``segments`` (gRPC
+    routes) it is a plain string prefix (``/svc/`` matches ``/svc/Method`` only)."""
     if kind == "Exact":
         return value.__eq__
     if kind == "RegularExpression":
         pattern = compile_regex(value)
         return lambda path: pattern.fullmatch(path) is not None
+    if not segments:
+        return operator.methodcaller("startswith", value)
     prefix = value.rstrip("/")
     if not prefix:
         return lambda path: True
