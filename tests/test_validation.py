@@ -7,7 +7,12 @@ from typing import Any
 
 import pytest
 
-from twistgw.api.validation import MAX_ANNOTATIONS_BYTES, InvalidObject, validated_body
+from twistgw.api.validation import (
+    MAX_ANNOTATIONS_BYTES,
+    InvalidObject,
+    grpc_regex_problems,
+    validated_body,
+)
 
 GW_API = "gateway.networking.k8s.io/v1"
 
@@ -146,7 +151,10 @@ def test_labels_are_bounded_strings():
         (True, "spec.listeners[0].tls: must be an object"),
         ({"certificateRefs": True}, "spec.listeners[0].tls.certificateRefs: must be a list"),
         ({"certificateRefs": {"": None}}, "spec.listeners[0].tls.certificateRefs: must be a list"),
-        ({"certificateRefs": [None]}, "spec.listeners[0].tls.certificateRefs[0].name: is required"),
+        (
+            {"certificateRefs": [None]},
+            "spec.listeners[0].tls.certificateRefs[0]: must be an object",
+        ),
         ({"certificateRefs": [{"name": []}]}, "spec.listeners[0].tls.certificateRefs[0].name"),
         ({"mode": "Reencrypt"}, "spec.listeners[0].tls.mode: must be one of"),
         ({"options": {"a": 1}}, "spec.listeners[0].tls.options.a: must be a string"),
@@ -157,3 +165,175 @@ def test_a_listeners_tls_has_its_shape_checked(tls: Any, field: str) -> None:
     listener = {"name": "https", "port": 443, "protocol": "HTTPS", "tls": tls}
     message = _refused(_manifest("Gateway", {"gatewayClassName": "c", "listeners": [listener]}))
     assert message.startswith(field)
+
+
+def _grpc(*rules: dict) -> dict:
+    return _manifest("GRPCRoute", {"parentRefs": [{"name": "gw"}], "rules": list(rules)})
+
+
+def test_a_grpcroute_is_defaulted_as_the_api_server_would():
+    body = validated_body(
+        _grpc(
+            _rule(
+                matches=[
+                    {"method": {"service": "pkg.Svc"}, "headers": [{"name": "v", "value": "1"}]}
+                ]
+            )
+        )
+    )
+    match = body["spec"]["rules"][0]["matches"][0]
+    assert match["method"]["type"] == "Exact"
+    assert match["headers"][0]["type"] == "Exact"
+    assert body["spec"]["parentRefs"][0]["kind"] == "Gateway"
+    assert body["spec"]["rules"][0]["backendRefs"][0]["weight"] == 1
+    assert validated_body(_manifest("GRPCRoute", {}))["spec"] == {}  # no rules: no default
+
+
+@pytest.mark.parametrize(
+    ("method", "message"),
+    [
+        ({}, "spec.rules[0].matches[0].method: must have a service or a method, or both"),
+        ({"type": "Exact", "service": "a/b"}, "spec.rules[0].matches[0].method.service: 'a/b'"),
+        ({"service": "pkg.Svc", "method": "Do.It"}, "spec.rules[0].matches[0].method.method:"),
+        ({"service": ""}, "spec.rules[0].matches[0].method.service: '' is not a gRPC"),
+        ({"service": "p\u212ag.Svc"}, "spec.rules[0].matches[0].method.service:"),  # Kelvin
+        ({"type": "Prefix", "service": "a"}, "spec.rules[0].matches[0].method.type: must be"),
+        ({"method": "x" * 1025}, "spec.rules[0].matches[0].method.method: must be at most"),
+    ],
+)
+def test_grpc_method_matches_are_checked(method: dict, message: str) -> None:
+    assert _refused(_grpc(_rule(matches=[{"method": method}]))).startswith(message)
+
+
+def test_regular_expression_method_matches_are_not_names():
+    rule = _rule(matches=[{"method": {"type": "RegularExpression", "service": "a/(b"}}])
+    validated_body(_grpc(rule))  # RE2 judges it later: the rule's status says why
+
+
+@pytest.mark.parametrize(
+    ("filters", "message"),
+    [
+        (
+            [{"type": "URLRewrite", "urlRewrite": {}}],
+            "spec.rules[0].filters[0].type: must be one of",
+        ),
+        (
+            [{"type": "RequestHeaderModifier"}],
+            "spec.rules[0].filters[0].requestHeaderModifier: is required",
+        ),
+        (
+            [
+                {
+                    "type": "RequestMirror",
+                    "requestMirror": {"backendRef": {"name": "m", "port": 1}},
+                    "requestHeaderModifier": {},
+                }
+            ],
+            "spec.rules[0].filters[0].requestHeaderModifier: must not be set for type",
+        ),
+        (
+            [{"type": "RequestHeaderModifier", "requestHeaderModifier": {}}] * 2,
+            "spec.rules[0].filters[1]: a RequestHeaderModifier filter cannot be repeated",
+        ),
+        (
+            [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "m"}}}],
+            "spec.rules[0].filters[0].requestMirror.backendRef.port: is required",
+        ),
+        (
+            [
+                {
+                    "type": "RequestMirror",
+                    "requestMirror": {
+                        "backendRef": {"name": "m", "port": 1},
+                        "fraction": {"numerator": 3, "denominator": 2},
+                    },
+                }
+            ],
+            "spec.rules[0].filters[0].requestMirror.fraction: numerator must be",
+        ),
+        (
+            [{"type": "ExtensionRef", "extensionRef": {"kind": "K", "name": "n"}}],
+            "spec.rules[0].filters[0].extensionRef.group: is required",
+        ),
+    ],
+)
+def test_grpc_filters_are_checked(filters: list, message: str) -> None:
+    assert _refused(_grpc(_rule(filters=filters))).startswith(message)
+
+
+def test_grpc_rules_have_unique_names_and_fewer_than_128_matches():
+    assert _refused(_grpc(_rule(name="a"), _rule(name="a"))) == (
+        "spec.rules[1].name: rule name 'a' is not unique within the route"
+    )
+    rules = [_rule(matches=[{}] * 64), _rule(matches=[{}] * 64)]
+    assert _refused(_grpc(*rules)) == (
+        "spec.rules: must have fewer than 128 matches in all, has 128"
+    )
+    validated_body(_grpc(_rule(matches=[{}] * 64), _rule(matches=[{}] * 63)))
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"rules": [_rule()] * 17}, "spec.rules: must have at most 16 items, has 17"),
+        (
+            {"hostnames": [f"h{i}.example.com" for i in range(17)]},
+            "spec.hostnames: must have at most 16",
+        ),
+        (
+            {"rules": [_rule(matches=[{"headers": [{"name": "a", "value": "b"}] * 17}])]},
+            "spec.rules[0].matches[0].headers: must have at most 16 items, has 17",
+        ),
+        (
+            {"rules": [_rule(matches=[{"headers": [{"name": "a", "value": ""}]}])]},
+            "spec.rules[0].matches[0].headers[0].value: must not be empty",
+        ),
+    ],
+)
+def test_grpcroute_bounds(spec: dict, message: str) -> None:
+    assert _refused(_manifest("GRPCRoute", spec)).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec", "message"),
+    [
+        (
+            "HTTPRoute",
+            {"rules": [{"matches": [None]}]},
+            "spec.rules[0].matches[0]: must be an object",
+        ),
+        ("GRPCRoute", {"rules": [None]}, "spec.rules[0]: must be an object"),
+        (
+            "Gateway",
+            {
+                "gatewayClassName": "c",
+                "listeners": [{"name": "a", "port": 1, "protocol": "HTTP"}],
+                "addresses": [None],
+            },
+            "spec.addresses[0]: must be an object, not NoneType",
+        ),
+        ("EndpointSlice", None, "endpoints[0]: must be an object"),
+    ],
+)
+def test_null_list_items_are_refused(kind: str, spec: Any, message: str) -> None:
+    """A null item once went through as an empty object and crashed translation."""
+    manifest = _manifest(kind, spec)
+    if kind == "EndpointSlice":
+        manifest = {"kind": kind, "metadata": {"name": "x"}, "endpoints": [None]}
+    assert _refused(manifest).startswith(message)
+
+
+def test_grpc_regular_expressions_re2_refuses_are_named():
+    rule = {
+        "matches": [
+            {
+                "method": {"type": "RegularExpression", "service": "(a", "method": "b"},
+                "headers": [{"type": "RegularExpression", "name": "x", "value": "(?=y)"}],
+            }
+        ]
+    }
+    problems = grpc_regex_problems(rule, "spec.rules[0]")
+    assert [p.split(":")[0] for p in problems] == [
+        "spec.rules[0].matches[0].method.service",
+        "spec.rules[0].matches[0].headers[0].value",
+    ]

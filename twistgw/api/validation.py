@@ -37,6 +37,18 @@ PROTOCOL_RE = re.compile(
     r"^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[A-Za-z0-9]+$"
 )
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+#: A gRPC service and method name in an Exact GRPCMethodMatch (the CRD's rules; the
+#: service's ``(?i)`` spelled out, ASCII only, so the name goes on the wire as it is).
+GRPC_SERVICE_RE = re.compile(r"^\.?[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*$")
+GRPC_METHOD_RE = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
+GRPC_FILTER_TYPES = (
+    "ResponseHeaderModifier",
+    "RequestHeaderModifier",
+    "RequestMirror",
+    "ExtensionRef",
+)
+#: The GRPCRoute CRD's bound on matches across all rules (it allows fewer than this).
+GRPC_MAX_MATCHES = 128
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 
 
@@ -51,6 +63,13 @@ def _fail(path: str, problem: str) -> None:
 def _mapping(value: Any, path: str) -> dict:
     if value is None:
         return {}
+    if not isinstance(value, dict):
+        _fail(path, f"must be an object, not {type(value).__name__}")
+    return value
+
+
+def _item(value: Any, path: str) -> dict:
+    """A list item that must be an object (a null item is not one)."""
     if not isinstance(value, dict):
         _fail(path, f"must be an object, not {type(value).__name__}")
     return value
@@ -111,7 +130,7 @@ def _int(obj: dict, key: str, path: str, lo: int, hi: int, required: bool = Fals
 def _parent_refs(spec: dict, path: str) -> None:
     for i, ref in enumerate(_list(spec.get("parentRefs"), f"{path}.parentRefs")):
         where = f"{path}.parentRefs[{i}]"
-        ref = _mapping(ref, where)
+        ref = _item(ref, where)
         ref.setdefault("group", "gateway.networking.k8s.io")
         ref.setdefault("kind", "Gateway")
         _string(ref, "name", where, required=True, pattern=NAME_RE)
@@ -127,7 +146,7 @@ def _hostnames(spec: dict, path: str) -> None:
 
 
 def _backend_ref(ref: Any, where: str) -> None:
-    ref = _mapping(ref, where)
+    ref = _item(ref, where)
     ref.setdefault("group", "")
     ref.setdefault("kind", "Service")
     ref.setdefault("weight", 1)
@@ -151,7 +170,7 @@ def _header_modifier(value: Any, where: str) -> None:
     for verb in ("set", "add"):
         for i, header in enumerate(_list(mod.get(verb), f"{where}.{verb}")):
             at = f"{where}.{verb}[{i}]"
-            header = _mapping(header, at)
+            header = _item(header, at)
             _string(header, "name", at, required=True, max_len=256)
             _header_name(header["name"], f"{at}.name")
             _string(header, "value", at, required=True, max_len=4096)
@@ -171,7 +190,7 @@ def _path_modifier(value: Any, where: str) -> None:
 def _filters(filters: Any, where: str) -> None:
     for i, flt in enumerate(_list(filters, where)):
         at = f"{where}[{i}]"
-        flt = _mapping(flt, at)
+        flt = _item(flt, at)
         kind = _string(flt, "type", at, required=True)
         if kind in ("RequestHeaderModifier", "ResponseHeaderModifier"):
             field = kind[0].lower() + kind[1:]
@@ -197,7 +216,7 @@ def _filters(filters: Any, where: str) -> None:
 
 
 def _http_match(match: Any, where: str) -> None:
-    match = _mapping(match, where)
+    match = _item(match, where)
     path = match.setdefault("path", {"type": "PathPrefix", "value": "/"})
     path = _mapping(path, f"{where}.path")
     path.setdefault("type", "PathPrefix")
@@ -212,12 +231,99 @@ def _http_match(match: Any, where: str) -> None:
     ):
         for i, item in enumerate(_list(match.get(group), f"{where}.{group}")):
             at = f"{where}.{group}[{i}]"
-            item = _mapping(item, at)
+            item = _item(item, at)
             item.setdefault("type", "Exact")
             _string(item, "name", at, required=True, pattern=name_re, max_len=256)
             _string(item, "value", at, required=True, max_len=max_value)
             _string(item, "type", at, enum=("Exact", "RegularExpression"))
     _string(match, "method", where, enum=METHODS)
+
+
+def _filter_field(kind: str) -> str:
+    """The field holding a filter's settings: ``RequestMirror`` -> ``requestMirror``."""
+    return kind[0].lower() + kind[1:]
+
+
+def _mirror(value: Any, where: str) -> None:
+    mirror = _mapping(value, where)
+    if mirror.get("backendRef") is None:
+        _fail(f"{where}.backendRef", "is required")
+    ref = _mapping(mirror["backendRef"], f"{where}.backendRef")
+    ref.setdefault("group", "")
+    ref.setdefault("kind", "Service")
+    _string(ref, "name", f"{where}.backendRef", required=True)
+    _string(ref, "namespace", f"{where}.backendRef", max_len=63)
+    _int(ref, "port", f"{where}.backendRef", 1, 65535)
+    if ref["group"] == "" and ref["kind"] == "Service" and ref.get("port") is None:
+        _fail(f"{where}.backendRef.port", "is required when referring to a Service")
+    _int(mirror, "percent", where, 0, 100)
+    if mirror.get("fraction") is not None:
+        if mirror.get("percent") is not None:
+            _fail(where, "must not have both percent and fraction")
+        fraction = _mapping(mirror["fraction"], f"{where}.fraction")
+        fraction.setdefault("denominator", 100)
+        numerator = _int(fraction, "numerator", f"{where}.fraction", 0, 2**31 - 1, required=True)
+        denominator = _int(fraction, "denominator", f"{where}.fraction", 1, 2**31 - 1)
+        if numerator > denominator:
+            _fail(f"{where}.fraction", "numerator must be less than or equal to denominator")
+
+
+def _grpc_filters(filters: Any, where: str) -> None:
+    """GRPCRoute filters: a known type with its own settings and no other's, each
+    header modifier at most once."""
+    seen: set[str] = set()
+    for i, flt in enumerate(_list(filters, where)):
+        at = f"{where}[{i}]"
+        flt = _item(flt, at)
+        kind = _string(flt, "type", at, required=True, enum=GRPC_FILTER_TYPES)
+        for other in GRPC_FILTER_TYPES:
+            if other != kind and flt.get(_filter_field(other)) is not None:
+                _fail(f"{at}.{_filter_field(other)}", f"must not be set for type {kind}")
+        field = _filter_field(kind)
+        if flt.get(field) is None:
+            _fail(f"{at}.{field}", f"is required for type {kind}")
+        if kind in ("RequestHeaderModifier", "ResponseHeaderModifier"):
+            if kind in seen:
+                _fail(at, f"a {kind} filter cannot be repeated")
+            seen.add(kind)
+            _header_modifier(flt[field], f"{at}.{field}")
+        elif kind == "RequestMirror":
+            _mirror(flt[field], f"{at}.{field}")
+        else:
+            ref = _mapping(flt[field], f"{at}.{field}")
+            _string(ref, "group", f"{at}.{field}", required=True)
+            _string(ref, "kind", f"{at}.{field}", required=True, max_len=63)
+            _string(ref, "name", f"{at}.{field}", required=True)
+
+
+def _grpc_method(value: Any, where: str) -> None:
+    """A GRPCMethodMatch: a service, a method or both; Exact names must be names."""
+    method = _mapping(value, where)
+    method.setdefault("type", "Exact")
+    kind = _string(method, "type", where, enum=("Exact", "RegularExpression"))
+    service = _string(method, "service", where, max_len=1024)
+    name = _string(method, "method", where, max_len=1024)
+    if service is None and name is None:
+        _fail(where, "must have a service or a method, or both")
+    if kind == "Exact":
+        if service is not None and not GRPC_SERVICE_RE.fullmatch(service):
+            _fail(f"{where}.service", f"{service!r} is not a gRPC service name")
+        if name is not None and not GRPC_METHOD_RE.fullmatch(name):
+            _fail(f"{where}.method", f"{name!r} is not a gRPC method name")
+
+
+def _grpc_match(match: Any, where: str) -> None:
+    match = _item(match, where)
+    if match.get("method") is not None:
+        _grpc_method(match["method"], f"{where}.method")
+    for i, item in enumerate(_list(match.get("headers"), f"{where}.headers")):
+        at = f"{where}.headers[{i}]"
+        item = _item(item, at)
+        item.setdefault("type", "Exact")
+        _string(item, "name", at, required=True, pattern=HEADER_NAME_RE, max_len=256)
+        if not _string(item, "value", at, required=True, max_len=4096):
+            _fail(f"{at}.value", "must not be empty")
+        _string(item, "type", at, enum=("Exact", "RegularExpression"))
 
 
 # --- what the schema accepts but the wire cannot carry ----------------------------------
@@ -303,6 +409,32 @@ def regex_problems(rule: Mapping[str, Any], where: str) -> list[str]:
     return problems
 
 
+def grpc_regex_problems(rule: Mapping[str, Any], where: str) -> list[str]:
+    """``field: problem`` for each RegularExpression of a validated GRPCRoute rule
+    that RE2 cannot compile: method matches' service and method (each compiled on
+    its own, so neither can reach outside its part of the path) and headers."""
+    problems = []
+    for j, match in enumerate(rule.get("matches") or []):
+        at = f"{where}.matches[{j}]"
+        fields = []
+        method = match.get("method") or {}
+        if method.get("type") == "RegularExpression":
+            fields += [(f"{at}.method.{key}", method.get(key)) for key in ("service", "method")]
+        fields += [
+            (f"{at}.headers[{i}].value", item["value"])
+            for i, item in enumerate(match.get("headers") or [])
+            if item.get("type") == "RegularExpression"
+        ]
+        for field, pattern in fields:
+            if not pattern:
+                continue
+            try:
+                compile_regex(pattern)
+            except RegexError as exc:
+                problems.append(f"{field}: RE2 cannot compile {pattern!r}: {exc}")
+    return problems
+
+
 def wire_problems(rule: Mapping[str, Any], where: str) -> list[str]:
     """``field: problem`` for each value of a validated HTTPRoute rule (at ``where``,
     e.g. ``spec.rules[0]``) that its filters would put on the wire but cannot be sent:
@@ -348,6 +480,16 @@ LIST_BOUNDS: dict[str, dict[str, int]] = {
         "spec.rules[].matches": 64,
         "spec.rules[].matches[].headers": 16,
         "spec.rules[].matches[].queryParams": 16,
+        **_filter_lists("spec.rules[].filters"),
+        "spec.rules[].backendRefs": 16,
+        **_filter_lists("spec.rules[].backendRefs[].filters"),
+    },
+    "GRPCRoute": {
+        "spec.parentRefs": 32,
+        "spec.hostnames": 16,
+        "spec.rules": 16,
+        "spec.rules[].matches": 64,
+        "spec.rules[].matches[].headers": 16,
         **_filter_lists("spec.rules[].filters"),
         "spec.rules[].backendRefs": 16,
         **_filter_lists("spec.rules[].backendRefs[].filters"),
@@ -442,7 +584,7 @@ def _listener_tls(value: Any, where: str) -> None:
     _string(tls, "mode", where, enum=("Terminate", "Passthrough"))
     for i, ref in enumerate(_list(tls.get("certificateRefs"), f"{where}.certificateRefs")):
         at = f"{where}.certificateRefs[{i}]"
-        ref = _mapping(ref, at)
+        ref = _item(ref, at)
         _string(ref, "group", at)
         _string(ref, "kind", at)
         _string(ref, "name", at, required=True)
@@ -453,7 +595,7 @@ def _listener_tls(value: Any, where: str) -> None:
 
 
 def _listener(listener: Any, where: str) -> None:
-    listener = _mapping(listener, where)
+    listener = _item(listener, where)
     _listener_tls(listener.get("tls"), f"{where}.tls")
     _string(listener, "name", where, required=True, pattern=SECTION_NAME_RE)
     _string(listener, "hostname", where, pattern=HOSTNAME_RE)
@@ -473,7 +615,7 @@ def _listener(listener: Any, where: str) -> None:
     )
     _mapping(namespaces.get("selector"), f"{where}.allowedRoutes.namespaces.selector")
     for i, kind in enumerate(_list(allowed.get("kinds"), f"{where}.allowedRoutes.kinds")):
-        kind = _mapping(kind, f"{where}.allowedRoutes.kinds[{i}]")
+        kind = _item(kind, f"{where}.allowedRoutes.kinds[{i}]")
         kind.setdefault("group", "gateway.networking.k8s.io")
         _string(kind, "kind", f"{where}.allowedRoutes.kinds[{i}]", required=True)
 
@@ -491,7 +633,7 @@ def _gateway(body: dict) -> None:
             _fail(f"spec.listeners[{i}].name", f"duplicate listener name {listener['name']!r}")
         names.add(listener["name"])
     for i, address in enumerate(_list(spec.get("addresses"), "spec.addresses")):
-        address = _mapping(address, f"spec.addresses[{i}]")
+        address = _item(address, f"spec.addresses[{i}]")
         address.setdefault("type", "IPAddress")
 
 
@@ -502,7 +644,7 @@ def _http_route(body: dict) -> None:
     rules = _list(spec.setdefault("rules", [{}]), "spec.rules")
     for i, rule in enumerate(rules):
         at = f"spec.rules[{i}]"
-        rule = _mapping(rule, at)
+        rule = _item(rule, at)
         _string(rule, "name", at, pattern=SECTION_NAME_RE)
         matches = _list(rule.setdefault("matches", [{}]), f"{at}.matches")
         if not matches:
@@ -515,6 +657,34 @@ def _http_route(body: dict) -> None:
             _filters(ref.get("filters"), f"{at}.backendRefs[{j}].filters")
 
 
+def _grpc_route(body: dict) -> None:
+    """A GRPCRoute: rules may be absent (no traffic) and a rule's matches too (any
+    gRPC request); rule names unique; fewer than 128 matches in all."""
+    spec = _mapping(body.setdefault("spec", {}), "spec")
+    _parent_refs(spec, "spec")
+    _hostnames(spec, "spec")
+    names: set[str] = set()
+    total = 0
+    for i, rule in enumerate(_list(spec.get("rules"), "spec.rules")):
+        at = f"spec.rules[{i}]"
+        rule = _item(rule, at)
+        name = _string(rule, "name", at, pattern=SECTION_NAME_RE)
+        if name is not None:
+            if name in names:
+                _fail(f"{at}.name", f"rule name {name!r} is not unique within the route")
+            names.add(name)
+        matches = _list(rule.get("matches"), f"{at}.matches")
+        total += len(matches)
+        for j, match in enumerate(matches):
+            _grpc_match(match, f"{at}.matches[{j}]")
+        _grpc_filters(rule.get("filters"), f"{at}.filters")
+        for j, ref in enumerate(_list(rule.get("backendRefs"), f"{at}.backendRefs")):
+            _backend_ref(ref, f"{at}.backendRefs[{j}]")
+            _grpc_filters(ref.get("filters"), f"{at}.backendRefs[{j}].filters")
+    if total >= GRPC_MAX_MATCHES:
+        _fail("spec.rules", f"must have fewer than {GRPC_MAX_MATCHES} matches in all, has {total}")
+
+
 def _stream_route(body: dict) -> None:
     """TLSRoute, TCPRoute and UDPRoute (the last two have one rule and no hostnames)."""
     spec = _mapping(body.setdefault("spec", {}), "spec")
@@ -525,7 +695,7 @@ def _stream_route(body: dict) -> None:
         _fail("spec.rules", "must have at least one rule")
     for i, rule in enumerate(rules):
         at = f"spec.rules[{i}]"
-        rule = _mapping(rule, at)
+        rule = _item(rule, at)
         refs = _list(rule.get("backendRefs"), f"{at}.backendRefs")
         if not refs:
             _fail(f"{at}.backendRefs", "must have at least one backendRef")
@@ -540,7 +710,7 @@ def _reference_grant(body: dict) -> None:
         if not items:
             _fail(f"spec.{side}", "must have at least one item")
         for i, item in enumerate(items):
-            item = _mapping(item, f"spec.{side}[{i}]")
+            item = _item(item, f"spec.{side}[{i}]")
             _string(item, "group", f"spec.{side}[{i}]", required=True)
             _string(item, "kind", f"spec.{side}[{i}]", required=True)
             if side == "from":
@@ -555,7 +725,7 @@ def _backend_tls_policy(body: dict) -> None:
     seen = set()
     for i, ref in enumerate(targets):
         where = f"spec.targetRefs[{i}]"
-        ref = _mapping(ref, where)
+        ref = _item(ref, where)
         _string(ref, "group", where, required=True)
         _string(ref, "kind", where, required=True)
         _string(ref, "name", where, required=True)
@@ -569,7 +739,7 @@ def _backend_tls_policy(body: dict) -> None:
     refs = _list(validation.get("caCertificateRefs"), "spec.validation.caCertificateRefs")
     for i, ref in enumerate(refs):
         where = f"spec.validation.caCertificateRefs[{i}]"
-        ref = _mapping(ref, where)
+        ref = _item(ref, where)
         for key in ("group", "kind", "name"):
             _string(ref, key, where, required=True)
     well_known = _string(validation, "wellKnownCACertificates", "spec.validation")
@@ -581,7 +751,7 @@ def _backend_tls_policy(body: dict) -> None:
     sans = _list(validation.get("subjectAltNames"), "spec.validation.subjectAltNames")
     for i, san in enumerate(sans):
         where = f"spec.validation.subjectAltNames[{i}]"
-        san = _mapping(san, where)
+        san = _item(san, where)
         kind = _string(san, "type", where, required=True, enum=("Hostname", "URI"))
         field = "hostname" if kind == "Hostname" else "uri"
         _string(san, field, where, required=True, max_len=4096)
@@ -592,16 +762,16 @@ def _backend_tls_policy(body: dict) -> None:
 def _service(body: dict) -> None:
     spec = _mapping(body.get("spec"), "spec")
     for i, port in enumerate(_list(spec.get("ports"), "spec.ports")):
-        port = _mapping(port, f"spec.ports[{i}]")
+        port = _item(port, f"spec.ports[{i}]")
         _int(port, "port", f"spec.ports[{i}]", 1, 65535, required=True)
 
 
 def _endpoint_slice(body: dict) -> None:
     for i, endpoint in enumerate(_list(body.get("endpoints"), "endpoints")):
-        endpoint = _mapping(endpoint, f"endpoints[{i}]")
+        endpoint = _item(endpoint, f"endpoints[{i}]")
         _list(endpoint.get("addresses"), f"endpoints[{i}].addresses")
     for i, port in enumerate(_list(body.get("ports"), "ports")):
-        port = _mapping(port, f"ports[{i}]")
+        port = _item(port, f"ports[{i}]")
         _int(port, "port", f"ports[{i}]", 1, 65535)
 
 
@@ -609,6 +779,7 @@ VALIDATORS: dict[str, Callable[[dict], None]] = {
     "GatewayClass": _gateway_class,
     "Gateway": _gateway,
     "HTTPRoute": _http_route,
+    "GRPCRoute": _grpc_route,
     "TLSRoute": _stream_route,
     "TCPRoute": _stream_route,
     "UDPRoute": _stream_route,
