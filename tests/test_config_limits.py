@@ -1,5 +1,8 @@
 """Manifest files are read within limits: size, documents, nodes and text after alias
-expansion, nesting. A file past one is refused with the limit it broke."""
+expansion, nesting. A file past one is refused with the limit it broke. The config
+directory is read within limits across its files: their number, their total size and
+the objects they hold; past one the whole directory is refused and the last good
+configuration stays in force."""
 
 from __future__ import annotations
 
@@ -9,12 +12,12 @@ import os
 import pytest
 import yaml
 
+from twistgw.sources.limits import ConfigLimits, LimitExceeded
 from twistgw.sources.manifests import (
     MAX_DEPTH,
     MAX_DOCUMENTS,
     MAX_FILE_BYTES,
     MAX_NODES,
-    TOO_LARGE,
     parse_documents,
     scan_directory,
 )
@@ -33,8 +36,9 @@ def yaml_bomb(levels: int = 9, width: int = 9) -> str:
 def test_yaml_bomb_is_refused_with_the_node_limit():
     bomb = yaml_bomb()
     assert len(bomb) < 500
-    with pytest.raises(ValueError, match=f"more than {MAX_NODES:,} nodes .* at line 11"):
+    with pytest.raises(LimitExceeded, match=f"more than {MAX_NODES:,} nodes .* at line 11") as info:
         parse_documents(bomb, "bomb.yaml")
+    assert info.value.limit == "nodes"
 
 
 def test_merge_key_bomb_is_refused_before_constructing():
@@ -122,7 +126,40 @@ def test_oversized_file_is_refused_by_the_scan(tmp_path):
     with open(tmp_path / "huge.yaml", "wb") as handle:
         handle.truncate(MAX_FILE_BYTES + 1)
     (tmp_path / "fits.yaml").write_text("apiVersion: v1\nkind: Service\nmetadata: {name: s}\n")
-    found = scan_directory(os.fspath(tmp_path), {})
-    assert found["huge.yaml"].error == TOO_LARGE
-    assert "4,194,304 bytes" in TOO_LARGE
-    assert found["fits.yaml"].documents[0]["metadata"] == {"name": "s"}
+    scan = scan_directory(os.fspath(tmp_path), {})
+    assert scan.refusal is None
+    huge = scan.files["huge.yaml"]
+    assert huge.error == "refused: larger than 4,194,304 bytes (--config-max-file-bytes)"
+    assert huge.limit == "file_bytes"
+    assert scan.files["fits.yaml"].documents[0]["metadata"] == {"name": "s"}
+
+
+@pytest.mark.parametrize(
+    ("text", "limit"),
+    [
+        (yaml_bomb(), "nodes"),
+        ("a: &a [*a]\n", "nodes"),
+        ("a: &s " + "x" * 100_000 + "\nb: [" + ", ".join(["*s"] * 50) + "]\n", "text"),
+        (nested(MAX_DEPTH + 1), "depth"),
+        ("---\n" * (MAX_DOCUMENTS + 1), "documents"),
+    ],
+    ids=["bomb", "recursive", "text", "depth", "documents"],
+)
+def test_a_refused_file_names_the_limit_it_broke(tmp_path, text, limit):
+    (tmp_path / "bad.yaml").write_text(text)
+    refused = scan_directory(os.fspath(tmp_path), {}).files["bad.yaml"]
+    assert refused.limit == limit and refused.error.startswith("refused: ")
+
+
+def test_a_file_that_does_not_parse_broke_no_limit(tmp_path):
+    (tmp_path / "bad.yaml").write_text("a: [unclosed\n")
+    broken = scan_directory(os.fspath(tmp_path), {}).files["bad.yaml"]
+    assert broken.error and broken.limit is None
+
+
+def test_the_file_size_limit_bounds_text_too():
+    limits = ConfigLimits(max_file_bytes=1000)
+    text = "a: &s " + "x" * 100 + "\nb: [" + ", ".join(["*s"] * 10) + "]\n"
+    assert parse_documents(text, "ok.yaml")
+    with pytest.raises(LimitExceeded, match="more than 1,000 characters of text"):
+        parse_documents(text, "small.yaml", limits)

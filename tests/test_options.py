@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 
 import pytest
 from twisted.python import usage
 
 from twistgw.ipc.settings import DataPlaneSettings
-from twistgw.options import POSITIVE, GatewayOptions, data_plane_settings
+from twistgw.options import POSITIVE, GatewayOptions, config_limits, data_plane_settings
+from twistgw.sources.limits import ConfigLimits
 
 
 def _parse(config_dir: pathlib.Path, *args: str) -> GatewayOptions:
@@ -52,6 +54,39 @@ def test_values_reach_the_data_plane_settings(tmp_path):
     assert (settings.backend_max_connections, settings.backend_max_pending) == (20, 10)
     assert settings.worker_memory_limit_mb == 512
     assert DataPlaneSettings.from_json(settings.to_json()) == settings
+
+
+def test_config_limits_default_and_reach_the_source(tmp_path):
+    assert config_limits(_parse(tmp_path)) == ConfigLimits()
+    limits = config_limits(
+        _parse(
+            tmp_path,
+            "--config-max-file-bytes=1000",
+            "--config-max-files=7",
+            "--config-max-total-bytes=5000",
+            "--config-max-objects=9",
+        )
+    )
+    assert limits == ConfigLimits(
+        max_file_bytes=1000, max_files=7, max_total_bytes=5000, max_objects=9
+    )
+
+
+def test_config_limits_are_in_the_help_with_their_defaults():
+    text = " ".join(str(GatewayOptions()).split())
+    for option, default in [
+        ("--config-max-file-bytes=", "4194304"),
+        ("--config-max-files=", "10000"),
+        ("--config-max-total-bytes=", "33554432"),
+        ("--config-max-objects=", "50000"),
+    ]:
+        assert re.search(rf"{option} [^\[]*\[default: {default}\]", text), option
+
+
+def test_the_directory_holds_at_least_one_largest_file(tmp_path):
+    with pytest.raises(usage.UsageError, match="--config-max-total-bytes must be at least"):
+        _parse(tmp_path, "--config-max-file-bytes=2000", "--config-max-total-bytes=1999")
+    _parse(tmp_path, "--config-max-file-bytes=2000", "--config-max-total-bytes=2000")
 
 
 @pytest.mark.parametrize("name", POSITIVE)

@@ -163,6 +163,14 @@ class Metrics:
             "Configuration inputs rejected (parse or validation errors)",
             registry=self.registry,
         )
+        self.config_refused = Counter(
+            "twistgw_config_refused",
+            "Configuration input refused for a limit: a file (limit=file_bytes, documents, "
+            "nodes, text, depth; once per version of the file) or the whole config directory "
+            "(limit=files, total_bytes, objects; once each time it goes over)",
+            ["limit"],
+            registry=self.registry,
+        )
         self.streams = Counter(
             "twistgw_stream_connections",
             "Spliced connections (TLS, TCP) and UDP sessions opened, by listener, route, backend",

@@ -10,6 +10,7 @@ from typing import Any
 from twisted.python import usage
 
 from twistgw.ipc.settings import UNDERSCORE_ACTIONS, DataPlaneSettings
+from twistgw.sources.limits import ConfigLimits
 
 DEFAULT_CONTROLLER = "gateway.twistgw.dev/controller"
 DEFAULT_ADMIN = "tcp:9901:interface=127.0.0.1"
@@ -31,7 +32,14 @@ POSITIVE = (
     "max-connections-per-port",
     "backend-max-connections",
     "backend-max-pending",
+    "config-max-file-bytes",
+    "config-max-files",
+    "config-max-total-bytes",
+    "config-max-objects",
 )
+
+#: The defaults of the config directory's limits.
+_CONFIG_LIMITS = ConfigLimits()
 
 
 def address_pool(cidr: str) -> tuple[str, ...]:
@@ -94,6 +102,41 @@ class GatewayOptions(usage.Options):
             "/etc/twistgw",
             "Directory of Kubernetes manifests (*.yaml, *.yml, *.json) to serve; watched for "
             "changes.",
+        ],
+        [
+            "config-max-file-bytes",
+            None,
+            _CONFIG_LIMITS.max_file_bytes,
+            "Bytes a manifest file may have (and characters of text, YAML aliases counted as "
+            "copies); a larger file is refused, reported in /status, and what it held before "
+            "stays in force.",
+            int,
+        ],
+        [
+            "config-max-files",
+            None,
+            _CONFIG_LIMITS.max_files,
+            "Manifest files the config directory may hold; with more, the whole directory is "
+            "refused, reported in /status, and the last configuration within the limits "
+            "stays in force.",
+            int,
+        ],
+        [
+            "config-max-total-bytes",
+            None,
+            _CONFIG_LIMITS.max_total_bytes,
+            "Bytes all manifest files may have together; with more, the whole directory is "
+            "refused (as with --config-max-files).",
+            int,
+        ],
+        [
+            "config-max-objects",
+            None,
+            _CONFIG_LIMITS.max_objects,
+            "Objects (documents; each item of a kind: List counts) all manifest files may "
+            "hold together; with more, the whole directory is refused (as with "
+            "--config-max-files).",
+            int,
         ],
         [
             "controller-name",
@@ -357,6 +400,10 @@ class GatewayOptions(usage.Options):
                 "--max-header-bytes must be at least --max-request-line (the request line is "
                 "part of the head)"
             )
+        if self["config-max-total-bytes"] < self["config-max-file-bytes"]:
+            raise usage.UsageError(
+                "--config-max-total-bytes must be at least --config-max-file-bytes"
+            )
         if self["headers-with-underscores"] not in UNDERSCORE_ACTIONS:
             raise usage.UsageError(
                 f"--headers-with-underscores must be one of {', '.join(UNDERSCORE_ACTIONS)}"
@@ -393,4 +440,14 @@ def data_plane_settings(options: Mapping[str, Any]) -> DataPlaneSettings:
         worker_memory_limit_mb=options["worker-memory-limit"],
         headers_with_underscores=options["headers-with-underscores"],
         access_log=options["access-log"],
+    )
+
+
+def config_limits(options: Mapping[str, Any]) -> ConfigLimits:
+    """The config directory's limits from parsed ``GatewayOptions``."""
+    return ConfigLimits(
+        max_file_bytes=options["config-max-file-bytes"],
+        max_files=options["config-max-files"],
+        max_total_bytes=options["config-max-total-bytes"],
+        max_objects=options["config-max-objects"],
     )

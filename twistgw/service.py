@@ -12,8 +12,9 @@ from twisted.logger import Logger
 from twistgw.admin.server import admin_site
 from twistgw.cluster.mode import ClusterMode
 from twistgw.metrics import Metrics
-from twistgw.options import data_plane_settings
+from twistgw.options import config_limits, data_plane_settings
 from twistgw.sources.directory import DirectorySource
+from twistgw.sources.limits import ACROSS_FILES, PER_FILE
 from twistgw.supervisor.controlplane import ControlPlane
 from twistgw.supervisor.workers import WorkerPool
 from twistgw.translate import TranslateOptions
@@ -65,11 +66,16 @@ class GatewayService(MultiService):
         if options["kubernetes"]:
             self.source = ClusterMode(options, self.control, reactor)
         else:
+            refused = self.metrics.config_refused
+            for limit in (*PER_FILE, *ACROSS_FILES):
+                refused.labels(limit)  # shown at 0 from the start
             self.source = DirectorySource(
                 options["config-dir"],
                 self.control.on_snapshot,
                 reactor,
                 use_inotify=options["watch"] == "auto",
+                limits=config_limits(options),
+                on_refused=lambda limit: refused.labels(limit).inc(),
             )
         self.source.setServiceParent(self)
         self._terms = 0

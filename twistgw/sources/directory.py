@@ -16,7 +16,8 @@ from twisted.python.filepath import FilePath
 from twistgw.snapshot import ConfigError, Snapshot
 from twistgw.sources.assembly import ObjectAssembler
 from twistgw.sources.generations import GenerationTracker
-from twistgw.sources.manifests import UNREAD, ParsedFile, scan_directory
+from twistgw.sources.limits import ConfigLimits, Refusal, objects_refusal
+from twistgw.sources.manifests import UNREAD, DirectoryScan, ParsedFile, scan_directory
 
 log = Logger()
 
@@ -36,9 +37,13 @@ class DirectorySource(Service):
     """Reads every ``*.yaml``/``*.yml``/``*.json`` in a directory into a Snapshot.
 
     Changes are noticed through inotify where the platform has it, by polling
-    otherwise. Files are read and parsed in a thread, within the limits of
-    ``manifests``. A file that fails to parse or exceeds a limit is reported, the
-    documents it held before stay in force, and it is not read again until it changes.
+    otherwise. Files are read and parsed in a thread, within ``limits``. A file that
+    fails to parse or exceeds a limit is reported, the documents it held before stay in
+    force, and it is not read again until it changes. A directory over a limit across
+    files (files, total bytes, objects) is refused as a whole: the last snapshot within
+    the limits stays in force, reported with the refusal, until the directory is within
+    them again. ``on_refused`` is called with the limit's name once for each version of
+    a file refused, and once each time the directory goes over a limit.
     """
 
     def __init__(
@@ -48,14 +53,23 @@ class DirectorySource(Service):
         reactor: IReactorTime,
         poll_interval: float = 0.5,
         use_inotify: bool = True,
+        limits: ConfigLimits | None = None,
+        on_refused: Callable[[str], object] = lambda limit: None,
     ) -> None:
         self.path = path
         self._on_snapshot = on_snapshot
         self._reactor = reactor
         self._poll_interval = poll_interval
         self._use_inotify = use_inotify
+        self._limits = limits or ConfigLimits()
+        self._on_refused = on_refused
         self._assembler = ObjectAssembler(GenerationTracker(reactor.seconds))
+        #: the files as last read, whether or not the directory was then within limits
         self._files: dict[str, ParsedFile] = {}
+        #: the last snapshot of the directory within its limits
+        self._good: Snapshot | None = None
+        #: why the directory is refused now
+        self._refusal: Refusal | None = None
         self._loading = False
         self._again = False
         self._scheduled = None
@@ -125,7 +139,12 @@ class DirectorySource(Service):
             if parsed.signature != UNREAD
         }
         d = threads.deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), scan_directory, self.path, known
+            self._reactor,
+            self._reactor.getThreadPool(),
+            scan_directory,
+            self.path,
+            known,
+            self._limits,
         )
         d.addCallbacks(self._scanned, self._scan_failed)
         d.addBoth(self._done)
@@ -139,9 +158,35 @@ class DirectorySource(Service):
     def _scan_failed(self, failure: Failure) -> None:
         log.error("reading {path} failed: {error}", path=self.path, error=failure.getErrorMessage())
 
-    def _scanned(self, found: dict[str, ParsedFile]) -> None:
+    def _scanned(self, scan: DirectoryScan) -> None:
+        if scan.refusal is not None:
+            self._refuse(scan.refusal)  # nothing was read
+            return
+        files, changed = self._merged(scan.files)
+        self._files = files
+        counts = (len(parsed.documents) for parsed in files.values())
+        refusal = objects_refusal(counts, self._limits)
+        if refusal is not None:
+            self._refuse(refusal)
+            return
+        if not changed and self._good is not None and self._refusal is None:
+            return
+        self._refusal = None
+        errors = [
+            ConfigError(os.path.join(self.path, name), parsed.error)
+            for name, parsed in files.items()
+            if parsed.error is not None
+        ]
+        documents = {
+            os.path.join(self.path, name): parsed.documents for name, parsed in files.items()
+        }
+        self._good = self._assembler.assemble(documents, errors)
+        self._on_snapshot(self._good)
+
+    def _merged(self, found: dict[str, ParsedFile]) -> tuple[dict[str, ParsedFile], bool]:
+        """The files as now found, those unchanged as they were, and whether any
+        changed. Each file newly refused for a limit is counted."""
         changed = set(found) != set(self._files)
-        errors = []
         files: dict[str, ParsedFile] = {}
         for name, parsed in found.items():
             previous = self._files.get(name)
@@ -152,26 +197,37 @@ class DirectorySource(Service):
                 and parsed.error is None
             ):
                 files[name] = previous  # unchanged, not read again
-            elif parsed.error is not None:
+                continue
+            if parsed.limit is not None:
+                self._on_refused(parsed.limit)
+            if parsed.error is not None:
                 # the documents it held before stay in force
                 files[name] = _kept_with_error(previous, parsed) if previous else parsed
                 changed = changed or previous is None or previous.error != parsed.error
             else:
                 files[name] = parsed
                 changed = True
-            if files[name].error is not None:
-                errors.append(ConfigError(os.path.join(self.path, name), files[name].error))
-        if not changed and self._files:
-            return
-        self._files = files
-        documents = {
-            os.path.join(self.path, name): parsed.documents for name, parsed in files.items()
-        }
-        snapshot = self._assembler.assemble(documents, errors)
-        self._on_snapshot(snapshot)
+        return files, changed
+
+    def _refuse(self, refusal: Refusal) -> None:
+        """Keep the last good snapshot in force, reported with ``refusal``."""
+        if refusal == self._refusal:
+            return  # reported already
+        if self._refusal is None or self._refusal.limit != refusal.limit:
+            self._on_refused(refusal.limit)
+        self._refusal = refusal
+        good = self._good
+        if good is None:
+            consequence = "nothing is served until it is within the limit"
+        else:
+            consequence = "the last configuration within the limits stays in force"
+        error = ConfigError(self.path, f"{refusal.message}; {consequence}")
+        log.warn("config directory {path}: {message}", path=self.path, message=error.message)
+        objects = {} if good is None else good.objects
+        self._on_snapshot(Snapshot(objects, (*(good.errors if good else ()), error)))
 
 
 def _kept_with_error(previous: ParsedFile, failed: ParsedFile) -> ParsedFile:
     """The previous documents with the new file's signature and error: what a broken
     rewrite leaves in force (and is not read again until it changes)."""
-    return ParsedFile(failed.signature, previous.documents, failed.error)
+    return ParsedFile(failed.signature, previous.documents, failed.error, failed.limit)
