@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from twistgw.dataplane.http.router import CompiledRoute, RouteIndex
 from twistgw.routing import ir
+from twistgw.translate.grpcroutes import grpc_match
 
 SEGMENTS = ["a", "b", "api", "v1", "x"]
 
@@ -16,7 +19,22 @@ def _random_path(rng: random.Random) -> str:
     return path + ("/" if rng.random() < 0.2 and path != "/" else "")
 
 
+def _random_grpc_route(rng: random.Random, index: int) -> ir.Route:
+    method = rng.choice(
+        [
+            None,
+            {"service": rng.choice(SEGMENTS)},
+            {"method": rng.choice(SEGMENTS)},
+            {"service": rng.choice(SEGMENTS), "method": rng.choice(SEGMENTS)},
+            {"type": "RegularExpression", "service": "a|b"},
+        ]
+    )
+    return ir.Route(f"default/g{index}", 0, grpc_match({"method": method}), grpc=True)
+
+
 def _random_route(rng: random.Random, index: int) -> ir.Route:
+    if rng.random() < 0.3:
+        return _random_grpc_route(rng, index)
     kind = rng.choice(["Exact", "PathPrefix", "PathPrefix", "RegularExpression"])
     path = _random_path(rng)
     if kind == "RegularExpression":
@@ -52,3 +70,85 @@ def test_prefixes_match_whole_segments_only():
     assert index.first_match(b"GET", "/p3", "", dict) is routes[3]
     assert index.first_match(b"GET", "/p3/x", "", dict) is routes[3]
     assert index.first_match(b"GET", "/p3x", "", dict) is None
+
+
+def _grpc_route(method: dict | None = None, headers: list | None = None) -> CompiledRoute:
+    match = grpc_match({"method": method, "headers": headers or []})
+    return CompiledRoute(ir.Route("default/g", 0, match, grpc=True))
+
+
+@pytest.mark.parametrize(
+    ("method", "matching", "not_matching"),
+    [
+        (None, ["/pkg.Svc/Get", "/x"], []),
+        (
+            {"service": "pkg.Svc", "method": "Get"},
+            ["/pkg.Svc/Get"],
+            ["/pkg.Svc/GetAll", "/pkgxSvc/Get"],
+        ),
+        (
+            {"service": "pkg.Svc"},
+            ["/pkg.Svc/Get", "/pkg.Svc/"],
+            ["/pkg.Svc", "/pkg.SvcX/Get", "/pkgxSvc/Get"],
+        ),
+        ({"method": "Get"}, ["/pkg.Svc/Get", "/a/Get"], ["/Get", "/a/b/Get", "/a/Gets"]),
+        (
+            {"type": "RegularExpression", "service": "a|b"},
+            ["/a/Get", "/b/Put"],
+            ["/a", "/c/Get", "/a/b/c", "/ab/Get"],
+        ),
+        (
+            {"type": "RegularExpression", "service": "pkg\\..*", "method": "Get|Put"},
+            ["/pkg.Svc/Get", "/pkg.Other/Put"],
+            ["/pkg.Svc/Got", "/pkgx/Get", "/pkg.Svc/Get/x"],
+        ),
+    ],
+)
+def test_grpc_method_matches(method, matching, not_matching):
+    route = _grpc_route(method)
+    for path in matching:
+        assert route.matches(b"POST", path, "", {}, dict), path
+    for path in not_matching:
+        assert not route.matches(b"POST", path, "", {}, dict), path
+
+
+def test_grpc_routes_match_any_http_method_and_headers_exactly_or_by_re2():
+    route = _grpc_route(
+        {"service": "pkg.Svc"},
+        [
+            {"name": "Version", "value": "two"},
+            {"type": "RegularExpression", "name": "color", "value": "re+d"},
+        ],
+    )
+    assert route.grpc
+    headers = {"version": "two", "color": "reed"}
+    assert route.matches(b"GET", "/pkg.Svc/Get", "", headers, dict)
+    assert not route.matches(b"POST", "/pkg.Svc/Get", "", {"version": "two", "color": "red!"}, dict)
+    assert not route.matches(b"POST", "/pkg.Svc/Get", "", {"color": "red"}, dict)
+
+
+def test_grpc_service_prefixes_are_string_prefixes_in_the_index_too():
+    routes = [
+        CompiledRoute(
+            ir.Route("default/g", i, grpc_match({"method": {"service": f"s{i}"}}), grpc=True)
+        )
+        for i in range(20)
+    ]
+    index = RouteIndex(routes)
+    assert index.indexed
+    assert index.first_match(b"POST", "/s3/Get", "", dict) is routes[3]
+    assert index.first_match(b"POST", "/s3", "", dict) is None
+    assert index.first_match(b"POST", "/s3x/Get", "", dict) is None
+
+
+def test_backends_carry_http2():
+    route = CompiledRoute(
+        ir.Route(
+            "default/g",
+            0,
+            grpc_match({}),
+            backends=(ir.Backend("default/a:80", 1, http2=True), ir.Backend("default/b:80", 1)),
+            grpc=True,
+        )
+    )
+    assert [b.http2 for b in route.backends.backends] == [True, False]

@@ -8,35 +8,33 @@ from twistgw.api.resource import ObjectKey, Resource
 from twistgw.hostnames import specificity
 from twistgw.routing import ir
 from twistgw.snapshot import Snapshot
-from twistgw.translate.attachment import Attachment, attach_routes
+from twistgw.translate.attachment import Attachment, RouteAnalysis, attach_routes
 from twistgw.translate.backendtls import BackendTLSPolicies
+from twistgw.translate.crossserving import HostnameClaims
 from twistgw.translate.gateways import accepted_classes, build_gateways
-from twistgw.translate.httproutes import analyse_route
+from twistgw.translate.grpcroutes import analyse_grpc_route, grpc_precedence
+from twistgw.translate.httproutes import analyse_route, http_precedence
 from twistgw.translate.model import TranslateOptions, Translation
 from twistgw.translate.tlsroutes import analyse_stream_route
 
 __all__ = ["TranslateOptions", "Translation", "translate"]
 
-PATH_RANK = {"Exact": 0, "RegularExpression": 1, "PathPrefix": 2}
+#: How each HTTP route kind's rules are compiled and ordered.
+ROUTE_ANALYSERS = {"HTTPRoute": analyse_route, "GRPCRoute": analyse_grpc_route}
+PRECEDENCE = {"HTTPRoute": http_precedence, "GRPCRoute": grpc_precedence}
+#: HTTP route kinds in the order their rules sort if they ever shared a hostname
+#: (cross serving keeps them apart: see crossserving.py).
+KIND_RANK = {"HTTPRoute": 0, "GRPCRoute": 1}
+
+
+def _analyse_http_kinds(
+    snapshot: Snapshot, route: Resource, policies: BackendTLSPolicies
+) -> RouteAnalysis:
+    return ROUTE_ANALYSERS[route.kind](snapshot, route, policies)
 
 
 def _precedence(route: Resource, match_index: int, compiled: ir.Route) -> tuple:
-    """The spec's order among rules sharing a hostname: exact path, longest prefix,
-    method, most headers, most query params, then the oldest route, its name, rule
-    order and match order."""
-    match = compiled.match
-    return (
-        PATH_RANK.get(match.path_type, 3),
-        -len(match.path),
-        match.method is None,
-        -len(match.headers),
-        -len(match.query),
-        route.creation_timestamp,
-        route.namespace,
-        route.name,
-        compiled.rule,
-        match_index,
-    )
+    return (KIND_RANK[route.kind], *PRECEDENCE[route.kind](route, match_index, compiled))
 
 
 def _listener_ir(listener, attachments: list[Attachment]) -> ir.HTTPListener:
@@ -128,9 +126,10 @@ def translate(snapshot: Snapshot, options: TranslateOptions) -> Translation:
     attachments, route_statuses = attach_routes(
         snapshot,
         by_name,
-        snapshot.of_kind("HTTPRoute"),
+        snapshot.of_kind("HTTPRoute") + snapshot.of_kind("GRPCRoute"),
         options.controller_name,
-        partial(analyse_route, policies=policies),
+        partial(_analyse_http_kinds, policies=policies),
+        HostnameClaims(),
     )
     for kind in STREAM_ROUTE_KINDS:
         found, found_statuses = attach_routes(

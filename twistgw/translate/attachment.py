@@ -11,7 +11,9 @@ import attrs
 from twistgw.api.resource import GATEWAY_GROUP, ObjectStatus, Resource
 from twistgw.hostnames import intersect
 from twistgw.snapshot import Snapshot
+from twistgw.translate import crossserving
 from twistgw.translate.conditions import Conditions
+from twistgw.translate.crossserving import HostnameClaims
 from twistgw.translate.gateways import GatewayState, ListenerState
 from twistgw.translate.references import BackendError
 from twistgw.translate.selectors import namespace_allowed
@@ -52,10 +54,13 @@ def attach_routes(
     routes: list[Resource],
     controller_name: str,
     analyse: Callable[[Snapshot, Resource], RouteAnalysis],
+    claims: HostnameClaims | None = None,
 ) -> tuple[list[Attachment], list[ObjectStatus]]:
     """Attach each route to the listeners its parentRefs select; return the
     attachments and each route's status (only for parents this controller owns).
-    ``analyse`` compiles a route's rules (it depends on the route kind)."""
+    ``analyse`` compiles a route's rules (it depends on the route kind); ``claims``,
+    when given, refuses a route on a listener where a route of its rival kind
+    (HTTPRoute, GRPCRoute) attached before it holds one of its hostnames."""
     attachments: list[Attachment] = []
     statuses: list[ObjectStatus] = []
     for route in sorted(routes, key=Resource.age_key):
@@ -68,7 +73,9 @@ def attach_routes(
             if gateway is None:
                 continue
             conditions = Conditions(route.generation)
-            _attach_to_parent(snapshot, route, ref, gateway, analysis, conditions, attachments)
+            _attach_to_parent(
+                snapshot, route, ref, gateway, analysis, conditions, attachments, claims
+            )
             parents.append(
                 {
                     "parentRef": dict(ref),
@@ -91,6 +98,7 @@ def _attach_to_parent(
     analysis: RouteAnalysis,
     conditions: Conditions,
     attachments: list[Attachment],
+    claims: HostnameClaims | None,
 ) -> None:
     candidates = _parent_listeners(gateway, ref)
     if not candidates:
@@ -136,12 +144,7 @@ def _attach_to_parent(
         elif analysis.rule_count and not analysis.routes:
             conditions.set("Accepted", False, "UnsupportedValue", "; ".join(analysis.unsupported))
         else:
-            conditions.set("Accepted", True, "Accepted", "Route is accepted")
-            for listener, hostnames in matched:
-                listener.attached_routes += 1
-                attachments.append(
-                    Attachment(listener, tuple(hostnames), route, tuple(analysis.routes))
-                )
+            _accept(route, matched, analysis, conditions, attachments, claims)
     if analysis.ref_error is not None:
         conditions.set("ResolvedRefs", False, analysis.ref_error.reason, analysis.ref_error.message)
     else:
@@ -150,3 +153,35 @@ def _attach_to_parent(
         conditions.set(
             "PartiallyInvalid", True, "UnsupportedValue", "; ".join(analysis.unsupported)
         )
+
+
+def _accept(
+    route: Resource,
+    matched: list[tuple[ListenerState, list[str]]],
+    analysis: RouteAnalysis,
+    conditions: Conditions,
+    attachments: list[Attachment],
+    claims: HostnameClaims | None,
+) -> None:
+    """Attach the route to each matched listener where no route of its rival kind
+    holds its hostnames; Accepted is False when that leaves none."""
+    rivals = [claims.rival(li, route, hosts) if claims else None for li, hosts in matched]
+    if all(rivals):
+        holder = rivals[0]
+        conditions.set(
+            "Accepted",
+            False,
+            crossserving.REASON,
+            f"{holder.kind} {holder.namespace}/{holder.name} already serves these hostnames "
+            "on the listener (it is older, or first by namespace/name)",
+        )
+        return
+    conditions.set("Accepted", True, "Accepted", "Route is accepted")
+    for (listener, hostnames), rival in zip(matched, rivals, strict=True):
+        if rival is None:
+            listener.attached_routes += 1
+            if claims is not None:
+                claims.claim(listener, route, hostnames)
+            attachments.append(
+                Attachment(listener, tuple(hostnames), route, tuple(analysis.routes))
+            )

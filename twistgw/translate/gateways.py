@@ -18,8 +18,8 @@ from twistgw.translate.references import BackendError
 
 #: Route kinds each implemented listener protocol accepts.
 PROTOCOL_ROUTE_KINDS: dict[str, tuple[str, ...]] = {
-    "HTTP": ("HTTPRoute",),
-    "HTTPS": ("HTTPRoute",),
+    "HTTP": ("HTTPRoute", "GRPCRoute"),
+    "HTTPS": ("HTTPRoute", "GRPCRoute"),
     "TLS": ("TLSRoute",),
     "TCP": ("TCPRoute",),
     "UDP": ("UDPRoute",),

@@ -12,65 +12,13 @@ from twistgw.routing import ir
 from twistgw.snapshot import Snapshot
 from twistgw.translate.attachment import RouteAnalysis
 from twistgw.translate.backendtls import BackendTLSPolicies
+from twistgw.translate.filters import UnsupportedRule, compile_filters
 from twistgw.translate.references import compile_backends
 
 SUPPORTED_FILTERS = frozenset(
     {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite"}
 )
 SUPPORTED_BACKEND_FILTERS = frozenset({"RequestHeaderModifier", "ResponseHeaderModifier"})
-
-
-class UnsupportedRule(Exception):
-    """A rule using something twistgw does not implement (reason UnsupportedValue)."""
-
-
-def _header_modifier(spec: dict[str, Any] | None) -> ir.HeaderModifier | None:
-    if not spec:
-        return None
-    return ir.HeaderModifier(
-        set=tuple((h["name"], h["value"]) for h in spec.get("set") or []),
-        add=tuple((h["name"], h["value"]) for h in spec.get("add") or []),
-        remove=tuple(spec.get("remove") or []),
-    )
-
-
-def _path_modifier(spec: dict[str, Any] | None, match: ir.Match) -> ir.PathModifier | None:
-    if not spec:
-        return None
-    if spec["type"] == "ReplaceFullPath":
-        return ir.PathModifier("ReplaceFullPath", spec.get("replaceFullPath") or "/")
-    if match.path_type != "PathPrefix":
-        raise UnsupportedRule("ReplacePrefixMatch needs a PathPrefix match")
-    return ir.PathModifier("ReplacePrefixMatch", spec.get("replacePrefixMatch") or "/")
-
-
-def _filters(specs: list[dict[str, Any]], match: ir.Match, allowed: frozenset[str]) -> ir.Filters:
-    fields: dict[str, Any] = {}
-    for spec in specs or []:
-        kind = spec["type"]
-        if kind not in allowed:
-            raise UnsupportedRule(f"filter type {kind} is not supported")
-        if kind == "RequestHeaderModifier":
-            fields["request_headers"] = _header_modifier(spec.get("requestHeaderModifier"))
-        elif kind == "ResponseHeaderModifier":
-            fields["response_headers"] = _header_modifier(spec.get("responseHeaderModifier"))
-        elif kind == "RequestRedirect":
-            red = spec.get("requestRedirect") or {}
-            fields["redirect"] = ir.RequestRedirect(
-                scheme=red.get("scheme"),
-                hostname=red.get("hostname"),
-                port=red.get("port"),
-                path=_path_modifier(red.get("path"), match),
-                status_code=red.get("statusCode", 302),
-            )
-        elif kind == "URLRewrite":
-            rew = spec.get("urlRewrite") or {}
-            fields["rewrite"] = ir.URLRewrite(
-                hostname=rew.get("hostname"), path=_path_modifier(rew.get("path"), match)
-            )
-    if "redirect" in fields and "rewrite" in fields:
-        raise UnsupportedRule("RequestRedirect and URLRewrite cannot be combined")
-    return ir.Filters(**fields)
 
 
 def _match(spec: dict[str, Any]) -> ir.Match:
@@ -86,6 +34,28 @@ def _match(spec: dict[str, Any]) -> ir.Match:
             (q.get("type", "Exact"), q["name"], q["value"]) for q in spec.get("queryParams") or []
         ),
         method=spec.get("method"),
+    )
+
+
+PATH_RANK = {"Exact": 0, "RegularExpression": 1, "PathPrefix": 2}
+
+
+def http_precedence(route: Resource, match_index: int, compiled: ir.Route) -> tuple:
+    """The spec's order among rules sharing a hostname: exact path, longest prefix,
+    method, most headers, most query params, then the oldest route, its name, rule
+    order and match order."""
+    match = compiled.match
+    return (
+        PATH_RANK.get(match.path_type, 3),
+        -len(match.path),
+        match.method is None,
+        -len(match.headers),
+        -len(match.query),
+        route.creation_timestamp,
+        route.namespace,
+        route.name,
+        compiled.rule,
+        match_index,
     )
 
 
@@ -107,11 +77,13 @@ def analyse_route(
                 raise UnsupportedRule("; ".join(problems))
             for match_index, match_spec in enumerate(rule.get("matches") or [{}]):
                 match = _match(match_spec)
-                filters = _filters(rule.get("filters"), match, SUPPORTED_FILTERS)
+                filters = compile_filters(rule.get("filters"), match, SUPPORTED_FILTERS)
                 compiled = tuple(
                     attrs.evolve(
                         backend,
-                        filters=_filters(ref.get("filters"), match, SUPPORTED_BACKEND_FILTERS),
+                        filters=compile_filters(
+                            ref.get("filters"), match, SUPPORTED_BACKEND_FILTERS
+                        ),
                     )
                     for ref, backend in zip(refs, resolved, strict=True)
                 )
