@@ -60,9 +60,7 @@ def https(gateway, backends, ca):
 
 
 def _context(ca: CA) -> ssl.SSLContext:
-    context = client_context(ca.pem)
-    context.set_alpn_protocols(["h2", "http/1.1"])
-    return context
+    return client_context(ca.pem)  # (offers http/1.1 only: h2 is tests/test_http2.py's)
 
 
 def _request(gateway, ca, sni: str, host: str | None = None, path: str = "/"):

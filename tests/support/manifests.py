@@ -60,16 +60,23 @@ def backend(name: str, port: int = 8080, weight: int | None = None, **extra: Any
 
 
 def service(
-    name: str, endpoints: list[tuple[str, int]], port: int = 8080, namespace: str = "default"
+    name: str,
+    endpoints: list[tuple[str, int]],
+    port: int = 8080,
+    namespace: str = "default",
+    app_protocol: str | None = None,
 ) -> list[dict]:
     """A Service and the EndpointSlices Kubernetes would write for it (one per endpoint,
     since each test backend listens on its own port)."""
+    service_port: dict[str, Any] = {"name": "http", "port": port, "protocol": "TCP"}
+    if app_protocol:
+        service_port["appProtocol"] = app_protocol
     documents = [
         {
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {"ports": [{"name": "http", "port": port, "protocol": "TCP"}]},
+            "spec": {"ports": [service_port]},
         },
     ]
     for index, (address, target) in enumerate(endpoints):

@@ -41,9 +41,10 @@ def identity_matches(certificate: x509.Certificate, names: tuple[tuple[str, str]
 
 @implementer(IOpenSSLClientConnectionCreator)
 class BackendConnectionCreator:
-    """Client-side TLS connections for one backend policy (and client certificate)."""
+    """Client-side TLS connections for one backend policy (and client certificate);
+    ``http2``: ALPN offers ``h2`` only (the backend speaks HTTP/2)."""
 
-    def __init__(self, tls: BackendTLS, client: CertificateKey | None) -> None:
+    def __init__(self, tls: BackendTLS, client: CertificateKey | None, http2: bool = False) -> None:
         self.hostname = tls.hostname
         self.names = tls.subject_alt_names or (("Hostname", tls.hostname),)
         context = SSL.Context(SSL.TLS_CLIENT_METHOD)
@@ -58,6 +59,8 @@ class BackendConnectionCreator:
         context.set_verify(SSL.VERIFY_PEER, self._verify)
         if client is not None:
             load_certificate_key(context, client)
+        if http2:
+            context.set_alpn_protos([b"h2"])
         self.context = context
 
     def _verify(self, connection, certificate, error: int, depth: int, ok: int) -> bool:
@@ -92,11 +95,13 @@ class BackendTLSCreators:
     def __init__(self) -> None:
         self._creators: dict[tuple, BackendConnectionCreator] = {}
 
-    def get(self, tls: BackendTLS, client: CertificateKey | None) -> BackendConnectionCreator:
-        key = (tls, client)
+    def get(
+        self, tls: BackendTLS, client: CertificateKey | None, http2: bool = False
+    ) -> BackendConnectionCreator:
+        key = (tls, client, http2)
         creator = self._creators.get(key)
         if creator is None:
             if len(self._creators) > 1024:  # policies churned: start over
                 self._creators.clear()
-            creator = self._creators[key] = BackendConnectionCreator(tls, client)
+            creator = self._creators[key] = BackendConnectionCreator(tls, client, http2)
         return creator

@@ -24,7 +24,8 @@ Listener = HTTPListener | TLSListener
 MIN_VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
 #: Forward-secret AEAD suites only (TLS 1.3 suites are OpenSSL's defaults).
 CIPHERS = b"ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!MD5:!DSS"
-ALPN = (b"http/1.1",)
+#: Application protocols of HTTPS listeners, the gateway's preference first.
+ALPN = (b"h2", b"http/1.1")
 
 
 def _select_alpn(connection: SSL.Connection, offered: list[bytes]) -> bytes:

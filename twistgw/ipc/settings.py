@@ -37,6 +37,10 @@ class DataPlaneSettings:
     worker's resident memory, in MB, past which it stops accepting connections and
     closes its idle keep-alive ones, until it is below 90 % of it again (0: no limit).
 
+    HTTP/2 towards clients: ``h2_max_concurrent_streams`` open streams per connection;
+    ``h2_stream_window`` and ``h2_connection_window``: bytes a client may send on one
+    stream, and on the connection, before the gateway has passed them on.
+
     ``headers_with_underscores``: request header names with "_" are dropped ("drop"),
     answered 400 ("reject") or forwarded ("allow"). ``access_log``: path of a JSON-lines
     access log, "-" for stdout, "" for none.
@@ -58,6 +62,9 @@ class DataPlaneSettings:
     backend_max_connections: int = 1024
     backend_max_pending: int = 1024
     worker_memory_limit_mb: int = 0
+    h2_max_concurrent_streams: int = 100
+    h2_stream_window: int = 65536
+    h2_connection_window: int = 1048576
     headers_with_underscores: str = "drop"
     access_log: str = ""
 

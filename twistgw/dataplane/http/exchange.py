@@ -17,7 +17,7 @@ from twistgw.dataplane.fastwrite import has_pending
 from twistgw.dataplane.http.deadline import Deadline
 from twistgw.dataplane.http.filters import redirect_location, rewrite_path
 from twistgw.dataplane.http.forwarding import forwarded
-from twistgw.dataplane.http.messages import Request, Response
+from twistgw.dataplane.http.messages import Headers, Request, Response
 from twistgw.dataplane.http.router import CompiledBackend, CompiledRoute
 
 if TYPE_CHECKING:
@@ -32,6 +32,9 @@ log = Logger()
 MAX_PENDING_BODY = 256 * 1024
 #: Methods a request may be retried with on a fresh connection (RFC 9110 §9.2.2).
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+#: The gRPC status a gateway's own answer carries, by its HTTP status (gRPC's
+#: "HTTP to gRPC status code mapping"); any other: UNKNOWN (2).
+GRPC_STATUS = {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14}
 
 
 class Exchange:
@@ -63,6 +66,7 @@ class Exchange:
         "received",
         "sent",
         "tunnel_idle",
+        "grpc_status",
         "__weakref__",  # (tests check that a finished exchange is freed)
     )
 
@@ -92,6 +96,7 @@ class Exchange:
         self.received = 0
         self.sent = 0
         self.tunnel_idle: Deadline | None = None
+        self.grpc_status: bytes | None = None
 
     # -- request side
 
@@ -162,6 +167,7 @@ class Exchange:
             self,
             tls,
             self.listener.spec.client_certificate if tls is not None else None,
+            backend.spec.http2,
         )
 
     def _header_dict(self) -> dict[str, str]:
@@ -300,13 +306,18 @@ class Exchange:
                 conn.transport.registerProducer(self.upstream.transport, True)
                 self.producing = True
 
-    def response_end(self) -> None:
+    def response_end(self, trailers: Headers | None = None) -> None:
+        """The response is complete, with ``trailers`` (HTTP/2 backends)."""
         upstream = self.upstream
         self._detach_upstream()
         if upstream is not None:
             upstream.release()
+        if trailers:
+            for name, value in trailers:
+                if name == b"grpc-status":
+                    self.grpc_status = value
         self._finish()
-        self.down.send_end()
+        self.down.send_end(trailers)
 
     def _detach_upstream(self) -> None:
         """End the producer/consumer pairing of this exchange. Either side may have been
@@ -374,14 +385,31 @@ class Exchange:
     def respond_local(
         self, code: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
     ) -> None:
-        self.code = code
         self.pending = []
         self._detach_upstream()
         if self.method == b"HEAD":
             body = b""
+        if self._is_grpc():
+            # a gRPC client reads the status from trailers: answer "trailers only"
+            self.grpc_status = b"%d" % GRPC_STATUS.get(code, 2)
+            extra = [
+                *(extra or ()),
+                (b"content-type", b"application/grpc"),
+                (b"grpc-status", self.grpc_status),
+                (b"grpc-message", body.strip().replace(b"\n", b" ")),
+            ]
+            code, body = 200, b""
+        self.code = code
         self.sent = len(body)
         self._finish()
         self.down.send_local(code, body, extra)
+
+    def _is_grpc(self) -> bool:
+        """Whether the request is a gRPC call (its content-type says so)."""
+        for name, value in self.request.headers:
+            if name == b"content-type":
+                return value.startswith(b"application/grpc")
+        return False
 
     def _finish(self) -> None:
         """Count the exchange and write its access-log record, once."""

@@ -5,11 +5,15 @@ fields, Host or framing fields, and say how long the body is instead."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 #: (lower-case name, value) pairs; parsed heads hand over shared tuples, never to be
 #: changed in place (filters make new lists).
 Headers = Sequence[tuple[bytes, bytes]]
+
+#: uri-host [":" port]: a reg-name or IP literal (RFC 3986), without user info.
+HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
 
 
 class Request:

@@ -1,5 +1,7 @@
 """A client connection's I/O: the socket's bytes go to the HTTP/1.1 codec, whose
 requests become exchanges; after a ``101`` the connection is a tunnel to the backend.
+A connection that starts with HTTP/2's preface (h2c with prior knowledge), or whose
+TLS handshake chose ``h2`` by ALPN, goes to the HTTP/2 codec instead.
 
 Bodies stream in both directions; a slow peer pauses the other through Twisted's
 producer/consumer interfaces, so nothing is buffered whole."""
@@ -17,6 +19,7 @@ from zope.interface import implementer
 from twistgw.dataplane.fastwrite import has_pending, writer_for
 from twistgw.dataplane.http.exchange import Exchange
 from twistgw.dataplane.http.h1.server import ServerCodec
+from twistgw.dataplane.http.h2.server import PREFACE, H2ServerCodec
 from twistgw.dataplane.http.messages import Request
 from twistgw.dataplane.http.router import Router
 from twistgw.dataplane.http.upstream import UpstreamConnection, UpstreamPool
@@ -49,16 +52,38 @@ class HTTPServerProtocol(Protocol):
         self.read_closed = self.write_closed = False
         self.tunnel: UpstreamConnection | None = None
         self._handshake_listener: str | None = None
+        self._sniffed = b""
 
     def connectionMade(self) -> None:
         transport = self.transport
         transport.setTcpNoDelay(True)
         self.write = writer_for(transport)
         self.peer_host = transport.getPeer().host.encode()
-        self.codec = ServerCodec(self, self.clock, self.settings)
+        self.codec: ServerCodec | H2ServerCodec = ServerCodec(self, self.clock, self.settings)
+        self.dataReceived = self._first_data  # (until the protocol is known)
         self.factory.connection_opened(self)
         if self.factory.draining:
             self.codec.drain()
+
+    def _first_data(self, data: bytes) -> None:
+        """Choose HTTP/1.1 or HTTP/2 by ALPN, or by the prior-knowledge preface."""
+        if self.tls:
+            h2 = self.transport.negotiatedProtocol == b"h2"
+        else:
+            data = self._sniffed + data
+            if len(data) < len(PREFACE) and PREFACE.startswith(data):
+                self._sniffed = data  # (too short to tell yet)
+                return
+            self._sniffed = b""
+            h2 = data.startswith(PREFACE)
+        del self.dataReceived
+        if h2 and not self.closing:
+            self.codec.connection_lost()
+            codec = self.codec = H2ServerCodec(self, self.clock, self.settings)
+            self.transport.registerProducer(codec, True)
+            if self.factory.draining:
+                codec.drain()
+        self.codec.receive(data)
 
     def new_exchange(self, codec: ServerCodec, request: Request) -> Exchange:
         return Exchange(codec, request, self)
@@ -66,6 +91,10 @@ class HTTPServerProtocol(Protocol):
     def refused(self, status: int) -> None:
         """The codec refused a request (a limit, a timeout, a protocol error)."""
         self.metrics.http_refused.labels(self.factory.label, str(status)).inc()
+
+    def refused_h2(self, reason: str) -> None:
+        """The HTTP/2 codec refused a stream or ended the connection for ``reason``."""
+        self.metrics.http2_refused.labels(self.factory.label, reason).inc()
 
     def dataReceived(self, data: bytes) -> None:
         self.codec.receive(data)

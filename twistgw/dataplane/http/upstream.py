@@ -1,5 +1,6 @@
 """Connections to backends: the HTTP/1.1 client codec on a socket, and a keep-alive pool
-per endpoint, in plaintext or, for Services with a BackendTLSPolicy, over verified TLS."""
+per endpoint, in plaintext or, for Services with a BackendTLSPolicy, over verified TLS;
+for HTTP/2 backends, multiplexed connections (``h2.client``) from the same pool."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from zope.interface import implementer
 from twistgw.dataplane.backend_tls import BackendConnectionCreator, BackendTLSCreators
 from twistgw.dataplane.fastwrite import writer_for
 from twistgw.dataplane.http.h1.client import TUNNEL, ClientCodec
+from twistgw.dataplane.http.h2.client import H2UpstreamConnection
 from twistgw.ipc.settings import DEFAULT_SETTINGS, DataPlaneSettings
 from twistgw.routing.ir import BackendTLS, CertificateKey, Endpoint
 
@@ -23,8 +25,9 @@ if TYPE_CHECKING:
 
 log = Logger()
 
-#: What a pooled connection is kept under: where it goes and how (TLS creator or None).
-PoolKey = tuple[Endpoint, BackendConnectionCreator | None]
+#: What a pooled connection is kept under: where it goes and how (TLS creator or None;
+#: whether it speaks HTTP/2).
+PoolKey = tuple[Endpoint, BackendConnectionCreator | None, bool]
 
 
 @implementer(IHalfCloseableProtocol)
@@ -130,6 +133,33 @@ class _ConnectFactory(ClientFactory):
             self.exchange.upstream_failed(reason.getErrorMessage())
 
 
+class _H2ConnectFactory(ClientFactory):
+    """Connects an HTTP/2 backend connection; the exchanges that wait for it (up to
+    its stream limit) are ``pending``."""
+
+    noisy = False
+
+    def __init__(self, pool: UpstreamPool, key: PoolKey, exchange: Exchange) -> None:
+        self.pool, self.key = pool, key
+        self.pending: list[Exchange] = [exchange]
+        self.connection: H2UpstreamConnection | None = None
+
+    def has_room(self) -> bool:
+        return len(self.pending) < self.pool.settings.h2_max_concurrent_streams
+
+    def buildProtocol(self, addr) -> H2UpstreamConnection:
+        pending, self.pending = self.pending, []
+        self.connection = H2UpstreamConnection(self.pool, self.key, pending)
+        self.pool.h2_connected(self)
+        return self.connection
+
+    def clientConnectionFailed(self, connector, reason: Failure) -> None:
+        pending, self.pending = self.pending, []
+        self.pool.h2_connect_failed(self)
+        for exchange in pending:
+            exchange.upstream_failed(reason.getErrorMessage())
+
+
 class UpstreamPool:
     """Idle keep-alive connections per endpoint (and TLS settings), most recently used
     first, and the endpoint's circuit breaker: at most ``backend_max_connections``
@@ -156,6 +186,9 @@ class UpstreamPool:
         #: exchanges waiting for a connection, per key in order of arrival, with their timeouts
         self._waiting: dict[PoolKey, dict[Exchange, IDelayedCall]] = {}
         self._waiting_key: dict[Exchange, PoolKey] = {}
+        #: HTTP/2 connections with streams to spare or not, and those connecting
+        self._h2: dict[PoolKey, list[H2UpstreamConnection]] = {}
+        self._h2_connecting: dict[PoolKey, list[_H2ConnectFactory]] = {}
 
     def acquire(
         self,
@@ -163,11 +196,16 @@ class UpstreamPool:
         exchange: Exchange,
         tls: BackendTLS | None = None,
         client_certificate: CertificateKey | None = None,
+        http2: bool = False,
     ) -> None:
-        """Hand ``exchange`` a connection: at once if one is idle, else once connected
-        (over TLS, verified as ``tls`` says, when it is given)."""
-        creator = self.tls_creators.get(tls, client_certificate) if tls is not None else None
-        key = (endpoint, creator)
+        """Hand ``exchange`` a connection (``http2``: a stream): at once if one is
+        idle, else once connected (over TLS, verified as ``tls`` says, when it is
+        given)."""
+        creator = self.tls_creators.get(tls, client_certificate, http2) if tls is not None else None
+        key = (endpoint, creator, http2)
+        if http2:
+            self._acquire_stream(key, exchange)
+            return
         idle = self._idle.get(key)
         while idle:
             connection = idle.pop()
@@ -178,6 +216,10 @@ class UpstreamPool:
         if self._open.get(key, 0) < self.settings.backend_max_connections:
             self._connect(key, exchange)
             return
+        self._wait(key, exchange)
+
+    def _wait(self, key: PoolKey, exchange: Exchange) -> None:
+        """Queue ``exchange`` for the next connection (or stream) of ``key``."""
         if len(self._waiting.get(key, ())) >= self.settings.backend_max_pending:
             exchange.upstream_overflow("pending")
             return
@@ -188,10 +230,28 @@ class UpstreamPool:
         if self.count_waiting is not None:
             self.count_waiting(exchange.backend.name, 1)
 
+    def _acquire_stream(self, key: PoolKey, exchange: Exchange) -> None:
+        for connection in self._h2.get(key, ()):
+            if connection.has_room():
+                connection.open_stream(exchange)
+                return
+        for factory in self._h2_connecting.get(key, ()):
+            if factory.has_room():
+                factory.pending.append(exchange)
+                return
+        if self._open.get(key, 0) < self.settings.backend_max_connections:
+            self._connect(key, exchange)
+            return
+        self._wait(key, exchange)
+
     def _connect(self, key: PoolKey, exchange: Exchange) -> None:
         self._open[key] = self._open.get(key, 0) + 1
-        endpoint, creator = key
-        factory = _ConnectFactory(self, key, exchange)
+        endpoint, creator, http2 = key
+        if http2:
+            factory = _H2ConnectFactory(self, key, exchange)
+            self._h2_connecting.setdefault(key, []).append(factory)
+        else:
+            factory = _ConnectFactory(self, key, exchange)
         timeout = self.settings.backend_connect_timeout
         if creator is None:
             self.reactor.connectTCP(endpoint.address, endpoint.port, factory, timeout=timeout)
@@ -244,6 +304,42 @@ class UpstreamPool:
         if exchange is not None:
             self._connect(key, exchange)
 
+    # -- HTTP/2 connections
+
+    def h2_connected(self, factory: _H2ConnectFactory) -> None:
+        key = factory.key
+        self._forget_factory(factory)
+        self._h2.setdefault(key, []).append(factory.connection)
+
+    def h2_connect_failed(self, factory: _H2ConnectFactory) -> None:
+        self._forget_factory(factory)
+        self.slot_freed(factory.key)
+
+    def _forget_factory(self, factory: _H2ConnectFactory) -> None:
+        connecting = self._h2_connecting.get(factory.key)
+        if connecting and factory in connecting:
+            connecting.remove(factory)
+            if not connecting:
+                del self._h2_connecting[factory.key]
+
+    def h2_room(self, connection: H2UpstreamConnection) -> None:
+        """A stream of ``connection`` ended: a waiting exchange may have one."""
+        while connection.has_room():
+            exchange = self._next_waiting(connection.key)
+            if exchange is None:
+                return
+            connection.open_stream(exchange)
+
+    def h2_closed(self, connection: H2UpstreamConnection) -> None:
+        """``connection`` takes no more streams (GOAWAY, idle, or closed)."""
+        key = connection.key
+        connections = self._h2.get(key)
+        if connections and connection in connections:
+            connections.remove(connection)
+            if not connections:
+                del self._h2[key]
+            self.slot_freed(key)
+
     def give_back(self, connection: UpstreamConnection) -> None:
         exchange = self._next_waiting(connection.key)
         if exchange is not None:
@@ -268,3 +364,7 @@ class UpstreamPool:
             for connection in list(idle):
                 connection.transport.loseConnection()
         self._idle.clear()
+        for connections in list(self._h2.values()):
+            for connection in list(connections):
+                if not connection.session.streams:
+                    connection.close()

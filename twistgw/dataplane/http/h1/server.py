@@ -37,7 +37,7 @@ from twistgw.dataplane.http.h1.heads import (
     parse_request_head,
     serialize,
 )
-from twistgw.dataplane.http.messages import Headers, Request, Response
+from twistgw.dataplane.http.messages import HOST, Headers, Request, Response
 
 REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in REASONS.items()}
@@ -45,8 +45,6 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: Most request body bytes read and dropped to keep a connection whose request was
 #: answered before its body ended (beyond, the connection is closed).
 MAX_DISCARDED = 1024 * 1024
-#: uri-host [":" port]: a reg-name or IP literal (RFC 3986), without user info.
-HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
 ABSOLUTE = re.compile(rb"(?i:https?)://([^/?#@]+)([/?][\x21-\x7e]*)?")
 
 # reading states
@@ -422,8 +420,8 @@ class ServerCodec:
             return
         self.out.append(chunk(data) if self.chunked else data)
 
-    def send_end(self) -> None:
-        """The response is complete."""
+    def send_end(self, trailers: Headers | None = None) -> None:
+        """The response is complete (``trailers`` are not passed on over HTTP/1.1)."""
         if self.chunked:
             self.out.append(LAST_CHUNK)
             self.chunked = False

@@ -1,0 +1,114 @@
+"""HTTP/2 backends for tests: a gRPC server (grpcio, h2c) with unary, streaming and
+failing methods on raw bytes, and a plain h2c echo server (hyper-h2 over a socket)
+that answers each stream with what it received, and a trailer."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from concurrent import futures
+
+import grpc
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import DataReceived, RequestReceived, StreamEnded
+
+SERVICE = "twistgw.test.Echo"
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+def _unary(request: bytes, context: grpc.ServicerContext) -> bytes:
+    metadata = dict(context.invocation_metadata())
+    context.set_trailing_metadata((("x-trailer", "unary"),))
+    return b"echo:" + request + b" authority:" + metadata.get(":authority", "").encode()
+
+
+def _bidi(requests, context: grpc.ServicerContext):
+    for request in requests:
+        yield b"echo:" + request
+    context.set_trailing_metadata((("x-trailer", "bidi"),))
+
+
+def _fail(request: bytes, context: grpc.ServicerContext) -> bytes:
+    context.abort(grpc.StatusCode.PERMISSION_DENIED, "not you")
+
+
+class GrpcEcho:
+    """``twistgw.test.Echo`` on an ephemeral loopback port: Unary, Bidi, Fail."""
+
+    def __init__(self) -> None:
+        handlers = {
+            "Unary": grpc.unary_unary_rpc_method_handler(_unary, _identity, _identity),
+            "Bidi": grpc.stream_stream_rpc_method_handler(_bidi, _identity, _identity),
+            "Fail": grpc.unary_unary_rpc_method_handler(_fail, _identity, _identity),
+        }
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        self.server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE, handlers),)
+        )
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.address = ("127.0.0.1", self.port)
+        self.server.start()
+
+    def close(self) -> None:
+        self.server.stop(0)
+
+
+class H2Echo:
+    """An h2c server answering every stream with JSON of its pseudo-header fields,
+    headers and body size, and an ``x-trailer`` trailer; counts its connections."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = self.listener.getsockname()
+        self.connections = 0
+        self.streams = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        h2 = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        h2.initiate_connection()
+        sock.sendall(h2.data_to_send())
+        requests: dict[int, dict] = {}
+        with sock:
+            while True:
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                for event in h2.receive_data(data):
+                    if isinstance(event, RequestReceived):
+                        self.streams += 1
+                        requests[event.stream_id] = {"headers": event.headers, "body": 0}
+                    elif isinstance(event, DataReceived):
+                        requests[event.stream_id]["body"] += len(event.data)
+                        h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    elif isinstance(event, StreamEnded):
+                        self._answer(h2, event.stream_id, requests.pop(event.stream_id))
+                sock.sendall(h2.data_to_send())
+
+    @staticmethod
+    def _answer(h2: H2Connection, stream_id: int, request: dict) -> None:
+        fields = [(name.decode(), value.decode()) for name, value in request["headers"]]
+        body = json.dumps({"fields": fields, "received": request["body"]}).encode()
+        h2.send_headers(stream_id, [(b":status", b"200"), (b"content-type", b"application/json")])
+        h2.send_data(stream_id, body)
+        h2.send_headers(stream_id, [(b"x-trailer", b"h2echo")], end_stream=True)
+
+    def close(self) -> None:
+        self.listener.close()

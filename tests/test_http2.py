@@ -1,0 +1,210 @@
+"""HTTP/2 through a real gateway process: curl over h2c (prior knowledge) and over TLS
+(ALPN), to HTTP/1.1 backends; HTTP/1.1 and HTTP/2 clients to h2c backends; gRPC calls
+(grpcio client and server) with their trailers; gRPC-shaped answers of the gateway."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from tests.support.certs import CA, tls_secret
+from tests.support.gateway import wait_until
+from tests.support.h2backends import SERVICE, GrpcEcho, H2Echo
+from tests.support.manifests import backend, gateway_class, gateway_manifest, http_route, service
+
+H2C = "kubernetes.io/h2c"
+
+
+@pytest.fixture(scope="module")
+def ca() -> CA:
+    return CA()
+
+
+@pytest.fixture(scope="module")
+def h2echo() -> Iterator[H2Echo]:
+    server = H2Echo()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def grpc_echo() -> Iterator[GrpcEcho]:
+    server = GrpcEcho()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def h2(gateway, backends, ca, h2echo, grpc_echo):
+    listeners = [
+        {"name": "http", "port": 8080, "protocol": "HTTP"},
+        {
+            "name": "https",
+            "port": 8443,
+            "protocol": "HTTPS",
+            "hostname": "secure.example.com",
+            "tls": {"certificateRefs": [{"name": "cert"}]},
+        },
+    ]
+    gateway.write(
+        "h2.yaml",
+        [
+            gateway_class(),
+            gateway_manifest(listeners=listeners),
+            tls_secret("cert", ca.issue("secure.example.com")),
+            *service("app", [backends.start("h1-app")]),
+            *service("h2app", [h2echo.address], app_protocol=H2C),
+            *service("grpc", [grpc_echo.address], app_protocol=H2C),
+            http_route("app", [{"backendRefs": [backend("app")]}]),
+            http_route(
+                "h2app",
+                [
+                    {
+                        "matches": [{"path": {"type": "PathPrefix", "value": "/h2/"}}],
+                        "backendRefs": [backend("h2app")],
+                    },
+                    {
+                        "matches": [{"path": {"type": "PathPrefix", "value": f"/{SERVICE}/"}}],
+                        "backendRefs": [backend("grpc")],
+                    },
+                ],
+            ),
+        ],
+    )
+    wait_until(lambda: gateway.request("/h2/x")[0] == 200, what="the h2c backend to be served")
+    return gateway
+
+
+def _curl(*args: str) -> tuple[str, dict[str, str], str]:
+    """HTTP version, response headers and body of a curl call."""
+    with tempfile.NamedTemporaryFile() as head:
+        result = subprocess.run(
+            ["curl", "-sS", "--max-time", "20", "-D", head.name, "-w", "%{http_version}", *args],
+            capture_output=True,
+            check=True,
+        )
+        lines = open(head.name, "rb").read().decode().splitlines()  # noqa: SIM115
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if value:
+            headers[name.strip().lower()] = value.strip()
+    output = result.stdout.decode()
+    return output[-1:], headers, output[:-1]
+
+
+def test_h2c_with_prior_knowledge_reaches_an_http1_backend(h2):
+    version, headers, body = _curl(
+        "--http2-prior-knowledge", f"http://{h2.address}:8080/some/path?q=1", "-H", "Host: a.test"
+    )
+    echoed = json.loads(body)
+    assert version == "2"
+    assert (echoed["method"], echoed["path"]) == ("GET", "/some/path?q=1")
+    assert echoed["headers"]["host"] == "a.test"
+    assert echoed["headers"]["x-forwarded-proto"] == "http"
+    assert headers["content-type"] == "application/json"
+
+
+def test_h2c_request_bodies_stream_to_an_http1_backend(h2):
+    payload = os.urandom(300_000)  # beyond the stream window: flow control must turn
+    with tempfile.NamedTemporaryFile() as upload:
+        upload.write(payload)
+        upload.flush()
+        version, _, body = _curl(
+            "--http2-prior-knowledge",
+            "--data-binary",
+            f"@{upload.name}",
+            f"http://{h2.address}:8080/up",
+        )
+    assert version == "2"
+    assert json.loads(body)["received_bytes"] == len(payload)
+
+
+def test_h2_over_tls_by_alpn(h2, ca):
+    with tempfile.NamedTemporaryFile() as authority:
+        authority.write(ca.pem)
+        authority.flush()
+        version, _, body = _curl(
+            "--http2",
+            "--cacert",
+            authority.name,
+            "--resolve",
+            f"secure.example.com:8443:{h2.address}",
+            "https://secure.example.com:8443/tls",
+        )
+    echoed = json.loads(body)
+    assert version == "2"
+    assert echoed["headers"]["x-forwarded-proto"] == "https"
+    assert echoed["headers"]["host"] == "secure.example.com:8443"
+
+
+def test_an_http1_client_reaches_an_h2c_backend_and_the_other_way_round(h2, h2echo):
+    code, _, body = h2.request("/h2/one", host="b.test")
+    assert code == 200
+    fields = dict(json.loads(body)["fields"])
+    assert (fields[":method"], fields[":path"], fields[":authority"]) == (
+        "GET",
+        "/h2/one",
+        "b.test",
+    )
+    assert fields[":scheme"] == "http"
+    assert "host" not in fields and "connection" not in fields
+    version, headers, body = _curl(
+        "--http2-prior-knowledge", "-d", "x" * 1000, f"http://{h2.address}:8080/h2/two"
+    )
+    assert version == "2" and json.loads(body)["received"] == 1000
+
+
+def test_streams_share_one_backend_connection(h2, h2echo):
+    before = h2echo.connections
+    for _ in range(5):
+        assert h2.request("/h2/again")[0] == 200
+    assert h2echo.connections - before <= 1
+
+
+def test_grpc_unary_and_bidirectional_streaming_keep_their_trailers(h2):
+    with grpc.insecure_channel(f"{h2.address}:8080") as channel:
+        unary = channel.unary_unary(f"/{SERVICE}/Unary")
+        answer, call = unary.with_call(b"hello", timeout=10)
+        assert answer.startswith(b"echo:hello")
+        assert ("x-trailer", "unary") in call.trailing_metadata()
+        bidi = channel.stream_stream(f"/{SERVICE}/Bidi")
+        replies = bidi(iter([b"one", b"two", b"three"]), timeout=10)
+        assert list(replies) == [b"echo:one", b"echo:two", b"echo:three"]
+        assert ("x-trailer", "bidi") in replies.trailing_metadata()
+
+
+def test_grpc_errors_pass_through_and_the_gateways_own_answers_are_grpc(h2):
+    with grpc.insecure_channel(f"{h2.address}:8080") as channel:
+        with pytest.raises(grpc.RpcError) as failed:
+            channel.unary_unary(f"/{SERVICE}/Fail")(b"x", timeout=10)
+        assert failed.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert failed.value.details() == "not you"
+    with grpc.insecure_channel(f"{h2.address}:8080") as channel:
+        # a route whose backend has no endpoints: the gateway answers UNAVAILABLE
+        h2.write(
+            "h2-extra.yaml",
+            [
+                *service("nowhere", [], app_protocol=H2C),
+                http_route(
+                    "nowhere",
+                    [
+                        {
+                            "matches": [{"path": {"type": "PathPrefix", "value": "/gone.Svc"}}],
+                            "backendRefs": [backend("nowhere")],
+                        }
+                    ],
+                ),
+            ],
+        )
+        wait_until(lambda: h2.request("/gone.Svc/M")[0] == 503, what="the empty backend")
+        with pytest.raises(grpc.RpcError) as failed:
+            channel.unary_unary("/gone.Svc/M")(b"x", timeout=10)
+        assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    h2.remove("h2-extra.yaml")
