@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from twistgw.dataplane.http.router import CompiledRoute, RouteIndex
+from twistgw.dataplane.http.router import CompiledHeaderModifier, CompiledRoute, RouteIndex
 from twistgw.routing import ir
 from twistgw.translate.grpcroutes import grpc_match
 
@@ -152,3 +152,17 @@ def test_backends_carry_http2():
         )
     )
     assert [b.http2 for b in route.backends.backends] == [True, False]
+
+
+def test_header_modifiers_lower_case_names_for_http2():
+    """HTTP/2 refuses upper-case field names (a gRPC backend answered INTERNAL)."""
+    modifier = CompiledHeaderModifier(
+        ir.HeaderModifier(set=(("X-Set", "a"),), add=(("X-Add", "b"),), remove=("X-Gone",))
+    )
+    headers = [(b"x-set", b"old"), (b"x-add", b"first"), (b"x-gone", b"1"), (b"keep", b"2")]
+    assert modifier.apply(headers) == [
+        (b"x-add", b"first"),
+        (b"keep", b"2"),
+        (b"x-set", b"a"),
+        (b"x-add", b"b"),
+    ]

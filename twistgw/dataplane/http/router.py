@@ -22,15 +22,16 @@ HOST_CACHE_SIZE = 10000
 
 
 class CompiledHeaderModifier:
-    """A HeaderModifier with names and values pre-encoded."""
+    """A HeaderModifier with names lower-cased (as the codecs give every other field
+    name, and as HTTP/2 requires on the wire) and names and values pre-encoded."""
 
     __slots__ = ("set", "add", "drop")
 
     def __init__(self, spec: ir.HeaderModifier) -> None:
-        self.set = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in spec.set]
-        self.add = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in spec.add]
+        self.set = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in spec.set]
+        self.add = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in spec.add]
         self.drop = {n.lower().encode("latin-1") for n in spec.remove}
-        self.drop.update(n.lower() for n, _ in self.set)
+        self.drop.update(n for n, _ in self.set)
 
     def apply(self, headers: Headers) -> Headers:
         drop = self.drop
