@@ -19,7 +19,7 @@ from zope.interface import implementer
 from twistgw.dataplane.fastwrite import has_pending, writer_for
 from twistgw.dataplane.http.exchange import Exchange
 from twistgw.dataplane.http.h1.server import ServerCodec
-from twistgw.dataplane.http.h2.server import PREFACE, H2ServerCodec
+from twistgw.dataplane.http.h2.server import PREFACE, H2ServerCodec, ServerStream
 from twistgw.dataplane.http.messages import Request
 from twistgw.dataplane.http.router import Router
 from twistgw.dataplane.http.upstream import UpstreamConnection, UpstreamPool
@@ -87,6 +87,10 @@ class HTTPServerProtocol(Protocol):
 
     def new_exchange(self, codec: ServerCodec, request: Request) -> Exchange:
         return Exchange(codec, request, self)
+
+    def new_stream_exchange(self, stream: ServerStream, request: Request) -> Exchange:
+        """An HTTP/2 stream's exchange: the stream is its codec and its connection."""
+        return Exchange(stream, request, stream)
 
     def refused(self, status: int) -> None:
         """The codec refused a request (a limit, a timeout, a protocol error)."""

@@ -274,6 +274,7 @@ class UpstreamStream(StreamFlow):
         authority = b""
         fields = []
         for name, value in headers:
+            name = name.lower()  # (route filters add names as their authors wrote them)
             if name == b"host":
                 authority = value
             elif name not in CONNECTION_SPECIFIC and (name != b"te" or value == b"trailers"):

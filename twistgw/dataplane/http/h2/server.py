@@ -34,16 +34,17 @@ from h2.events import (
 )
 from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.settings import SettingCodes
+from hyperframe.frame import GoAwayFrame
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from twistgw.dataplane.http.deadline import Deadline
-from twistgw.dataplane.http.exchange import Exchange
 from twistgw.dataplane.http.h1.heads import VALID_NAME, VALID_VALUE
 from twistgw.dataplane.http.h2.flow import Session, StreamFlow
 from twistgw.dataplane.http.messages import HOST, Headers, Request, Response
 
 if TYPE_CHECKING:
+    from twistgw.dataplane.http.exchange import Exchange
     from twistgw.dataplane.http.server import HTTPServerProtocol
     from twistgw.ipc.settings import DataPlaneSettings
 
@@ -183,10 +184,15 @@ class H2ServerCodec:
     def drain(self) -> None:
         """The gateway is stopping: no new streams; close once the open ones end."""
         self.draining = True
-        if not self.close_if_idle():
-            self.session.h2.close_connection(ErrorCodes.NO_ERROR)
+        if not self.close_if_idle() and not self.closed:
+            # hyper-h2 sends nothing more once it has sent GOAWAY: the open streams
+            # still have answers to send, so the frame is made here
+            goaway = GoAwayFrame(0)
+            goaway.last_stream_id = self.session.h2.highest_inbound_stream_id
+            goaway.error_code = ErrorCodes.NO_ERROR
             self.session.dirty = True
             self.flush()
+            self.io.write(goaway.serialize())
 
     def close_if_idle(self, fresh: bool = True) -> bool:
         """Close (with GOAWAY) if no stream is open and, unless ``fresh``, one was
@@ -348,7 +354,7 @@ class ServerStream(StreamFlow):
         if not self.remote_closed:
             self.body_deadline = Deadline(self.clock, self._body_timed_out)
             self.body_deadline.set(self.settings.idle_timeout)
-        exchange = self.exchange = Exchange(self, request, self)
+        exchange = self.exchange = self.connection.new_stream_exchange(self, request)
         exchange.start()
 
     # -- from the client
@@ -447,7 +453,10 @@ class ServerStream(StreamFlow):
 
     def send_response(self, response: Response, upgrade: bytes | None) -> None:
         headers = [(b":status", b"%d" % response.status)]
-        headers += [field for field in response.headers if field[0] not in CONNECTION_SPECIFIC]
+        for name, value in response.headers:
+            name = name.lower()  # (route filters add names as their authors wrote them)
+            if name not in CONNECTION_SPECIFIC:
+                headers.append((name, value))
         if response.length is not None:
             headers.append((b"content-length", b"%d" % response.length))
         self.head = headers
