@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import ssl
 import subprocess
 import tempfile
 from collections.abc import Iterator
 
 import grpc
 import pytest
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import DataReceived, ResponseReceived, StreamEnded
 
-from tests.support.certs import CA, tls_secret
+from tests.support.certs import CA, ca_config_map, tls_secret
 from tests.support.gateway import wait_until
 from tests.support.h2backends import SERVICE, GrpcEcho, H2Echo
 from tests.support.manifests import backend, gateway_class, gateway_manifest, http_route, service
@@ -51,13 +56,20 @@ def h2(gateway, backends, ca, h2echo, grpc_echo):
             "hostname": "secure.example.com",
             "tls": {"certificateRefs": [{"name": "cert"}]},
         },
+        {
+            "name": "other",
+            "port": 8443,
+            "protocol": "HTTPS",
+            "hostname": "other.example.com",
+            "tls": {"certificateRefs": [{"name": "cert"}]},
+        },
     ]
     gateway.write(
         "h2.yaml",
         [
             gateway_class(),
             gateway_manifest(listeners=listeners),
-            tls_secret("cert", ca.issue("secure.example.com")),
+            tls_secret("cert", ca.issue("secure.example.com", "other.example.com")),
             *service("app", [backends.start("h1-app")]),
             *service("h2app", [h2echo.address], app_protocol=H2C),
             *service("grpc", [grpc_echo.address], app_protocol=H2C),
@@ -208,3 +220,79 @@ def test_grpc_errors_pass_through_and_the_gateways_own_answers_are_grpc(h2):
             channel.unary_unary("/gone.Svc/M")(b"x", timeout=10)
         assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
     h2.remove("h2-extra.yaml")
+
+
+def _h2_over_tls(address: str, ca: CA, sni: str, authorities: list[str]) -> list[int]:
+    """The statuses of one GET per authority, all on one h2 connection made for ``sni``
+    (what a browser does when a certificate covers several names: coalescing)."""
+    context = ssl.create_default_context(cadata=ca.pem.decode())
+    context.set_alpn_protocols(["h2"])
+    with context.wrap_socket(
+        socket.create_connection((address, 8443), timeout=10), server_hostname=sni
+    ) as sock:
+        assert sock.selected_alpn_protocol() == "h2"
+        client = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        client.initiate_connection()
+        statuses: dict[int, int] = {}
+        ended: set[int] = set()
+        for authority in authorities:
+            stream_id = client.get_next_available_stream_id()
+            fields = [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/")]
+            client.send_headers(stream_id, [*fields, (b":authority", authority.encode())], True)
+            statuses[stream_id] = 0
+        sock.sendall(client.data_to_send())
+        while len(ended) < len(statuses):
+            data = sock.recv(65536)
+            assert data, "the connection closed"
+            for event in client.receive_data(data):
+                if isinstance(event, ResponseReceived):
+                    statuses[event.stream_id] = int(dict(event.headers)[b":status"])
+                elif isinstance(event, DataReceived):
+                    client.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, StreamEnded):
+                    ended.add(event.stream_id)
+            sock.sendall(client.data_to_send())
+        return [statuses[stream_id] for stream_id in sorted(statuses)]
+
+
+def test_a_coalesced_request_for_another_listeners_host_is_misdirected(h2, ca):
+    both = ["secure.example.com", "other.example.com"]
+    assert _h2_over_tls(h2.address, ca, "secure.example.com", both) == [200, 421]
+    assert _h2_over_tls(h2.address, ca, "other.example.com", both) == [421, 200]
+
+
+def test_h2_over_tls_to_a_backend_with_a_backend_tls_policy(h2):
+    backend_ca = CA("h2 backend CA")
+    server = H2Echo(backend_ca.issue("h2.backend.test"))
+    policy = {
+        "apiVersion": "h2.networking.k8s.io/v1",
+        "kind": "BackendTLSPolicy",
+        "metadata": {"name": "h2tls", "namespace": "default"},
+        "spec": {
+            "targetRefs": [{"group": "", "kind": "Service", "name": "h2tls"}],
+            "validation": {
+                "hostname": "h2.backend.test",
+                "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "h2-ca"}],
+            },
+        },
+    }
+    route = {"matches": [{"path": {"type": "PathPrefix", "value": "/h2tls"}}]}
+    h2.write(
+        "h2-tls.yaml",
+        [
+            *service("h2tls", [server.address], app_protocol=H2C),
+            ca_config_map("h2-ca", backend_ca.pem),
+            policy,
+            http_route("h2tls", [{**route, "backendRefs": [backend("h2tls")]}]),
+        ],
+    )
+    try:
+        code, _, body = wait_until(
+            lambda: b'"fields"' in (answer := h2.request("/h2tls/x"))[2] and answer,
+            what="the TLS h2 backend",
+        )
+        fields = dict(json.loads(body)["fields"])
+        assert (fields[":scheme"], fields[":path"]) == ("https", "/h2tls/x")
+    finally:
+        h2.remove("h2-tls.yaml")
+        server.close()

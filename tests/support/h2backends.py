@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
+import tempfile
 import threading
 from concurrent import futures
 
@@ -59,14 +61,25 @@ class GrpcEcho:
 
 
 class H2Echo:
-    """An h2c server answering every stream with JSON of its pseudo-header fields,
-    headers and body size, and an ``x-trailer`` trailer; counts its connections."""
+    """An h2c server (or h2 over TLS, ALPN h2 only, with ``pair``: certificate and key
+    PEM) answering every stream with JSON of its pseudo-header fields, headers and body
+    size, and an ``x-trailer`` trailer; counts its connections."""
 
-    def __init__(self) -> None:
+    def __init__(self, pair: tuple[bytes, bytes] | None = None) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.address = self.listener.getsockname()
         self.connections = 0
         self.streams = 0
+        self.tls: ssl.SSLContext | None = None
+        if pair is not None:
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls.set_alpn_protocols(["h2"])
+            with tempfile.NamedTemporaryFile() as cert, tempfile.NamedTemporaryFile() as key:
+                cert.write(pair[0])
+                key.write(pair[1])
+                cert.flush()
+                key.flush()
+                self.tls.load_cert_chain(cert.name, key.name)
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -79,6 +92,14 @@ class H2Echo:
             threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
 
     def _serve(self, sock: socket.socket) -> None:
+        if self.tls is not None:
+            try:
+                sock = self.tls.wrap_socket(sock, server_side=True)
+            except (OSError, ssl.SSLError):
+                return
+            if sock.selected_alpn_protocol() != "h2":
+                sock.close()
+                return
         h2 = H2Connection(H2Configuration(client_side=False, header_encoding=None))
         h2.initiate_connection()
         sock.sendall(h2.data_to_send())
