@@ -43,6 +43,9 @@ def test_values_reach_the_data_plane_settings(tmp_path):
             "--backend-max-connections=20",
             "--backend-max-pending=10",
             "--worker-memory-limit=512",
+            "--http2-max-concurrent-streams=50",
+            "--http2-stream-window=131072",
+            "--http2-connection-window=4194304",
         )
     )
     assert (settings.max_request_line, settings.max_header_bytes) == (4096, 8192)
@@ -53,6 +56,8 @@ def test_values_reach_the_data_plane_settings(tmp_path):
     assert (settings.max_connections, settings.max_connections_per_port) == (300, 200)
     assert (settings.backend_max_connections, settings.backend_max_pending) == (20, 10)
     assert settings.worker_memory_limit_mb == 512
+    assert (settings.h2_max_concurrent_streams, settings.h2_stream_window) == (50, 131072)
+    assert settings.h2_connection_window == 4194304
     assert DataPlaneSettings.from_json(settings.to_json()) == settings
 
 
@@ -99,6 +104,13 @@ def test_limits_and_timeouts_must_be_positive(tmp_path, name, value):
 def test_the_worker_memory_limit_is_off_or_positive(tmp_path):
     with pytest.raises(usage.UsageError, match="--worker-memory-limit must be 0"):
         _parse(tmp_path, "--worker-memory-limit=-1")
+
+
+@pytest.mark.parametrize("value", ["65534", "2147483648"])
+@pytest.mark.parametrize("name", ["http2-stream-window", "http2-connection-window"])
+def test_http2_windows_stay_within_the_protocols_range(tmp_path, name, value):
+    with pytest.raises(usage.UsageError, match=f"--{name} must be from 65535 to 2147483647"):
+        _parse(tmp_path, f"--{name}={value}")
 
 
 def test_the_head_holds_at_least_the_request_line(tmp_path):

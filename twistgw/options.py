@@ -32,6 +32,7 @@ POSITIVE = (
     "max-connections-per-port",
     "backend-max-connections",
     "backend-max-pending",
+    "http2-max-concurrent-streams",
     "config-max-file-bytes",
     "config-max-files",
     "config-max-total-bytes",
@@ -305,6 +306,30 @@ class GatewayOptions(usage.Options):
             int,
         ],
         [
+            "http2-max-concurrent-streams",
+            None,
+            100,
+            "Streams an HTTP/2 client may have open at once on one connection (Envoy's "
+            "default), and the most one HTTP/2 backend connection carries.",
+            int,
+        ],
+        [
+            "http2-stream-window",
+            None,
+            65536,
+            "Bytes an HTTP/2 client may send on one stream before the gateway has passed "
+            "them on (the initial stream flow-control window), 65535 to 2147483647.",
+            int,
+        ],
+        [
+            "http2-connection-window",
+            None,
+            1048576,
+            "Bytes an HTTP/2 client may send on one connection, all streams together, "
+            "before the gateway has passed them on, 65535 to 2147483647.",
+            int,
+        ],
+        [
             "worker-memory-limit",
             None,
             0,
@@ -393,6 +418,9 @@ class GatewayOptions(usage.Options):
         for name in POSITIVE:
             if self[name] <= 0:
                 raise usage.UsageError(f"--{name} must be positive")
+        for name in ("http2-stream-window", "http2-connection-window"):
+            if not 65535 <= self[name] <= 2**31 - 1:
+                raise usage.UsageError(f"--{name} must be from 65535 to 2147483647")
         if self["worker-memory-limit"] < 0:
             raise usage.UsageError("--worker-memory-limit must be 0 (off) or positive")
         if self["max-header-bytes"] < self["max-request-line"]:
@@ -437,6 +465,9 @@ def data_plane_settings(options: Mapping[str, Any]) -> DataPlaneSettings:
         max_connections_per_port=options["max-connections-per-port"],
         backend_max_connections=options["backend-max-connections"],
         backend_max_pending=options["backend-max-pending"],
+        h2_max_concurrent_streams=options["http2-max-concurrent-streams"],
+        h2_stream_window=options["http2-stream-window"],
+        h2_connection_window=options["http2-connection-window"],
         worker_memory_limit_mb=options["worker-memory-limit"],
         headers_with_underscores=options["headers-with-underscores"],
         access_log=options["access-log"],
