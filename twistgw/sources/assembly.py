@@ -1,9 +1,17 @@
-"""From manifest documents to a Snapshot, keeping the last good version of each object."""
+"""From manifest documents to a Snapshot, keeping the last good version of each object.
+
+Assembly is incremental: documents are known by a digest of their content, and only a
+document not seen in the previous assembly is validated and stamped; every other one
+keeps the Resource (or the rejection) it had.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 from collections.abc import Iterable, Mapping
 
+import attrs
 from twisted.logger import Logger
 
 from twistgw.api.resource import CLUSTER_SCOPED, KNOWN_KINDS, ObjectKey, Resource
@@ -23,63 +31,130 @@ def object_key(document: dict) -> ObjectKey:
     return ObjectKey(str(kind), str(namespace), str(name))
 
 
+def fingerprint(document: dict) -> bytes | None:
+    """A digest of the document's exact content (types included: ``1`` and ``true``
+    differ), or None when it cannot be serialised (then it is never taken as unchanged).
+
+    Equal digests mean equal content; equal content may still digest differently
+    (another key order, other shared sub-objects), which only costs a validation."""
+    try:
+        data = pickle.dumps(document, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return None
+    return hashlib.blake2b(data, digest_size=32).digest()
+
+
+@attrs.frozen
+class Checked:
+    """The outcome of validating one version of an object: its Resource, or why not."""
+
+    key: ObjectKey
+    resource: Resource | None
+    problem: str | None
+
+
+@attrs.define
+class Gathered:
+    """What one assembly collects as it goes through the documents."""
+
+    problems: list[ConfigError]
+    objects: dict[ObjectKey, Resource] = attrs.Factory(dict)
+    checked: dict[bytes, Checked] = attrs.Factory(dict)  # by fingerprint
+    origin: dict[ObjectKey, str] = attrs.Factory(dict)
+    duplicated: set[ObjectKey] = attrs.Factory(set)
+
+    def first_definition(self, key: ObjectKey, source: str) -> bool:
+        """Note that ``source`` defines ``key``; False, and a problem, if a document
+        before it did too."""
+        count = len(self.origin)
+        first = self.origin.setdefault(key, source)
+        if len(self.origin) > count:
+            return True
+        message = f"{key} is also defined in {first}; this one is used"
+        self.problems.append(ConfigError(source, message))
+        self.origin[key] = source
+        self.duplicated.add(key)
+        return False
+
+    def reusable(self) -> dict[bytes, Checked]:
+        """The outcomes a later assembly may take as they are: not those of objects
+        defined more than once, whose generations move with each version."""
+        if not self.duplicated:
+            return self.checked
+        return {digest: c for digest, c in self.checked.items() if c.key not in self.duplicated}
+
+
 class ObjectAssembler:
     """Turns the documents of named sources (files) into Snapshots.
 
     An object that fails validation is reported and its last good version stays in
     force, as the API server would keep the stored object when it rejects an update.
-    Kinds twistgw does not read (Deployment, ...) are skipped silently.
+    Kinds twistgw does not read (Deployment, ...) are skipped silently. Documents are
+    only read, never changed; ``validations`` counts the documents validated so far.
     """
 
     def __init__(self, tracker: GenerationTracker) -> None:
         self._tracker = tracker
         self._last_good: dict[ObjectKey, Resource] = {}
+        self._checked: dict[bytes, Checked] = {}  # by fingerprint, from the last assembly
+        self.validations = 0
 
     def assemble(
         self, documents: Mapping[str, Iterable[dict]], errors: Iterable[ConfigError] = ()
     ) -> Snapshot:
-        problems = list(errors)
-        objects: dict[ObjectKey, Resource] = {}
-        origin: dict[ObjectKey, str] = {}
+        found = Gathered(list(errors))
         for source in sorted(documents):
             for document in documents[source]:
-                kind = document.get("kind")
-                if not isinstance(kind, str) or not document.get("apiVersion"):
-                    problems.append(ConfigError(source, "a document lacks apiVersion or kind"))
-                    continue
-                if kind not in KNOWN_KINDS:
-                    continue
-                key = object_key(document)
-                if key in origin:
-                    problems.append(
-                        ConfigError(
-                            source, f"{key} is also defined in {origin[key]}; this one is used"
-                        )
-                    )
-                origin[key] = source
-                resource = self._resource(key, document, source, problems)
-                if resource is not None:
-                    objects[key] = resource
-        self._tracker.retain(set(objects))
-        self._last_good = dict(objects)
-        for problem in problems:
+                self._take(found, source, document)
+        self._tracker.retain(found.objects.keys())
+        self._last_good = found.objects
+        self._checked = found.reusable()
+        for problem in found.problems:
             log.warn(
                 "config error in {source}: {message}",
                 source=problem.source,
                 message=problem.message,
             )
-        return Snapshot(objects, tuple(problems))
+        return Snapshot(found.objects, tuple(found.problems))
 
-    def _resource(
-        self, key: ObjectKey, document: dict, source: str, problems: list[ConfigError]
-    ) -> Resource | None:
+    def _take(self, found: Gathered, source: str, document: dict) -> None:
+        """Add one document's object (or its last good version, or nothing) to ``found``;
+        validated only if neither this assembly nor the last one saw the same content."""
+        kind = document.get("kind")
+        if not isinstance(kind, str) or not document.get("apiVersion"):
+            found.problems.append(ConfigError(source, "a document lacks apiVersion or kind"))
+            return
+        if kind not in KNOWN_KINDS:
+            return
+        digest = fingerprint(document)
+        outcome = None
+        if digest is not None:
+            outcome = found.checked.get(digest) or self._checked.get(digest)
+        key = object_key(document) if outcome is None else outcome.key
+        if not found.first_definition(key, source):
+            outcome = None  # each version of the object is stamped in turn, as it comes
+        if outcome is None:
+            outcome = self._validate(key, document)
+        if digest is not None:
+            found.checked[digest] = outcome
+        if outcome.problem is None:
+            found.objects[key] = outcome.resource
+            return
+        kept = self._last_good.get(key)
+        suffix = "; the previous version stays in force" if kept else ""
+        found.problems.append(ConfigError(source, f"{key} is invalid: {outcome.problem}{suffix}"))
+        if kept is not None:
+            found.objects[key] = kept
+
+    def _validate(self, key: ObjectKey, document: dict) -> Checked:
+        self.validations += 1
         try:
             body = validated_body(document)
         except InvalidObject as exc:
-            kept = self._last_good.get(key)
-            suffix = "; the previous version stays in force" if kept else ""
-            problems.append(ConfigError(source, f"{key} is invalid: {exc}{suffix}"))
-            return kept
+            return Checked(key, None, str(exc))
+        return Checked(key, self._resource(key, body), None)
+
+    def _resource(self, key: ObjectKey, body: dict) -> Resource:
         metadata = body.setdefault("metadata", {})
         if key.namespace:
             metadata["namespace"] = key.namespace
