@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -349,15 +350,25 @@ def test_request_ids_and_access_log(edge) -> None:
     generated = backends["ok"].requests[-1].lower()
     assert b"bad id" not in generated and b"x-request-id: " in generated
 
-    def logged() -> dict | None:
+    h2 = subprocess.run(
+        ["curl", "-sS", "--http2-prior-knowledge", "-H", "Host: example.com", "-o", "/dev/null"]
+        + [f"http://{gateway.address}:8080/ok/h2"],
+        check=True,
+        timeout=20,
+    )
+    assert h2.returncode == 0
+
+    def logged(path: str = "/ok/logged") -> dict | None:
         with open(log_path) as handle:
             for line in handle:
                 record = json.loads(line)
-                if record["path"] == "/ok/logged":
+                if record["path"] == path:
                     return record
         return None
 
+    assert wait_until(lambda: logged("/ok/h2"), what="the HTTP/2 record")["protocol"] == "HTTP/2"
     record = wait_until(logged, what="the access-log record")
+    assert record["grpc_status"] is None
     assert record["request_id"] == "abc-123"
     assert record["method"] == "GET" and record["status"] == 200
     assert record["authority"] == "example.com" and record["protocol"] == "HTTP/1.1"

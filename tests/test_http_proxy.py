@@ -279,7 +279,7 @@ def test_metrics_count_requests(proxy):
     proxy.echo("/exact")
     series = (
         'twistgw_http_requests_total{backend="default/v2:8080",code="200",'
-        'gateway="default/gw",route="default/main"}'
+        'gateway="default/gw",grpc_status="",protocol="HTTP/1.1",route="default/main"}'
     )
 
     def counted() -> str:  # workers add their counts to the metrics every 0.25 s

@@ -23,9 +23,11 @@ def test_batched_requests_match_counting_each() -> None:
     direct, batched = Metrics(), Metrics()
     for index, seconds in enumerate(DURATIONS):
         code = 200 if index % 3 else 503
-        direct.requests.labels("ns/gw", "ns/r", "ns/b:80", str(code)).inc()
+        protocol, grpc = ("HTTP/2", b"14") if index % 2 else ("HTTP/1.1", None)
+        grpc_label = grpc.decode() if grpc else ""
+        direct.requests.labels("ns/gw", "ns/r", "ns/b:80", str(code), protocol, grpc_label).inc()
         direct.latency.labels("ns/gw", "ns/r").observe(seconds)
-        batched.request("ns/gw", "ns/r", "ns/b:80", code, seconds)
+        batched.request("ns/gw", "ns/r", "ns/b:80", code, seconds, protocol, grpc)
     assert _samples(batched.registry) != _samples(direct.registry)  # nothing before a flush
     batched.flush()
     assert _samples(batched.registry) == _samples(direct.registry)

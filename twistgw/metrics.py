@@ -69,8 +69,9 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         self.requests = Counter(
             "twistgw_http_requests",
-            "HTTP requests answered, by gateway, route, backend and status code",
-            ["gateway", "route", "backend", "code"],
+            "HTTP requests answered, by gateway, route, backend, status code, the client's "
+            "protocol (HTTP/1.1, HTTP/2) and, for gRPC calls, the gRPC status",
+            ["gateway", "route", "backend", "code", "protocol", "grpc_status"],
             registry=self.registry,
         )
         self.latency = Histogram(
@@ -202,11 +203,20 @@ class Metrics:
         self._pending_requests: dict[tuple[str, str, str, int], int] = {}
         self._pending_latency: dict[tuple[str, str], list[float]] = {}
 
-    def request(self, gateway: str, route: str, backend: str, code: int, seconds: float) -> None:
+    def request(
+        self,
+        gateway: str,
+        route: str,
+        backend: str,
+        code: int,
+        seconds: float,
+        protocol: str = "HTTP/1.1",
+        grpc_status: bytes | None = None,
+    ) -> None:
         """Count a request; the shared values are updated by ``flush``, so a request
         costs two dictionary updates instead of three locked writes to the metrics
         files (and as many getpid calls)."""
-        key = (gateway, route, backend, code)
+        key = (gateway, route, backend, code, protocol, grpc_status)
         pending = self._pending_requests
         pending[key] = pending.get(key, 0) + 1
         tally = self._pending_latency.get((gateway, route))
@@ -219,8 +229,11 @@ class Metrics:
     def flush(self) -> None:
         """Add the requests counted since the last flush to the shared values."""
         pending, self._pending_requests = self._pending_requests, {}
-        for (gateway, route, backend, code), count in pending.items():
-            self.requests.labels(gateway, route, backend, str(code)).inc(count)
+        for (gateway, route, backend, code, protocol, grpc), count in pending.items():
+            grpc_status = grpc.decode("latin-1") if grpc is not None else ""
+            self.requests.labels(gateway, route, backend, str(code), protocol, grpc_status).inc(
+                count
+            )
         latencies, self._pending_latency = self._pending_latency, {}
         for (gateway, route), tally in latencies.items():
             add_observations(self.latency.labels(gateway, route), tally)

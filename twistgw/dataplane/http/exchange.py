@@ -287,9 +287,16 @@ class Exchange:
             response.headers = route.response_headers.apply(response.headers)
         if backend.response_headers is not None:
             response.headers = backend.response_headers.apply(response.headers)
+        if backend.spec.http2:  # (a gRPC answer with no message has its status here)
+            self._grpc_status(response.headers)
         self.down.send_response(response, upgrade)
         if upgrade is not None:
             self._tunnel()
+
+    def _grpc_status(self, fields: Headers) -> None:
+        for name, value in fields:
+            if name == b"grpc-status" and value.isdigit() and len(value) <= 2:
+                self.grpc_status = value  # (a metrics label: the backend's text is bounded)
 
     def response_data(self, data: bytes) -> None:
         self.sent += len(data)
@@ -313,9 +320,7 @@ class Exchange:
         if upstream is not None:
             upstream.release()
         if trailers:
-            for name, value in trailers:
-                if name == b"grpc-status":
-                    self.grpc_status = value
+            self._grpc_status(trailers)
         self._finish()
         self.down.send_end(trailers)
 
@@ -425,6 +430,8 @@ class Exchange:
             self.backend.name if self.backend is not None else "",
             self.code,
             now - self.started_at,
+            self.request.protocol,
+            self.grpc_status,
         )
         if conn.access_log is not None:
             conn.access_log(self, now)
