@@ -20,6 +20,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogLevel, globalLogPublisher
 
 from twistgw.dataplane.plane import DataPlane, TableRejected
+from twistgw.ipc.channel import ControlChannel
 from twistgw.metrics import Metrics
 from twistgw.routing import ir
 from twistgw.snapshot import Snapshot
@@ -283,4 +284,36 @@ def test_the_supervisor_reports_rejections_and_stays_ready():
         assert pool.sent == {}
     finally:
         globalLogPublisher.removeObserver(events.append)
+        pool.sockets.close_all()
+
+
+def test_a_table_too_large_for_the_workers_channel_is_refused_and_the_last_stays(monkeypatch):
+    """Routes may expand (rules x matches x hostnames x listeners) into a table larger
+    than a worker accepts, which would end the channel and restart workers in a loop;
+    the supervisor refuses it instead."""
+    metrics = Metrics()
+    reactor = MemoryReactorClock()
+    pool = WorkerPool(reactor, 1, 1.0, metrics)
+    control = ControlPlane(TranslateOptions(), pool, metrics, reactor)
+    (worker,) = [_worker(pool, 0)]
+    try:
+        control.on_snapshot(Snapshot())  # version 1
+        assert pool.version == 1 and control.status_document()["errors"] == []
+        monkeypatch.setattr(ControlChannel, "MAX_LENGTH", 64)
+        worker.channel.transport.clear()
+        control.on_snapshot(Snapshot())  # the same config, now "too large"
+        assert pool.version == 1 and worker.channel.transport.value() == b""
+        (error,) = control.status_document()["errors"]
+        assert error["source"] == "routing table"
+        assert "over the 64 a worker accepts" in error["message"]
+        assert (
+            metrics.registry.get_sample_value(
+                "twistgw_config_refused_total", {"limit": "table_bytes"}
+            )
+            == 1
+        )
+        monkeypatch.undo()
+        control.on_snapshot(Snapshot())  # fits again: applied, the error gone
+        assert pool.version == 2 and control.status_document()["errors"] == []
+    finally:
         pool.sockets.close_all()

@@ -35,6 +35,11 @@ log = Logger()
 Handler = Callable[..., None]
 
 
+def encode(op: str, *args: Any) -> bytes:
+    """A message as the channel sends it."""
+    return pickle.dumps((op, *args), protocol=pickle.HIGHEST_PROTOCOL)
+
+
 @implementer(IFileDescriptorReceiver)
 class ControlChannel(Int32StringReceiver):
     """Either end of the channel; ``handlers`` maps an op to a callable."""
@@ -55,7 +60,12 @@ class ControlChannel(Int32StringReceiver):
             return
         if descriptor is not None:
             self.transport.sendFileDescriptor(descriptor)
-        self.sendString(pickle.dumps((op, *args), protocol=pickle.HIGHEST_PROTOCOL))
+        self.sendString(encode(op, *args))
+
+    def send_encoded(self, message: bytes) -> None:
+        """Send a message ``encode`` made (once, for every worker)."""
+        if self.connected_:
+            self.sendString(message)
 
     def fileDescriptorReceived(self, descriptor: int) -> None:
         self.descriptors.append(descriptor)

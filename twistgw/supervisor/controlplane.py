@@ -13,7 +13,7 @@ from twistgw.routing.ir import RoutingTable
 from twistgw.snapshot import Snapshot
 from twistgw.status.store import StatusStore
 from twistgw.supervisor.sockets import where
-from twistgw.supervisor.workers import WorkerPool
+from twistgw.supervisor.workers import TableTooLarge, WorkerPool
 from twistgw.translate import TranslateOptions, translate
 
 log = Logger()
@@ -34,6 +34,8 @@ class ControlPlane(Service):
         self.table = RoutingTable()
         self.translated = False
         self._snapshot: Snapshot | None = None
+        #: why the newest translation's table was not applied, for /status
+        self.table_error: dict[str, str] | None = None
         #: called with every object's status after each translation (cluster mode)
         self.on_status: Callable[[list[dict]], None] | None = None
 
@@ -52,13 +54,21 @@ class ControlPlane(Service):
             log.failure("translation failed; the previous configuration stays in force")
             self.metrics.reload_errors.inc()
             return
+        try:
+            self.workers.apply(translation.table)
+        except TableTooLarge as error:
+            # the statuses stay those of the table in force, which says so in errors
+            log.error("{error}", error=str(error))
+            self.metrics.config_refused.labels("table_bytes").inc()
+            self.table_error = {"source": "routing table", "message": str(error)}
+            return
+        self.table_error = None
         self.options = attrs.evolve(self.options, assigned_addresses=translation.assigned_addresses)
         self.store.update(translation.statuses, snapshot.errors)
         if self.on_status is not None:
             self.on_status(self.store.document()["items"])
         self.table = translation.table
         self.translated = True
-        self.workers.apply(translation.table)
         failures, unusable = self.workers.feedback()
         if (failures, unusable) != (
             self.options.bind_failures,
@@ -73,7 +83,8 @@ class ControlPlane(Service):
         """The admin endpoint's ``/status``: every object's status, and the errors of
         the configuration input and of the workers (routing tables they rejected)."""
         document = self.store.document()
-        return {**document, "errors": [*document["errors"], *self.workers.errors()]}
+        table = [self.table_error] if self.table_error is not None else []
+        return {**document, "errors": [*document["errors"], *table, *self.workers.errors()]}
 
     def ready(self) -> tuple[bool, str]:
         if not self.translated:

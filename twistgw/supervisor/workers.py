@@ -17,12 +17,24 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from twistgw.ipc.channel import ControlChannel
+from twistgw.ipc.channel import ControlChannel, encode
 from twistgw.ipc.settings import DEFAULT_SETTINGS, DataPlaneSettings
 from twistgw.routing.ir import RoutingTable
 from twistgw.supervisor.sockets import ListenerSockets, family_of
 
 log = Logger()
+
+
+class TableTooLarge(Exception):
+    """A routing table too large for the control channel to carry to the workers."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(
+            f"the routing table takes {size:,} bytes, over the {ControlChannel.MAX_LENGTH:,} "
+            "a worker accepts: the configuration's routes expand to too many entries "
+            "(routes x rules x matches x hostnames x listeners); the previous table stays"
+        )
+        self.size = size
 
 
 @attrs.define
@@ -119,6 +131,7 @@ class WorkerPool(Service):
         self.workers: dict[int, WorkerHandle] = {}
         self.table = RoutingTable()
         self.version = 0
+        self.table_message = encode("table", 0, self.table)
         #: the newest table a worker applied: what a new worker starts from
         self.good: tuple[int, RoutingTable] = (0, self.table)
         #: tables sent and not yet answered by every worker, by version
@@ -130,13 +143,19 @@ class WorkerPool(Service):
     # -- the data plane interface the control plane uses
 
     def apply(self, table: RoutingTable) -> None:
-        """Bind what the table needs, then send every worker the table and sockets."""
+        """Bind what the table needs, then send every worker the table and sockets
+        (encoded once); raise TableTooLarge, changing nothing, for a table the
+        workers' channel cannot carry."""
+        message = encode("table", self.version + 1, table)
+        if len(message) > ControlChannel.MAX_LENGTH:
+            raise TableTooLarge(len(message))
         self.version += 1
         self.table = table
+        self.table_message = message
         self.sent[self.version] = table
         opened, closed = self.sockets.apply(table)
         for handle in self.live():
-            handle.channel.send("table", self.version, table)
+            handle.channel.send_encoded(message)
             for key in opened:
                 handle.channel.send(
                     "listen",
@@ -256,7 +275,7 @@ class WorkerPool(Service):
             "hello", good_version, good_table, [(key, family_of(key[0])) for key in inherited]
         )
         if good_version != self.version:
-            handle.channel.send("table", self.version, self.table)
+            handle.channel.send_encoded(self.table_message)
 
     def _applied(self, handle: WorkerHandle, version: int) -> None:
         handle.applied = version
