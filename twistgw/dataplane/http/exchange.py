@@ -167,7 +167,7 @@ class Exchange:
             self,
             tls,
             self.listener.spec.client_certificate if tls is not None else None,
-            backend.spec.http2,
+            backend.http2,
         )
 
     def _header_dict(self) -> dict[str, str]:
@@ -287,7 +287,7 @@ class Exchange:
             response.headers = route.response_headers.apply(response.headers)
         if backend.response_headers is not None:
             response.headers = backend.response_headers.apply(response.headers)
-        if backend.spec.http2:  # (a gRPC answer with no message has its status here)
+        if backend.http2:  # (a gRPC answer with no message has its status here)
             self._grpc_status(response.headers)
         self.down.send_response(response, upgrade)
         if upgrade is not None:
@@ -410,7 +410,10 @@ class Exchange:
         self.down.send_local(code, body, extra)
 
     def _is_grpc(self) -> bool:
-        """Whether the request is a gRPC call (its content-type says so)."""
+        """Whether the request is a gRPC call (its route is a GRPCRoute's, or its
+        content-type says so)."""
+        if self.route is not None and self.route.grpc:
+            return True
         for name, value in self.request.headers:
             if name == b"content-type":
                 return value.startswith(b"application/grpc")
