@@ -1,14 +1,22 @@
 """How a large but valid configuration translates: N HTTPRoutes (each with two rules
 and a backend Service of its own) through the control plane's pure pipeline, assembly
-(validation, generations) then translation, and the peak memory it takes.
+(validation, generations) then translation, and the peak memory it takes; then one
+route edited among them, as a watch event brings it (the other documents the same
+objects) and as a re-read file brings it (every document a new, equal dict).
 
     .venv/bin/python benchmarks/translate_scale.py                 # 10,000 routes
     .venv/bin/python benchmarks/translate_scale.py --routes 1000
+    .venv/bin/python benchmarks/translate_scale.py --routes 2000 --tenants
+
+``--tenants`` puts each route in a namespace of its own, reaching its Service in
+``default`` through a ReferenceGrant there (one per route namespace).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import gc
 import resource
 import time
 
@@ -95,18 +103,79 @@ def manifests(routes: int) -> list[dict]:
     return documents
 
 
+def tenants(documents: list[dict]) -> list[dict]:
+    """``documents`` (from ``manifests``) with each route in a namespace of its own,
+    allowed to reach its Service in ``default`` by a ReferenceGrant there."""
+    documents = copy.deepcopy(documents)
+    documents[1]["spec"]["listeners"][0]["allowedRoutes"] = {"namespaces": {"from": "All"}}
+    grants = []
+    for document in documents:
+        if document["kind"] != "HTTPRoute":
+            continue
+        namespace = f"team-{document['metadata']['name']}"
+        document["metadata"]["namespace"] = namespace
+        document["spec"]["parentRefs"] = [{"name": "gw", "namespace": "default"}]
+        for rule in document["spec"]["rules"]:
+            for ref in rule["backendRefs"]:
+                ref["namespace"] = "default"
+        grants.append(
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1beta1",
+                "kind": "ReferenceGrant",
+                "metadata": {"name": namespace, "namespace": "default"},
+                "spec": {
+                    "from": [
+                        {"group": GW_API.split("/")[0], "kind": "HTTPRoute", "namespace": namespace}
+                    ],
+                    "to": [{"group": "", "kind": "Service"}],
+                },
+            }
+        )
+    return documents + grants
+
+
+def edited(documents: list[dict], routes: int, mark: str) -> list[dict]:
+    """``documents`` with ``mark`` added to the path of one route's first rule (in a
+    new dict)."""
+    index = 2 + 3 * (routes // 2) + 2  # the middle route
+    route = copy.deepcopy(documents[index])
+    route["spec"]["rules"][0]["matches"][0]["path"]["value"] += mark
+    return [*documents[:index], route, *documents[index + 1 :]]
+
+
+def timed_change(
+    assembler: ObjectAssembler, options: TranslateOptions, documents: list[dict], label: str
+) -> None:
+    """Assemble and translate ``documents`` after a first assembly, and print the costs."""
+    validations = assembler.validations
+    gc.collect()  # the earlier steps' garbage is not this step's cost
+    started = time.process_time()
+    snapshot = assembler.assemble({"scale.yaml": documents})
+    assembled = time.process_time()
+    translate(snapshot, options)
+    translated = time.process_time()
+    assert not snapshot.errors, snapshot.errors[:3]
+    print(
+        f"{label}: assembly {assembled - started:.3f} s CPU "
+        f"({assembler.validations - validations} validated); "
+        f"translation {translated - assembled:.2f} s CPU"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--routes", type=int, default=10000)
+    parser.add_argument("--tenants", action="store_true", help="a namespace per route")
     args = parser.parse_args(argv)
-    documents = manifests(args.routes)
+    configure = tenants if args.tenants else list
+    documents = configure(manifests(args.routes))
+    options = TranslateOptions(controller_name="gateway.twistgw.dev/controller")
+    assembler = ObjectAssembler(GenerationTracker(time.time))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.process_time()
-    snapshot = ObjectAssembler(GenerationTracker(time.time)).assemble({"scale.yaml": documents})
+    snapshot = assembler.assemble({"scale.yaml": documents})
     assembled = time.process_time()
-    translation = translate(
-        snapshot, TranslateOptions(controller_name="gateway.twistgw.dev/controller")
-    )
+    translation = translate(snapshot, options)
     translated = time.process_time()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     routes = sum(
@@ -122,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         f"translation {translated - assembled:.2f} s CPU; peak RSS {peak / 1024:.0f} MiB "
         f"({(peak - before) / 1024:.0f} MiB over the manifests already in memory)"
     )
+    timed_change(assembler, options, edited(documents, args.routes, "-a"), "one route edited")
+    reread = edited(configure(manifests(args.routes)), args.routes, "-b")
+    timed_change(assembler, options, reread, "one route edited, whole file re-read")
     return 0
 
 
