@@ -33,8 +33,9 @@ MAX_PENDING_BODY = 256 * 1024
 #: Methods a request may be retried with on a fresh connection (RFC 9110 §9.2.2).
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 #: The gRPC status a gateway's own answer carries, by its HTTP status (gRPC's
-#: "HTTP to gRPC status code mapping"); any other: UNKNOWN (2).
-GRPC_STATUS = {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14}
+#: "HTTP to gRPC status code mapping"; and 500, the gateway's answer for an invalid
+#: backend, UNAVAILABLE as GRPCRoute requires); any other: UNKNOWN (2).
+GRPC_STATUS = {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 500: 14, 502: 14, 503: 14, 504: 14}
 
 
 class Exchange:
