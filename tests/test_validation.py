@@ -261,15 +261,41 @@ def test_grpc_filters_are_checked(filters: list, message: str) -> None:
     assert _refused(_grpc(_rule(filters=filters))).startswith(message)
 
 
-def test_grpc_rules_have_unique_names_and_fewer_than_128_matches():
-    assert _refused(_grpc(_rule(name="a"), _rule(name="a"))) == (
+@pytest.mark.parametrize("kind", ["HTTPRoute", "GRPCRoute"])
+def test_rule_names_are_unique_within_a_route(kind: str) -> None:
+    assert _refused(_manifest(kind, {"rules": [_rule(name="a"), _rule(name="a")]})) == (
         "spec.rules[1].name: rule name 'a' is not unique within the route"
     )
-    rules = [_rule(matches=[{}] * 64), _rule(matches=[{}] * 64)]
-    assert _refused(_grpc(*rules)) == (
-        "spec.rules: must have fewer than 128 matches in all, has 128"
+    validated_body(_manifest(kind, {"rules": [_rule(name="a"), _rule(name="b"), _rule()]}))
+    validated_body(_manifest(kind, {"rules": [_rule(), _rule()]}))  # unnamed rules
+
+
+@pytest.mark.parametrize("kind", ["HTTPRoute", "GRPCRoute"])
+def test_routes_have_at_most_128_matches_in_all(kind: str) -> None:
+    """The CRDs' rule allows 128 (its message says "less than 128")."""
+    rules = [_rule(matches=[{}] * 64), _rule(matches=[{}] * 64), _rule(matches=[{}])]
+    assert _refused(_manifest(kind, {"rules": rules})) == (
+        "spec.rules: must have at most 128 matches in all, has 129"
     )
-    validated_body(_grpc(_rule(matches=[{}] * 64), _rule(matches=[{}] * 63)))
+    validated_body(_manifest(kind, {"rules": rules[:2]}))
+
+
+def test_httproute_rules_without_matches_count_one_default_match():
+    rules = [_rule(matches=[{}] * 64), _rule(matches=[{}] * 63), _rule(), _rule()]
+    assert _refused(_manifest("HTTPRoute", {"rules": rules})) == (
+        "spec.rules: must have at most 128 matches in all, has 129"
+    )
+    body = validated_body(_manifest("HTTPRoute", {"rules": rules[:3]}))
+    assert len(body["spec"]["rules"][2]["matches"]) == 1
+    # an explicit empty list counts none, as in the CRD's rule, and serves "/" anyway
+    body = validated_body(_manifest("HTTPRoute", {"rules": [*rules[:3], _rule(matches=[])]}))
+    assert len(body["spec"]["rules"][3]["matches"]) == 1
+
+
+def test_the_match_total_is_checked_after_each_rule_is():
+    """A rule that is itself invalid is named first, as for any other field."""
+    rules = [_rule(matches=[{}] * 64), _rule(matches=[{}] * 64), _rule(name="-bad-")]
+    assert _refused(_manifest("HTTPRoute", {"rules": rules})).startswith("spec.rules[2].name")
 
 
 @pytest.mark.parametrize(

@@ -47,8 +47,9 @@ GRPC_FILTER_TYPES = (
     "RequestMirror",
     "ExtensionRef",
 )
-#: The GRPCRoute CRD's bound on matches across all rules (it allows fewer than this).
-GRPC_MAX_MATCHES = 128
+#: The HTTPRoute and GRPCRoute CRDs' bound on matches across all rules: their rule
+#: (CEL) allows this many, though its message says "less than 128".
+ROUTE_MAX_MATCHES = 128
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 
 
@@ -637,16 +638,36 @@ def _gateway(body: dict) -> None:
         address.setdefault("type", "IPAddress")
 
 
+def _unique_rule_name(rule: dict, at: str, names: set[str]) -> None:
+    """A rule's name, if any: a section name not used by an earlier rule."""
+    name = _string(rule, "name", at, pattern=SECTION_NAME_RE)
+    if name is not None:
+        if name in names:
+            _fail(f"{at}.name", f"rule name {name!r} is not unique within the route")
+        names.add(name)
+
+
+def _check_match_total(total: int) -> None:
+    if total > ROUTE_MAX_MATCHES:
+        _fail("spec.rules", f"must have at most {ROUTE_MAX_MATCHES} matches in all, has {total}")
+
+
 def _http_route(body: dict) -> None:
+    """An HTTPRoute: absent rules and matches defaulted (one PathPrefix / match); rule
+    names unique; at most 128 matches in all (an explicit empty list counts none, as
+    in the CRD's rule)."""
     spec = _mapping(body.setdefault("spec", {}), "spec")
     _parent_refs(spec, "spec")
     _hostnames(spec, "spec")
     rules = _list(spec.setdefault("rules", [{}]), "spec.rules")
+    names: set[str] = set()
+    total = 0
     for i, rule in enumerate(rules):
         at = f"spec.rules[{i}]"
         rule = _item(rule, at)
-        _string(rule, "name", at, pattern=SECTION_NAME_RE)
+        _unique_rule_name(rule, at, names)
         matches = _list(rule.setdefault("matches", [{}]), f"{at}.matches")
+        total += len(matches)
         if not matches:
             rule["matches"] = [{}]
         for j, match in enumerate(rule["matches"]):
@@ -655,11 +676,12 @@ def _http_route(body: dict) -> None:
         for j, ref in enumerate(_list(rule.get("backendRefs"), f"{at}.backendRefs")):
             _backend_ref(ref, f"{at}.backendRefs[{j}]")
             _filters(ref.get("filters"), f"{at}.backendRefs[{j}].filters")
+    _check_match_total(total)
 
 
 def _grpc_route(body: dict) -> None:
     """A GRPCRoute: rules may be absent (no traffic) and a rule's matches too (any
-    gRPC request); rule names unique; fewer than 128 matches in all."""
+    gRPC request); rule names unique; at most 128 matches in all."""
     spec = _mapping(body.setdefault("spec", {}), "spec")
     _parent_refs(spec, "spec")
     _hostnames(spec, "spec")
@@ -668,11 +690,7 @@ def _grpc_route(body: dict) -> None:
     for i, rule in enumerate(_list(spec.get("rules"), "spec.rules")):
         at = f"spec.rules[{i}]"
         rule = _item(rule, at)
-        name = _string(rule, "name", at, pattern=SECTION_NAME_RE)
-        if name is not None:
-            if name in names:
-                _fail(f"{at}.name", f"rule name {name!r} is not unique within the route")
-            names.add(name)
+        _unique_rule_name(rule, at, names)
         matches = _list(rule.get("matches"), f"{at}.matches")
         total += len(matches)
         for j, match in enumerate(matches):
@@ -681,8 +699,7 @@ def _grpc_route(body: dict) -> None:
         for j, ref in enumerate(_list(rule.get("backendRefs"), f"{at}.backendRefs")):
             _backend_ref(ref, f"{at}.backendRefs[{j}]")
             _grpc_filters(ref.get("filters"), f"{at}.backendRefs[{j}].filters")
-    if total >= GRPC_MAX_MATCHES:
-        _fail("spec.rules", f"must have fewer than {GRPC_MAX_MATCHES} matches in all, has {total}")
+    _check_match_total(total)
 
 
 def _stream_route(body: dict) -> None:
