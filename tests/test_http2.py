@@ -19,7 +19,7 @@ from h2.connection import H2Connection
 from h2.events import DataReceived, ResponseReceived, StreamEnded
 
 from tests.support.certs import CA, ca_config_map, tls_secret
-from tests.support.gateway import wait_until
+from tests.support.gateway import GatewayProcess, wait_until
 from tests.support.h2backends import SERVICE, GrpcEcho, H2Echo
 from tests.support.manifests import backend, gateway_class, gateway_manifest, http_route, service
 
@@ -298,3 +298,69 @@ def test_h2_over_tls_to_a_backend_with_a_backend_tls_policy(h2):
     finally:
         h2.remove("h2-tls.yaml")
         server.close()
+
+
+def _raw_http1(address: str, data: bytes) -> bytes:
+    """What the gateway answers to ``data`` on one HTTP/1.1 connection, until it has
+    answered both requests in it or closed."""
+    with socket.create_connection((address, 8080), timeout=10) as sock:
+        sock.sendall(data)
+        received = b""
+        while received.count(b"HTTP/1.1 ") < 2:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        return received
+
+
+def test_misbehaving_h2_backends_cannot_split_responses_or_break_the_connection(h2, h2echo):
+    # a 204 "with a body" from an HTTP/2 backend: the bytes never reach the client
+    pipelined = b"GET /h2/misbehave-204 HTTP/1.1\r\nHost: a\r\n\r\n"
+    pipelined += b"GET /h2/next HTTP/1.1\r\nHost: a\r\n\r\n"
+    answer = _raw_http1(h2.address, pipelined)
+    assert answer.startswith(b"HTTP/1.1 204 ") and b"x-smuggled" not in answer
+    assert answer.count(b"HTTP/1.1 200 OK") == 1 and b'"fields"' in answer
+    # a malformed :status fails that request only; the backend connection serves on
+    assert h2.request("/h2/bad-status")[0] == 502
+    assert h2.request("/h2/after")[0] == 200
+    # a graceful GOAWAY: the stream it spares is answered, later ones go elsewhere
+    before = h2echo.connections
+    assert h2.request("/h2/goaway")[0] == 200
+    assert h2.request("/h2/after-goaway")[0] == 200
+    assert h2echo.connections > before
+
+
+def test_a_stalled_h2_upload_is_answered_408_and_its_backend_stream_cancelled(h2echo):
+    gateway = GatewayProcess(("--workers", "1", "--idle-timeout", "1")).start()
+    try:
+        gateway.write(
+            "stall.yaml",
+            [
+                gateway_class(),
+                gateway_manifest(),
+                *service("h2app", [h2echo.address], app_protocol=H2C),
+                http_route("h2app", [{"backendRefs": [backend("h2app")]}]),
+            ],
+        )
+        wait_until(lambda: gateway.request("/up")[0] == 200, what="the route")
+        resets = h2echo.resets
+        with socket.create_connection((gateway.address, 8080), timeout=10) as sock:
+            client = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+            client.initiate_connection()
+            fields = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/up")]
+            fields += [(b":authority", b"a"), (b"content-length", b"10")]
+            client.send_headers(1, fields)
+            sock.sendall(client.data_to_send())  # ... and the body never comes
+            status = None
+            while status is None:
+                data = sock.recv(65536)
+                assert data, "closed without an answer"
+                for event in client.receive_data(data):
+                    if isinstance(event, ResponseReceived):
+                        status = dict(event.headers)[b":status"]
+                sock.sendall(client.data_to_send())
+        assert status == b"408"
+        wait_until(lambda: h2echo.resets > resets, what="the backend stream to be reset")
+    finally:
+        gateway.stop()

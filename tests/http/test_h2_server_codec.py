@@ -14,7 +14,7 @@ from twistgw.dataplane.http.h2.server import CONTROL_BURST, MAX_PREMATURE_RESETS
 from twistgw.dataplane.http.messages import Response
 from twistgw.ipc.settings import DataPlaneSettings
 
-HEADERS, DATA, RST_STREAM, SETTINGS, PING, CONTINUATION = 1, 0, 3, 4, 6, 9
+HEADERS, DATA, RST_STREAM, SETTINGS, PING, GOAWAY, CONTINUATION = 1, 0, 3, 4, 6, 7, 9
 END_STREAM, END_HEADERS = 0x1, 0x4
 
 
@@ -44,6 +44,7 @@ def test_a_request_becomes_an_exchange_and_its_answer_frames() -> None:
         ("control char in value", ((b"x-a", b"a\x01b"),), b"GET", b"400"),
         ("underscore rejected", ((b"x_a", b"1"),), b"GET", b"400"),
         ("too many fields", tuple((b"x-%d" % i, b"v") for i in range(200)), b"GET", b"431"),
+        ("request line in :method", (), b"GET /admin HTTP/1.1\x0bx:", b"400"),
     ],
 )
 def test_malformed_requests_are_answered_and_counted(name, headers, method, status) -> None:
@@ -247,3 +248,56 @@ def test_a_client_reset_reaches_the_exchange_and_late_data_keeps_the_window() ->
     driver.send(driver.client.data_to_send())
     assert driver.sinks[0].gone and not driver.codec.session.streams
     assert not any(isinstance(e, StreamReset) for e in driver.events)
+
+
+@pytest.mark.parametrize(
+    "path", [b"/a HTTP/1.0", b"/a\tb", b"/a#frag", b"/\x7f", b"/\xc3\xa9", b"x"]
+)
+def test_a_path_an_http1_request_line_could_not_carry_is_refused(path) -> None:
+    driver = H2Driver()
+    driver.client.config.validate_outbound_headers = False
+    driver.request(path)
+    assert _status(driver.events) == [b"400"] and not driver.sinks
+
+
+def test_a_clients_graceful_goaway_lets_its_open_stream_finish() -> None:
+    driver = H2Driver(auto=False)
+    stream_id = driver.request(b"/slow")
+    goaway = stream_id.to_bytes(4, "big") + bytes(4)  # last stream id, NO_ERROR
+    driver.send(frame(GOAWAY, 0, 0, goaway))  # (raw: the test's client keeps reading)
+    assert not driver.closed
+    driver.sinks[0].answer(200, b"late")
+    driver.take()
+    assert _status(driver.events) == [b"200"] and driver.closed
+
+
+def test_a_fast_download_earns_its_window_updates() -> None:
+    """A client acknowledging every DATA frame sends one WINDOW_UPDATE per frame: far
+    past the control-frame burst over a large download, and no flood."""
+    driver = H2Driver(auto=False)
+    driver.request(b"/big")
+    stream = driver.sinks[0].stream
+    stream.send_response(Response(200, [], None), None)
+    for _ in range(3 * CONTROL_BURST):
+        stream.send_data(b"z" * 16384)
+        stream.flush()
+        for event in driver.take():
+            if isinstance(event, DataReceived):
+                driver.client.acknowledge_received_data(16384, event.stream_id)
+                driver.client.increment_flow_control_window(16384, event.stream_id)
+        driver.send(driver.client.data_to_send())
+    assert not driver.closed and not driver.refusals
+
+
+def test_resets_of_paused_uploads_give_the_connection_window_back() -> None:
+    driver = H2Driver(auto=False)
+    start = driver.client.outbound_flow_control_window
+    for _ in range(30):
+        stream_id = driver.request(b"/up", end=False, method=b"POST")
+        driver.codec.session.streams[stream_id].pauseProducing()  # its backend is full
+        driver.client.send_data(stream_id, b"u" * 16384)
+        driver.client.send_data(stream_id, b"u" * 16384)
+        driver.send(driver.client.data_to_send())
+        driver.client.reset_stream(stream_id)
+        driver.send(driver.client.data_to_send())
+    assert driver.client.outbound_flow_control_window > start // 2

@@ -10,6 +10,8 @@ import weakref
 from collections.abc import Iterator
 
 import pytest
+from h2.config import H2Configuration
+from h2.connection import H2Connection
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -96,3 +98,51 @@ def test_a_closed_connection_leaves_nothing_for_the_collector(no_collector, requ
     assert answered.startswith(b"HTTP/1.1 ") or requests.endswith(b"partial")
     survivors = [type(thing()).__name__ for thing in tracked if thing() is not None]
     assert survivors == []
+
+
+def _h2_requests(*paths: bytes, end: bool = True) -> bytes:
+    """A client's preface, SETTINGS and a GET per path (one stream each)."""
+    client = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+    client.initiate_connection()
+    for path in paths:
+        fields = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a")]
+        client.send_headers(client.get_next_available_stream_id(), [*fields, (b":path", path)], end)
+    return client.data_to_send()
+
+
+@pytest.mark.parametrize(
+    ("requests", "answered"),
+    [
+        (_h2_requests(b"/app"), True),
+        (_h2_requests(b"/app/1", b"/app/2"), True),
+        (_h2_requests(b"/nothing"), False),
+        (_h2_requests(b"/app", end=False), False),
+    ],
+    ids=["proxied", "two-streams", "local-404", "client-gone"],
+)
+def test_a_closed_http2_connection_leaves_nothing_for_the_collector(
+    no_collector, requests, answered
+) -> None:
+    clock = MemoryReactorClock()
+    factory = HTTPProxyFactory(_router(), UpstreamPool(clock), Metrics(), clock)
+    protocol = factory.buildProtocol(None)
+    client = Transport()
+    protocol.makeConnection(client)
+    protocol.dataReceived(requests)
+    codec = protocol.codec
+    tracked = [protocol, codec, codec.session, *codec.session.streams.values()]
+    tracked += [stream.exchange for stream in codec.session.streams.values() if stream.exchange]
+    upstream = None
+    while clock.tcpClients:
+        upstream = clock.tcpClients.pop()[2].buildProtocol(None)
+        upstream.makeConnection(Transport())
+        tracked += [upstream, upstream.codec]
+        if answered and upstream.exchange is not None:
+            upstream.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        upstream.transport.lost()
+        upstream.connectionLost(GONE)
+    client.lost()
+    protocol.connectionLost(GONE)
+    refs = [weakref.ref(thing) for thing in tracked]
+    del codec, protocol, upstream, tracked
+    assert [type(ref()).__name__ for ref in refs if ref() is not None] == []

@@ -14,7 +14,8 @@ from concurrent import futures
 import grpc
 from h2.config import H2Configuration
 from h2.connection import H2Connection
-from h2.events import DataReceived, RequestReceived, StreamEnded
+from h2.events import DataReceived, RequestReceived, StreamEnded, StreamReset
+from hyperframe.frame import GoAwayFrame
 
 SERVICE = "twistgw.test.Echo"
 
@@ -63,13 +64,16 @@ class GrpcEcho:
 class H2Echo:
     """An h2c server (or h2 over TLS, ALPN h2 only, with ``pair``: certificate and key
     PEM) answering every stream with JSON of its pseudo-header fields, headers and body
-    size, and an ``x-trailer`` trailer; counts its connections."""
+    size, and an ``x-trailer`` trailer; counts its connections and the streams the
+    gateway reset. Paths ending in ``/misbehave-204`` (a 204 with DATA), ``/bad-status``
+    (``:status`` "abc") and ``/goaway`` (a graceful GOAWAY, then the answer) misbehave."""
 
     def __init__(self, pair: tuple[bytes, bytes] | None = None) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.address = self.listener.getsockname()
         self.connections = 0
         self.streams = 0
+        self.resets = 0
         self.tls: ssl.SSLContext | None = None
         if pair is not None:
             self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -100,7 +104,10 @@ class H2Echo:
             if sock.selected_alpn_protocol() != "h2":
                 sock.close()
                 return
-        h2 = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        config = H2Configuration(
+            client_side=False, header_encoding=None, validate_outbound_headers=False
+        )
+        h2 = H2Connection(config)
         h2.initiate_connection()
         sock.sendall(h2.data_to_send())
         requests: dict[int, dict] = {}
@@ -121,10 +128,25 @@ class H2Echo:
                         h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                     elif isinstance(event, StreamEnded):
                         self._answer(h2, event.stream_id, requests.pop(event.stream_id))
+                    elif isinstance(event, StreamReset):
+                        self.resets += 1
+                        requests.pop(event.stream_id, None)
                 sock.sendall(h2.data_to_send())
 
     @staticmethod
     def _answer(h2: H2Connection, stream_id: int, request: dict) -> None:
+        path = dict(request["headers"])[b":path"]
+        if path.endswith(b"/misbehave-204"):
+            h2.send_headers(stream_id, [(b":status", b"204")])
+            h2.send_data(stream_id, b"HTTP/1.1 200 OK\r\nx-smuggled: yes\r\n\r\n", True)
+            return
+        if path.endswith(b"/bad-status"):
+            h2.send_headers(stream_id, [(b":status", b"abc")], end_stream=True)
+            return
+        if path.endswith(b"/goaway"):
+            goaway = GoAwayFrame(0)  # (hyper-h2 would send nothing after its own)
+            goaway.last_stream_id = stream_id
+            h2._data_to_send += goaway.serialize()
         fields = [(name.decode(), value.decode()) for name, value in request["headers"]]
         body = json.dumps({"fields": fields, "received": request["body"]}).encode()
         h2.send_headers(stream_id, [(b":status", b"200"), (b"content-type", b"application/json")])

@@ -392,7 +392,10 @@ class Exchange:
         self, code: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
     ) -> None:
         self.pending = []
+        upstream = self.upstream
         self._detach_upstream()
+        if upstream is not None:
+            upstream.abort()  # (its answer is no longer wanted, e.g. a 408 for the body)
         if self.method == b"HEAD":
             body = b""
         if self._is_grpc():

@@ -109,6 +109,7 @@ class ServerCodec:
         self.expecting = False
         self.responding = False  # a response head went out and its end did not yet
         self.chunked = False
+        self.bodiless = False  # the response under way has no body (HEAD, 204, 304)
         self.out: list[bytes] = []
         self.processing = False
         self.partial: list[bytes] | None = None  # an incomplete head's pieces
@@ -394,6 +395,8 @@ class ServerCodec:
         status = response.status
         length = response.length
         extra = []
+        # no body follows, whatever a backend sends (HTTP/2 backends can send DATA)
+        self.bodiless = self.head_request or status in (204, 304)
         if upgrade is not None:
             extra.append(b"connection: upgrade\r\nupgrade: %s\r\n" % upgrade)
         elif self.head_request or status in (204, 304):
@@ -416,7 +419,7 @@ class ServerCodec:
         self.out.append(serialize(status_line(status), response.headers, b"".join(extra)))
 
     def send_data(self, data: bytes) -> None:
-        if self.head_request or not data:
+        if self.bodiless or not data:
             return
         self.out.append(chunk(data) if self.chunked else data)
 

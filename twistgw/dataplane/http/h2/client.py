@@ -26,15 +26,18 @@ from h2.events import (
 from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.settings import SettingCodes
 from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twistgw.dataplane.http.deadline import Deadline
-from twistgw.dataplane.http.h2.flow import Session, StreamFlow
+from twistgw.dataplane.http.h2.flow import Session, StreamFlow, tolerate_goaway
 from twistgw.dataplane.http.messages import Headers, Response
 
 if TYPE_CHECKING:
     from twistgw.dataplane.http.exchange import Exchange
     from twistgw.dataplane.http.upstream import PoolKey, UpstreamPool
+
+log = Logger()
 
 #: Request fields that concern an HTTP/1.1 connection only (RFC 9113 §8.2.2).
 CONNECTION_SPECIFIC = frozenset(
@@ -42,6 +45,8 @@ CONNECTION_SPECIFIC = frozenset(
 )
 #: Methods whose requests carry a content-length even when it is 0.
 BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
+#: Final statuses with no body (RFC 9110 §6.4.1); DATA on them is dropped.
+BODILESS = frozenset({204, 304})
 
 
 class H2UpstreamConnection(Protocol):
@@ -72,6 +77,7 @@ class H2UpstreamConnection(Protocol):
                 SettingCodes.MAX_HEADER_LIST_SIZE: pool.settings.max_header_bytes,
             }
         )
+        tolerate_goaway(h2)
         self.session = Session(h2)
         self.idle = Deadline(pool.reactor, self._idle)
 
@@ -84,7 +90,7 @@ class H2UpstreamConnection(Protocol):
         )
 
     def has_room(self) -> bool:
-        if self.goaway:
+        if self.goaway or not self.connected:
             return False
         return len(self.session.streams) + len(self.pending) < self.max_streams
 
@@ -110,8 +116,13 @@ class H2UpstreamConnection(Protocol):
         try:
             events = session.h2.receive_data(data)
         except H2ProtocolError as error:
+            log.info(
+                "backend {endpoint} broke HTTP/2: {error}", endpoint=self.endpoint, error=error
+            )
             self.flush()
-            self._fail_all(f"backend broke HTTP/2: {error}")
+            self.connected = False  # (no stream may be opened on it from now on)
+            self.pool.h2_closed(self)
+            self._fail_all("backend broke HTTP/2")
             self.transport.loseConnection()
             return
         touched: list[UpstreamStream] = []
@@ -161,8 +172,8 @@ class H2UpstreamConnection(Protocol):
     def connectionLost(self, reason: Failure = None) -> None:  # noqa: N802
         self.connected = False
         self.idle.cancel()
+        self.pool.h2_closed(self)  # (first: retries must not come back to it)
         self._fail_all("backend connection lost")
-        self.pool.h2_closed(self)
 
     # the producer the backend's socket pauses while its send buffer is full
     def pauseProducing(self) -> None:  # noqa: N802
@@ -245,8 +256,9 @@ class UpstreamStream(StreamFlow):
     def __init__(self, connection: H2UpstreamConnection, stream_id: int) -> None:
         super().__init__(connection.session, stream_id)
         self.connection = connection
-        self.codec = self  # (the exchange calls its upstream's codec)
         self.tls = connection.tls
+        self.head_request = False
+        self.bodiless = False
         self.exchange: Exchange | None = None
         self.reused = False
         self.responded = False
@@ -257,6 +269,11 @@ class UpstreamStream(StreamFlow):
     @property
     def connected(self) -> bool:
         return self.connection.connected and not self.done
+
+    @property
+    def codec(self) -> UpstreamStream:
+        """The exchange calls its upstream's codec: the stream itself."""
+        return self
 
     # -- the request (the exchange calls these as its upstream's codec)
 
@@ -288,7 +305,13 @@ class UpstreamStream(StreamFlow):
         if length is not None and (length or method in BODY_METHODS):
             fields.append((b"content-length", b"%d" % length))
         end = length == 0
-        self.session.h2.send_headers(self.id, pseudo + fields, end_stream=end)
+        self.head_request = method == b"HEAD"
+        try:
+            self.session.h2.send_headers(self.id, pseudo + fields, end_stream=end)
+        except H2ProtocolError:
+            self.reused = True  # (never sent: safe to retry)
+            self.fail("backend connection closing")
+            return
         self.session.dirty = True
         if end:
             self.local_closed = True
@@ -314,17 +337,22 @@ class UpstreamStream(StreamFlow):
     # -- the response
 
     def response_head(self, headers: Headers) -> None:
-        status = 502
+        status = 0
         length: int | None = None
         fields = []
         for name, value in headers:
             if name[0] == 58:  # ":"
-                if name == b":status":
+                if name == b":status" and len(value) == 3 and value.isdigit():
                     status = int(value)
             elif name == b"content-length":
                 length = int(value) if value.isdigit() else None
             elif name not in CONNECTION_SPECIFIC:
                 fields.append((name, value))
+        if not 200 <= status <= 599:  # (hyper-h2 hands 1xx over as informational)
+            self._reset()
+            self.fail("backend sent a malformed :status")
+            return
+        self.bodiless = self.head_request or status in BODILESS
         self.responded = True
         self.deadline.set(self.connection.pool.settings.backend_response_timeout)
         exchange = self.exchange
@@ -334,7 +362,7 @@ class UpstreamStream(StreamFlow):
     def response_data(self, data: bytes, size: int) -> None:
         self.deadline.set(self.connection.pool.settings.backend_response_timeout)
         exchange = self.exchange
-        if exchange is not None:
+        if exchange is not None and not self.bodiless:  # (a body on 204/304/HEAD: dropped)
             exchange.response_data(data)
         self.received(size)
 
@@ -395,7 +423,5 @@ class UpstreamStream(StreamFlow):
             return
         self.done = True
         self.deadline.cancel()
-        self.waiting = []
-        self.session.blocked.discard(self)
-        self.producer = None
+        self.discard()
         self.connection.stream_closed(self)

@@ -15,10 +15,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from h2.exceptions import StreamClosedError
+from h2.connection import ConnectionInputs, ConnectionState
+from h2.exceptions import ProtocolError
 
 if TYPE_CHECKING:
     from h2.connection import H2Connection
+
+
+def tolerate_goaway(h2: H2Connection) -> None:
+    """Let the streams a peer's GOAWAY spares finish. hyper-h2 moves a connection to
+    CLOSED on receiving a GOAWAY, and then refuses every frame in or out, even those of
+    the rest of the same read, although RFC 9113 §6.8 lets the streams up to the last
+    stream id complete. This connection's state machine gets a transition table of its
+    own in which receiving GOAWAY keeps it open; the owner opens no stream after one."""
+    machine = h2.state_machine
+    transitions = dict(machine._transitions)
+    for state in (ConnectionState.CLIENT_OPEN, ConnectionState.SERVER_OPEN):
+        transitions[(state, ConnectionInputs.RECV_GOAWAY)] = (None, state)
+    machine._transitions = transitions
 
 
 class Session:
@@ -32,6 +46,7 @@ class Session:
         self.dirty = False
         self.blocked: set[StreamFlow] = set()
         self.write_paused = False
+        self.data_frames = 0  # DATA frames sent (the control-frame budget earns by them)
 
     def window_opened(self, stream_id: int) -> None:
         """A WINDOW_UPDATE (or SETTINGS) arrived: send what waited for it."""
@@ -56,7 +71,6 @@ class StreamFlow:
     def __init__(self, session: Session, stream_id: int) -> None:
         self.session = session
         self.id = stream_id
-        self.transport = self
         self.producer = None
         self.producer_paused = False
         self.paused = False  # reading paused by the exchange (its body waits)
@@ -67,6 +81,12 @@ class StreamFlow:
         self.trailers: list[tuple[bytes, bytes]] | None = None
         self.local_closed = False
 
+    @property
+    def transport(self) -> StreamFlow:
+        """What the exchange pairs producers with: the stream itself (a property, not
+        an attribute, so the stream holds no reference to itself)."""
+        return self
+
     # -- inbound
 
     def received(self, size: int) -> None:
@@ -76,9 +96,14 @@ class StreamFlow:
             self._acknowledge()
 
     def _acknowledge(self) -> None:
+        """Reopen the window for what was handed on (also when the stream ends: the
+        connection's window must not shrink by what a closed stream was sent)."""
         if self.unacked:
             size, self.unacked = self.unacked, 0
-            self.session.h2.acknowledge_received_data(size, self.id)
+            try:
+                self.session.h2.acknowledge_received_data(size, self.id)
+            except ProtocolError:
+                return  # (the connection is closing)
             self.session.dirty = True
 
     def pause_reading(self) -> None:
@@ -159,6 +184,7 @@ class StreamFlow:
                 last = self.ending and not waiting and self.trailers is None
                 h2.send_data(self.id, data, end_stream=last)
                 session.dirty = True
+                session.data_frames += 1
                 if last:
                     self._closed_locally()
                     return
@@ -174,8 +200,8 @@ class StreamFlow:
                     session.dirty = True
                     self._closed_locally()
                     return
-        except StreamClosedError:
-            self._closed_locally()  # (the peer reset it meanwhile)
+        except ProtocolError:
+            self._closed_locally()  # (the peer reset it, or the connection is closing)
             return
         self.update_producer()
 
@@ -184,6 +210,14 @@ class StreamFlow:
         self.waiting = []
         self.session.blocked.discard(self)
         self.sent_all()
+
+    def discard(self) -> None:
+        """The stream is over: drop what waits to go out, give back the window of
+        what came in unacknowledged, and let go of the producer."""
+        self.waiting = []
+        self.session.blocked.discard(self)
+        self.producer = None
+        self._acknowledge()
 
     def sent_all(self) -> None:
         """Called once this end of the stream is closed."""

@@ -12,6 +12,7 @@ and a per-stream body timeout. hyper-h2 itself bounds CONTINUATION frames and HP
 
 from __future__ import annotations
 
+import re
 import weakref
 from contextlib import suppress
 from typing import TYPE_CHECKING, Protocol
@@ -40,7 +41,7 @@ from twisted.logger import Logger
 
 from twistgw.dataplane.http.deadline import Deadline
 from twistgw.dataplane.http.h1.heads import VALID_NAME, VALID_VALUE
-from twistgw.dataplane.http.h2.flow import Session, StreamFlow
+from twistgw.dataplane.http.h2.flow import Session, StreamFlow, tolerate_goaway
 from twistgw.dataplane.http.messages import HOST, Headers, Request, Response
 
 if TYPE_CHECKING:
@@ -56,6 +57,9 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 CONNECTION_SPECIFIC = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
+#: A request's ``:path``: origin-form (visible ASCII, no fragment) or ``*``, as an
+#: HTTP/1.1 request line could carry it.
+TARGET = re.compile(rb"/[\x21\x22\x24-\x7e]*|\*")
 #: Control frames a connection may send at once, and how many more it earns per second
 #: (and per DATA frame the gateway sends, for the WINDOW_UPDATEs that answer them).
 CONTROL_BURST = 1000
@@ -100,6 +104,7 @@ class H2ServerCodec:
                 SettingCodes.ENABLE_PUSH: 0,
             }
         )
+        tolerate_goaway(h2)
         h2.initiate_connection()
         extra = settings.h2_connection_window - 65535
         if extra > 0:
@@ -111,6 +116,7 @@ class H2ServerCodec:
         self.served = False  # a stream was answered: no longer a fresh connection
         self.tokens = float(CONTROL_BURST)
         self.tokens_at = clock.seconds()
+        self.frames_credited = 0
         self.empty_data = 0
         self.streams_opened = 0
         self.premature_resets = 0
@@ -241,8 +247,11 @@ class H2ServerCodec:
     def _spend(self, frames: int) -> bool:
         """Take ``frames`` from the control-frame budget; past it, GOAWAY."""
         now = self.clock.seconds()
-        tokens = min(CONTROL_BURST, self.tokens + (now - self.tokens_at) * CONTROL_PER_SECOND)
-        self.tokens_at = now
+        sent = self.session.data_frames  # each DATA frame sent may draw a WINDOW_UPDATE
+        earned = (now - self.tokens_at) * CONTROL_PER_SECOND
+        earned += (sent - self.frames_credited) * CONTROL_PER_DATA_FRAME
+        tokens = min(CONTROL_BURST, self.tokens + earned)
+        self.tokens_at, self.frames_credited = now, sent
         self.tokens = tokens - frames
         if self.tokens >= 0:
             return True
@@ -250,9 +259,6 @@ class H2ServerCodec:
         self.io.refused_h2("control-frames")
         self._end_connection(ErrorCodes.ENHANCE_YOUR_CALM)
         return False
-
-    def sent_data_frame(self) -> None:
-        self.tokens = min(CONTROL_BURST, self.tokens + CONTROL_PER_DATA_FRAME)
 
     # -- streams
 
@@ -317,6 +323,8 @@ class H2ServerCodec:
         streams = self.session.streams
         if streams.pop(stream.id, None) is None:
             return
+        stream.exchange = None  # (it holds the stream: no cycle is left behind)
+        stream.discard()
         self.served = True
         if not streams:
             if self.draining:
@@ -388,15 +396,7 @@ class ServerStream(StreamFlow):
 
     def gone(self) -> None:
         """The client reset the stream, or the connection ended."""
-        self.local_closed = self.remote_closed = True
-        self.waiting = []
-        self.session.blocked.discard(self)
-        if self.body_deadline is not None:
-            self.body_deadline.cancel()
-        exchange, self.exchange = self.exchange, None
-        if exchange is not None:
-            exchange.client_gone()  # (counted as 499 if unanswered; drops the backend)
-        self.codec.stream_done(self)
+        self._teardown(None)
 
     # -- the exchange's conn
 
@@ -414,17 +414,24 @@ class ServerStream(StreamFlow):
         self.reset(ErrorCodes.CANCEL)
 
     def reset(self, code: ErrorCodes) -> None:
-        if not self.local_closed or not self.remote_closed:
+        """End the stream with RST_STREAM ``code``."""
+        self._teardown(code)
+
+    def _teardown(self, code: ErrorCodes | None) -> None:
+        """The stream ends here (with RST_STREAM ``code`` unless None): its exchange
+        hears of it (and drops its backend if still busy), its window is given back."""
+        if code is not None and not (self.local_closed and self.remote_closed):
             with suppress(H2ProtocolError):  # (closed already)
                 self.session.h2.reset_stream(self.id, code)
             self.session.dirty = True
-        self.exchange = None
-        self.head = None
         self.local_closed = self.remote_closed = True
-        self.waiting = []
-        self.session.blocked.discard(self)
+        self.head = None
         if self.body_deadline is not None:
             self.body_deadline.cancel()
+        self.discard()
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.client_gone()  # (counted as 499 if unanswered; drops the backend)
         self.codec.stream_done(self)
 
     # -- the exchange's down codec
@@ -443,7 +450,11 @@ class ServerStream(StreamFlow):
         with END_STREAM (gRPC's trailers-only answers must)."""
         head, self.head = self.head, None
         if head is not None:
-            self.session.h2.send_headers(self.id, head, end_stream=end)
+            try:
+                self.session.h2.send_headers(self.id, head, end_stream=end)
+            except H2ProtocolError:
+                self.gone()  # (the client reset it, or the connection is ending)
+                return
             self.session.dirty = True
             if end:
                 self._closed_locally()
@@ -484,7 +495,11 @@ class ServerStream(StreamFlow):
             headers.append((b"content-type", b"text/plain"))
         headers.append((b"content-length", b"%d" % len(body)))
         empty = not body or self.head_request
-        self.session.h2.send_headers(self.id, headers, end_stream=empty)
+        try:
+            self.session.h2.send_headers(self.id, headers, end_stream=empty)
+        except H2ProtocolError:
+            self.gone()
+            return
         self.session.dirty = True
         if empty:
             self._closed_locally()
@@ -556,6 +571,8 @@ def _request(event: RequestReceived, settings: DataPlaneSettings) -> tuple[Reque
     ended = event.stream_ended is not None
     if ended:
         length = 0
-    if path[:1] != b"/" and path != b"*":
+    if VALID_NAME.fullmatch(method) is None:
+        return None, "malformed :method"
+    if TARGET.fullmatch(path) is None:
         return None, "malformed :path"
     return Request(method, authority, path, headers, not ended, length, protocol="HTTP/2"), ""
