@@ -4,11 +4,14 @@ interleaved rounds (A, B, A, B, ...) so that a busy machine affects all alike.
     .venv/bin/python benchmarks/run.py                      # every scenario
     .venv/bin/python benchmarks/run.py --scenarios scaling  # 1 vs 2 workers
     .venv/bin/python benchmarks/run.py --rounds 5 --duration 10
+    .venv/bin/python benchmarks/run.py --scenarios h2c,h2c-few,h2,h2-few,grpc
 
 Origin: nginx with a fixed response when installed, else benchmarks/origin.py. Load:
-wrk when installed, else benchmarks/loadgen.py (much slower; the report says which).
+wrk when installed, else benchmarks/loadgen.py (much slower; the report says which);
+the HTTP/2 scenarios need h2load (nghttp2-client) and nginx, and are skipped without.
 Reference proxy: nginx with 2 workers and upstream keep-alive, when installed (for the
-TLS scenarios terminating TLS with the same ECDSA P-256 certificate as twistgw).
+TLS scenarios terminating TLS with the same ECDSA P-256 certificate as twistgw; for
+the HTTP/2 ones with HTTP/2 on its listener, the upstream still HTTP/1.1).
 Loopback only; it starts and stops its own processes and nothing else.
 """
 
@@ -195,11 +198,28 @@ def start_origin(workdir: str) -> Service:
     return Service(name, port, process)
 
 
-NGINX_LISTEN = "    listen 127.0.0.1:{port} backlog=4096;"
-NGINX_TLS_LISTEN = """    listen 127.0.0.1:{port} ssl backlog=4096;
+NGINX_LISTEN = "    listen 127.0.0.1:{port}{http2} backlog=4096;"
+NGINX_TLS_LISTEN = """    listen 127.0.0.1:{port} ssl{http2} backlog=4096;
     ssl_certificate {dir}/tls.crt;
     ssl_certificate_key {dir}/tls.key;
     ssl_protocols TLSv1.2 TLSv1.3;"""
+#: nginx in front of the gRPC backend: HTTP/2 (h2c) on both sides.
+NGINX_GRPC = """
+worker_processes 2;
+daemon off;
+pid {dir}/{name}.pid;
+error_log {dir}/{name}-error.log;
+events {{ worker_connections 16384; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  upstream backend {{ server 127.0.0.1:{origin}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:{port} http2 backlog=4096;
+    location / {{ grpc_pass grpc://backend; }}
+  }}
+}}
+"""
 
 
 def certificate_files(workdir: str) -> tuple[bytes, bytes]:
@@ -234,23 +254,33 @@ def certificate_files(workdir: str) -> tuple[bytes, bytes]:
     return cert_pem, key_pem
 
 
-def start_nginx_proxy(workdir: str, origin: Service, tls: bool = False) -> Service | None:
+def start_nginx_proxy(
+    workdir: str, origin: Service, tls: bool = False, http2: bool = False, grpc: bool = False
+) -> Service | None:
+    """nginx in front of ``origin``: HTTP/1.1 (``http2``: HTTP/2, h2c with prior
+    knowledge or h2 by ALPN with ``tls``) towards clients, HTTP/1.1 towards the origin;
+    ``grpc``: h2c on both sides (grpc_pass)."""
     nginx = find_nginx()
     if not nginx:
         return None
     port = free_port()
-    name = "proxy-tls" if tls else "proxy"
+    name = "proxy" + "-tls" * tls + "-h2" * http2 + "-grpc" * grpc
     if tls:
         certificate_files(workdir)
-    listen = (NGINX_TLS_LISTEN if tls else NGINX_LISTEN).format(dir=workdir, port=port)
+    if grpc:
+        text = NGINX_GRPC.format(dir=workdir, name=name, port=port, origin=origin.port)
+    else:
+        listen = (NGINX_TLS_LISTEN if tls else NGINX_LISTEN).format(
+            dir=workdir, port=port, http2=" http2" if http2 else ""
+        )
+        text = NGINX_PROXY.format(dir=workdir, name=name, listen=listen, origin=origin.port)
     conf = os.path.join(workdir, f"{name}.conf")
     with open(conf, "w") as handle:
-        handle.write(NGINX_PROXY.format(dir=workdir, name=name, listen=listen, origin=origin.port))
+        handle.write(text)
     process = _spawn([nginx, "-c", conf, "-p", workdir], os.path.join(workdir, f"{name}.log"))
     wait_port(port)
-    return Service(
-        f"nginx (2 workers{', TLS' if tls else ''})", port, process, "https" if tls else "http"
-    )
+    what = ", TLS" * tls + ", HTTP/2" * http2 + ", grpc_pass" * grpc
+    return Service(f"nginx (2 workers{what})", port, process, "https" if tls else "http")
 
 
 def start_reverse_proxy_resource(workdir: str, origin: Service) -> Service:
@@ -288,6 +318,18 @@ spec:
 """
 
 
+def _grpc_route() -> str:
+    """A GRPCRoute sending every call to the origin (reached over h2c)."""
+    return """
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: grpc, namespace: default}
+spec:
+  parentRefs: [{name: bench}]
+  rules: [{backendRefs: [{name: origin, port: 80}]}]
+"""
+
+
 def _http_routes(routes: int) -> list[str]:
     """``routes`` HTTPRoutes, each on its own path prefix; the last one, ``/``, is the
     one the load hits unless it asks for another."""
@@ -316,9 +358,9 @@ spec:
 
 
 def twistgw_config(directory: str, port: int, origin: Service, routes: int, mode: str) -> None:
-    """A Gateway on 127.0.0.1:port whose one listener is of ``mode`` (http, tls, tcp
-    or udp) in front of the origin: ``routes`` HTTPRoutes for http and tls, one
-    TCPRoute or UDPRoute otherwise."""
+    """A Gateway on 127.0.0.1:port whose one listener is of ``mode`` (http, tls, tcp,
+    udp or grpc) in front of the origin: ``routes`` HTTPRoutes for http and tls, one
+    TCPRoute or UDPRoute, or for grpc an HTTP listener with one GRPCRoute."""
     os.makedirs(directory, exist_ok=True)
     secret = ""
     if mode == "tls":
@@ -346,7 +388,7 @@ metadata: {{name: bench, namespace: default}}
 spec:
   gatewayClassName: bench
   addresses: [{{value: 127.0.0.1}}]
-  listeners: [{LISTENERS[mode].format(port=port)}]{secret}
+  listeners: [{LISTENERS["http" if mode == "grpc" else mode].format(port=port)}]{secret}
 ---
 apiVersion: v1
 kind: Service
@@ -365,6 +407,8 @@ endpoints: [{{addresses: [127.0.0.1]}}]
         documents.append(_stream_route("TCPRoute"))
     elif mode == "udp":
         documents.append(_stream_route("UDPRoute"))
+    elif mode == "grpc":
+        documents.append(_grpc_route())
     else:
         documents += _http_routes(routes)
     with open(os.path.join(directory, "bench.yaml"), "w") as handle:
@@ -381,7 +425,11 @@ def start_twistgw(
 ) -> Service:
     port, admin = free_port(), free_port()
     plural = "s" if workers > 1 else ""
-    what = {"http": f"{routes} routes", "tls": f"{routes} routes, TLS"}.get(mode, mode.upper())
+    what = {
+        "http": f"{routes} routes",
+        "tls": f"{routes} routes, TLS",
+        "grpc": "a GRPCRoute",
+    }.get(mode, mode.upper())
     name = f"twistgw ({workers} worker{plural}, {what}{', access log' if access_log else ''})"
     config = os.path.join(workdir, f"twistgw-{workers}-{routes}-{mode}{'-log' * access_log}")
     twistgw_config(config, port, origin, routes, mode)
@@ -423,6 +471,7 @@ class Round:
     p99_ms: float
     cpu_us_per_request: float
     mib_per_second: float = 0.0
+    requests: int = 0
 
 
 def _ms(text: str) -> float:
@@ -481,6 +530,64 @@ def drive(target: Service, path: str, connections: int, duration: float, close: 
     return Round(rps, p50, p99, cpu / requests * 1e6, mib)
 
 
+def drive_h2(
+    target: Service,
+    path: str,
+    connections: int,
+    streams: int,
+    duration: float,
+    body: str | None = None,
+    headers: tuple[str, ...] = (),
+) -> Round:
+    """A round of h2load (one thread): ``connections`` HTTP/2 connections (h2c with
+    prior knowledge, or h2 by ALPN over TLS) with ``streams`` requests in flight on
+    each; POSTs of the file ``body`` if given. Latency percentiles come from h2load's
+    per-request log (h2load itself reports only the mean and spread)."""
+    url = f"{target.scheme}://127.0.0.1:{target.port}{path}"
+    seconds = max(1, round(duration))
+    with tempfile.NamedTemporaryFile(prefix="h2load-", suffix=".log") as log:
+        command = [
+            shutil.which("h2load") or "h2load",
+            f"-c{connections}",
+            f"-m{streams}",
+            f"-D{seconds}",
+            "--log-file",
+            log.name,
+        ]
+        if body is not None:
+            command += ["-d", body]
+        for header in headers:
+            command += ["-H", header]
+        command.append(url)
+        pids = target.pids()
+        cpu_before = cpu_seconds(pids)
+        output = subprocess.run(
+            command, capture_output=True, text=True, timeout=seconds + 60
+        ).stdout
+        cpu = cpu_seconds(pids) - cpu_before
+        finished = re.search(r"finished in [\d.]+s, ([\d.]+) req/s", output)
+        counts = re.search(
+            r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+            r"(\d+) errored, (\d+) timeout",
+            output,
+        )
+        codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", output)
+        if finished is None or counts is None or codes is None:
+            raise RuntimeError(f"unexpected h2load output for {target.name}:\n{output}")
+        done, succeeded, failed, errored, timeouts = map(int, counts.groups())
+        others = sum(map(int, codes.groups()[1:]))  # (2xx may count one still in flight)
+        if not done or failed or errored or timeouts or others:
+            raise RuntimeError(f"{target.name} answered with errors:\n{output}")
+        times = sorted(int(line.split()[2]) for line in log.read().splitlines() if line.strip())
+    return Round(
+        float(finished.group(1)),
+        times[len(times) // 2] / 1000,
+        times[min(len(times) - 1, len(times) * 99 // 100)] / 1000,
+        cpu / done * 1e6,
+        requests=done,
+    )
+
+
 def idle_memory(target: Service, connections: int) -> tuple[list[float], float, float]:
     """(RSS of each process, their total, and the total's growth, in MB) when
     ``connections`` keep-alive connections each made one request and went idle. The
@@ -523,6 +630,7 @@ class Scenario:
     connections: int = 64
     close: bool = False
     targets: tuple[str, ...] = ("twistgw:2", "nginx")
+    streams: int = 0  # HTTP/2 (h2load): requests in flight on each connection
 
 
 SCENARIOS = {
@@ -574,6 +682,43 @@ SCENARIOS = {
         "UDP datagrams/s: 32 client sockets with 8 datagrams of 64 bytes in flight each, "
         "through a UDP listener against the echo backend straight",
         targets=("twistgw:2:udp", "direct:udp"),
+    ),
+    "h2c": Scenario(
+        "h2c",
+        "HTTP/2 with prior knowledge (h2c), small responses, 16 connections × 32 streams",
+        connections=16,
+        streams=32,
+        targets=("twistgw:2", "nginx:h2c"),
+    ),
+    "h2c-few": Scenario(
+        "h2c-few",
+        "HTTP/2 with prior knowledge (h2c), small responses, 2 connections × 100 streams",
+        connections=2,
+        streams=100,
+        targets=("twistgw:2", "nginx:h2c"),
+    ),
+    "h2": Scenario(
+        "h2",
+        "HTTP/2 over TLS (ALPN h2), small responses, 16 connections × 32 streams",
+        connections=16,
+        streams=32,
+        targets=("twistgw:2:10:tls", "nginx:h2"),
+    ),
+    "h2-few": Scenario(
+        "h2-few",
+        "HTTP/2 over TLS (ALPN h2), small responses, 2 connections × 100 streams",
+        connections=2,
+        streams=100,
+        targets=("twistgw:2:10:tls", "nginx:h2"),
+    ),
+    "grpc": Scenario(
+        "grpc",
+        "gRPC unary calls (13-byte messages, h2load over h2c), 16 connections × 32 streams: "
+        "through a GRPCRoute, through nginx's grpc_pass, and straight to the grpcio backend",
+        path="/bench.Echo/Unary",
+        connections=16,
+        streams=32,
+        targets=("twistgw:2:grpc", "nginx:grpc", "direct:grpc"),
     ),
     "idle": Scenario(
         "idle",
@@ -651,6 +796,62 @@ def udp_report(
     return "\n".join(lines)
 
 
+def grpc_report(
+    scenario: Scenario, workdir: str, started: list[Service], rounds: int, duration: float
+) -> str:
+    """Unary calls/s through twistgw (a GRPCRoute), through nginx (grpc_pass) and
+    straight to benchmarks/grpc_backend.py, driven by h2load. h2load sees only HTTP
+    statuses (a gRPC error is a 200 too), so each round is checked against the calls
+    the backend counted."""
+    import grpc
+    from grpc_backend import MESSAGE, SERVICE, count, frame
+
+    port = free_port()
+    backend = Service(
+        "grpcio backend straight (aio server, 1 process)",
+        port,
+        _spawn(
+            [sys.executable, os.path.join(HERE, "grpc_backend.py"), str(port)],
+            os.path.join(workdir, "grpc-backend.log"),
+        ),
+    )
+    started.append(backend)
+    wait_port(port)
+    targets = [start_twistgw(workdir, backend, 2, mode="grpc")]
+    started.append(targets[0])
+    proxy = start_nginx_proxy(workdir, backend, grpc=True)
+    if proxy is not None:
+        started.append(proxy)
+        targets.append(proxy)
+    targets.append(backend)
+    body = os.path.join(workdir, "grpc-request.bin")
+    with open(body, "wb") as handle:
+        handle.write(frame(MESSAGE))
+    method = f"/{SERVICE}/Unary"
+    for target in targets:  # a real gRPC client first: the route works, trailers and all
+        with grpc.insecure_channel(f"127.0.0.1:{target.port}") as channel:
+            answer = channel.unary_unary(method)(MESSAGE, timeout=10)
+        if answer != MESSAGE:
+            raise RuntimeError(f"{target.name} answered {answer!r} to a gRPC call")
+    headers = ("content-type: application/grpc", "te: trailers")
+    load = (scenario.connections, scenario.streams)
+    results: dict[str, list[Round]] = {target.name: [] for target in targets}
+    for target in targets:  # warm up
+        drive_h2(target, method, *load, 1.0, body, headers)
+    for _ in range(rounds):
+        for target in targets:
+            before = count(port)
+            result = drive_h2(target, method, *load, duration, body, headers)
+            served = count(port) - before
+            if served < result.requests:
+                raise RuntimeError(
+                    f"{target.name}: h2load saw {result.requests} answers, "
+                    f"the backend served {served} calls"
+                )
+            results[target.name].append(result)
+    return report(scenario, results, backend.name)
+
+
 def report(scenario: Scenario, results: dict[str, list[Round]], reference: str | None) -> str:
     lines = [
         f"### {scenario.name}: {scenario.description}",
@@ -712,6 +913,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(udp_report(scenario, workdir, started, args.rounds, args.duration))
                 print()
                 continue
+            if scenario.streams and not (shutil.which("h2load") and find_nginx()):
+                print(f"### {name}: skipped (needs h2load from nghttp2-client, and nginx)\n")
+                continue
+            if name == "grpc":
+                print(grpc_report(scenario, workdir, started, args.rounds, args.duration))
+                print()
+                continue
             for target in scenario.targets:
                 if target in services:
                     continue
@@ -723,7 +931,12 @@ def main(argv: list[str] | None = None) -> int:
                 if target == "rpr":
                     services[target] = start_reverse_proxy_resource(workdir, origin)
                 elif target.startswith("nginx"):
-                    proxy = start_nginx_proxy(workdir, origin, tls=target.endswith(":tls"))
+                    proxy = start_nginx_proxy(
+                        workdir,
+                        origin,
+                        tls=target in ("nginx:tls", "nginx:h2"),
+                        http2=target in ("nginx:h2c", "nginx:h2"),
+                    )
                     if proxy is None:
                         continue
                     services[target] = proxy
@@ -754,19 +967,19 @@ def main(argv: list[str] | None = None) -> int:
                 print()
                 continue
             results: dict[str, list[Round]] = {services[t].name: [] for t in present}
+
+            def load(target: Service, duration: float, scenario: Scenario = scenario) -> Round:
+                if scenario.streams:
+                    return drive_h2(
+                        target, scenario.path, scenario.connections, scenario.streams, duration
+                    )
+                return drive(target, scenario.path, scenario.connections, duration, scenario.close)
+
             for t in present:  # warm up: connections, pools, caches
-                drive(services[t], scenario.path, scenario.connections, 1.0, scenario.close)
+                load(services[t], 1.0)
             for _ in range(args.rounds):
                 for t in present:
-                    results[services[t].name].append(
-                        drive(
-                            services[t],
-                            scenario.path,
-                            scenario.connections,
-                            args.duration,
-                            scenario.close,
-                        )
-                    )
+                    results[services[t].name].append(load(services[t], args.duration))
             nginx = next((t for t in present if t.startswith("nginx") or t == "direct"), None)
             reference = services[nginx or present[0]].name
             print(report(scenario, results, reference))
