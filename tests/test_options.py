@@ -11,8 +11,15 @@ import pytest
 from twisted.python import usage
 
 from twistgw.ipc.settings import DataPlaneSettings
-from twistgw.options import POSITIVE, GatewayOptions, config_limits, data_plane_settings
+from twistgw.options import (
+    POSITIVE,
+    GatewayOptions,
+    config_limits,
+    data_plane_settings,
+    translate_options,
+)
 from twistgw.sources.limits import ConfigLimits
+from twistgw.translate import TranslateOptions
 
 
 def _parse(config_dir: pathlib.Path, *args: str) -> GatewayOptions:
@@ -86,6 +93,39 @@ def test_config_limits_are_in_the_help_with_their_defaults():
         ("--config-max-objects=", "50000"),
     ]:
         assert re.search(rf"{option} [^\[]*\[default: {default}\]", text), option
+
+
+def test_expansion_bounds_default_and_reach_the_translator(tmp_path):
+    assert translate_options(_parse(tmp_path)) == TranslateOptions(
+        max_route_entries=4096, max_table_entries=200_000
+    )
+    options = translate_options(
+        _parse(
+            tmp_path,
+            "--route-max-entries=10",
+            "--routing-table-max-entries=100",
+            "--controller-name=example.com/gw",
+            "--address-pool=10.0.0.0/30",
+        )
+    )
+    assert (options.max_route_entries, options.max_table_entries) == (10, 100)
+    assert options.controller_name == "example.com/gw"
+    assert options.address_pool == ("10.0.0.1", "10.0.0.2")
+
+
+def test_expansion_bounds_are_in_the_help_with_their_defaults():
+    text = " ".join(str(GatewayOptions()).split())
+    for option, default in [
+        ("--route-max-entries=", "4096"),
+        ("--routing-table-max-entries=", "200000"),
+    ]:
+        assert re.search(rf"{option} [^\[]*\[default: {default}\]", text), option
+
+
+def test_the_table_holds_at_least_one_largest_route(tmp_path):
+    with pytest.raises(usage.UsageError, match="--routing-table-max-entries must be at least"):
+        _parse(tmp_path, "--route-max-entries=2000", "--routing-table-max-entries=1999")
+    _parse(tmp_path, "--route-max-entries=2000", "--routing-table-max-entries=2000")
 
 
 def test_the_directory_holds_at_least_one_largest_file(tmp_path):

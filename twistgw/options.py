@@ -11,6 +11,8 @@ from twisted.python import usage
 
 from twistgw.ipc.settings import UNDERSCORE_ACTIONS, DataPlaneSettings
 from twistgw.sources.limits import ConfigLimits
+from twistgw.translate.budget import DEFAULT_MAX_ROUTE_ENTRIES, DEFAULT_MAX_TABLE_ENTRIES
+from twistgw.translate.model import TranslateOptions
 
 DEFAULT_CONTROLLER = "gateway.twistgw.dev/controller"
 DEFAULT_ADMIN = "tcp:9901:interface=127.0.0.1"
@@ -37,6 +39,8 @@ POSITIVE = (
     "config-max-files",
     "config-max-total-bytes",
     "config-max-objects",
+    "route-max-entries",
+    "routing-table-max-entries",
 )
 
 #: The defaults of the config directory's limits.
@@ -137,6 +141,24 @@ class GatewayOptions(usage.Options):
             "Objects (documents; each item of a kind: List counts) all manifest files may "
             "hold together; with more, the whole directory is refused (as with "
             "--config-max-files).",
+            int,
+        ],
+        [
+            "route-max-entries",
+            None,
+            DEFAULT_MAX_ROUTE_ENTRIES,
+            "Routing entries one route may expand into, all its parents together (listeners "
+            "x hostnames x matches); a parent that would take it past this is not attached "
+            "(Accepted False, UnsupportedValue).",
+            int,
+        ],
+        [
+            "routing-table-max-entries",
+            None,
+            DEFAULT_MAX_TABLE_ENTRIES,
+            "Routing entries all routes together may expand into; the parents of the newest "
+            "routes that would take the table past this are not attached (as with "
+            "--route-max-entries), older routes keep theirs.",
             int,
         ],
         [
@@ -432,6 +454,10 @@ class GatewayOptions(usage.Options):
             raise usage.UsageError(
                 "--config-max-total-bytes must be at least --config-max-file-bytes"
             )
+        if self["routing-table-max-entries"] < self["route-max-entries"]:
+            raise usage.UsageError(
+                "--routing-table-max-entries must be at least --route-max-entries"
+            )
         if self["headers-with-underscores"] not in UNDERSCORE_ACTIONS:
             raise usage.UsageError(
                 f"--headers-with-underscores must be one of {', '.join(UNDERSCORE_ACTIONS)}"
@@ -481,4 +507,15 @@ def config_limits(options: Mapping[str, Any]) -> ConfigLimits:
         max_files=options["config-max-files"],
         max_total_bytes=options["config-max-total-bytes"],
         max_objects=options["config-max-objects"],
+    )
+
+
+def translate_options(options: Mapping[str, Any]) -> TranslateOptions:
+    """The translator's settings from parsed ``GatewayOptions``."""
+    return TranslateOptions(
+        controller_name=options["controller-name"],
+        address_pool=tuple(options["address-pool"]),
+        publish_service=options["publish-service"] or None,
+        max_route_entries=options["route-max-entries"],
+        max_table_entries=options["routing-table-max-entries"],
     )

@@ -12,12 +12,11 @@ from twisted.logger import Logger
 from twistgw.admin.server import admin_site
 from twistgw.cluster.mode import ClusterMode
 from twistgw.metrics import Metrics
-from twistgw.options import config_limits, data_plane_settings
+from twistgw.options import config_limits, data_plane_settings, translate_options
 from twistgw.sources.directory import DirectorySource
 from twistgw.sources.limits import ACROSS_FILES, PER_FILE
 from twistgw.supervisor.controlplane import ControlPlane
 from twistgw.supervisor.workers import WorkerPool
-from twistgw.translate import TranslateOptions
 
 log = Logger()
 
@@ -42,11 +41,7 @@ class GatewayService(MultiService):
         )
         self.workers.setServiceParent(self)
         self.control = ControlPlane(
-            TranslateOptions(
-                controller_name=options["controller-name"],
-                address_pool=tuple(options["address-pool"]),
-                publish_service=options["publish-service"] or None,
-            ),
+            translate_options(options),
             self.workers,
             self.metrics,
             reactor,

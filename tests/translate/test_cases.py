@@ -7,6 +7,7 @@ A case file has:
 - ``options``: optional ``controllerName``, ``addressPool`` (a CIDR), and the data
   plane's feedback: ``bindFailures`` (``"ADDRESS:PORT": why``, ``ADDRESS:PORT/udp`` for
   UDP) and ``unusableAddresses``; ``publishService`` (``NAMESPACE/NAME``, cluster mode);
+  ``maxRouteEntries`` and ``maxTableEntries`` (the expansion bounds);
 - ``errors``: the messages of the objects rejected as invalid (none when absent);
 - ``statuses``: expected statuses, each ``{kind, name, namespace?}`` plus
   ``conditions`` (``Type: Status/Reason``), ``messages`` (``Type: message``, exact),
@@ -35,6 +36,8 @@ from twistgw.sources.generations import GenerationTracker
 from twistgw.translate import TranslateOptions, translate
 
 CASES = sorted((pathlib.Path(__file__).parent / "cases").glob("*.yaml"))
+#: Case options that set a TranslateOptions field as they are.
+BOUND_OPTIONS = {"maxRouteEntries": "max_route_entries", "maxTableEntries": "max_table_entries"}
 
 
 def _conditions(conditions: list[dict]) -> dict[str, str]:
@@ -172,6 +175,7 @@ def test_case(path: pathlib.Path) -> None:
             publish_service=tuple(options["publishService"].split("/"))
             if "publishService" in options
             else None,
+            **{field: options[key] for key, field in BOUND_OPTIONS.items() if key in options},
         ),
     )
     statuses = {(s.key.kind, s.key.namespace, s.key.name): s.status for s in translation.statuses}

@@ -10,6 +10,7 @@ from twistgw.routing import ir
 from twistgw.snapshot import Snapshot
 from twistgw.translate.attachment import Attachment, RouteAnalysis, attach_routes
 from twistgw.translate.backendtls import BackendTLSPolicies
+from twistgw.translate.budget import EntryBudget
 from twistgw.translate.crossserving import HostnameClaims
 from twistgw.translate.gateways import accepted_classes, build_gateways
 from twistgw.translate.grpcroutes import analyse_grpc_route, grpc_precedence
@@ -19,17 +20,22 @@ from twistgw.translate.tlsroutes import analyse_stream_route
 
 __all__ = ["TranslateOptions", "Translation", "translate"]
 
-#: How each HTTP route kind's rules are compiled and ordered.
-ROUTE_ANALYSERS = {"HTTPRoute": analyse_route, "GRPCRoute": analyse_grpc_route}
+#: How each route kind's rules are compiled (in the order kinds are offered).
+ROUTE_ANALYSERS = {
+    "HTTPRoute": analyse_route,
+    "GRPCRoute": analyse_grpc_route,
+    "TLSRoute": analyse_stream_route,
+    "TCPRoute": analyse_stream_route,
+    "UDPRoute": analyse_stream_route,
+}
+#: How each HTTP route kind's rules are ordered.
 PRECEDENCE = {"HTTPRoute": http_precedence, "GRPCRoute": grpc_precedence}
 #: HTTP route kinds in the order their rules sort if they ever shared a hostname
 #: (cross serving keeps them apart: see crossserving.py).
 KIND_RANK = {"HTTPRoute": 0, "GRPCRoute": 1}
 
 
-def _analyse_http_kinds(
-    snapshot: Snapshot, route: Resource, policies: BackendTLSPolicies
-) -> RouteAnalysis:
+def _analyse(snapshot: Snapshot, route: Resource, policies: BackendTLSPolicies) -> RouteAnalysis:
     return ROUTE_ANALYSERS[route.kind](snapshot, route, policies)
 
 
@@ -100,8 +106,6 @@ LISTENER_BUILDERS = {
     "TCP": _stream_listener_ir,
     "UDP": _stream_listener_ir,
 }
-#: Route kinds carried over streams, compiled alike.
-STREAM_ROUTE_KINDS = ("TLSRoute", "TCPRoute", "UDPRoute")
 
 
 def _service_users(attachments: list[Attachment]) -> dict[tuple[str, str], set[ObjectKey]]:
@@ -123,24 +127,16 @@ def translate(snapshot: Snapshot, options: TranslateOptions) -> Translation:
     gateways = build_gateways(snapshot, options, classes)
     policies = BackendTLSPolicies(snapshot)
     by_name = {(g.key.namespace, g.key.name): g for g in gateways}
+    # every kind in one pass, oldest first: the oldest routes keep their entries
     attachments, route_statuses = attach_routes(
         snapshot,
         by_name,
-        snapshot.of_kind("HTTPRoute") + snapshot.of_kind("GRPCRoute"),
+        [route for kind in ROUTE_ANALYSERS for route in snapshot.of_kind(kind)],
         options.controller_name,
-        partial(_analyse_http_kinds, policies=policies),
+        partial(_analyse, policies=policies),
         HostnameClaims(),
+        EntryBudget(options.max_route_entries, options.max_table_entries),
     )
-    for kind in STREAM_ROUTE_KINDS:
-        found, found_statuses = attach_routes(
-            snapshot,
-            by_name,
-            snapshot.of_kind(kind),
-            options.controller_name,
-            partial(analyse_stream_route, policies=policies),
-        )
-        attachments += found
-        route_statuses += found_statuses
     per_listener: dict[int, list[Attachment]] = {}
     for attachment in attachments:
         per_listener.setdefault(id(attachment.listener), []).append(attachment)

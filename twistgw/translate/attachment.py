@@ -11,7 +11,9 @@ import attrs
 from twistgw.api.resource import GATEWAY_GROUP, ObjectStatus, Resource
 from twistgw.hostnames import intersect
 from twistgw.snapshot import Snapshot
+from twistgw.translate import budget as expansion
 from twistgw.translate import crossserving
+from twistgw.translate.budget import EntryBudget
 from twistgw.translate.conditions import Conditions
 from twistgw.translate.crossserving import HostnameClaims
 from twistgw.translate.gateways import GatewayState, ListenerState
@@ -37,6 +39,12 @@ class RouteAnalysis:
     unsupported: list[str] = attrs.field(factory=list)
     ref_error: BackendError | None = None
     rule_count: int = 0
+    #: a stream route (TLS, TCP, UDP): only its first rule is served
+    stream: bool = False
+
+    def entries_per_hostname(self) -> int:
+        """Routing entries the route adds for each hostname it serves on a listener."""
+        return min(len(self.routes), 1) if self.stream else len(self.routes)
 
 
 def _parent_listeners(gateway: GatewayState, ref: dict[str, Any]) -> list[ListenerState]:
@@ -55,12 +63,14 @@ def attach_routes(
     controller_name: str,
     analyse: Callable[[Snapshot, Resource], RouteAnalysis],
     claims: HostnameClaims | None = None,
+    budget: EntryBudget | None = None,
 ) -> tuple[list[Attachment], list[ObjectStatus]]:
     """Attach each route to the listeners its parentRefs select; return the
     attachments and each route's status (only for parents this controller owns).
     ``analyse`` compiles a route's rules (it depends on the route kind); ``claims``,
     when given, refuses a route on a listener where a route of its rival kind
-    (HTTPRoute, GRPCRoute) attached before it holds one of its hostnames."""
+    (HTTPRoute, GRPCRoute) attached before it holds one of its hostnames; ``budget``,
+    when given, refuses a parent on which the route would expand past its bounds."""
     attachments: list[Attachment] = []
     statuses: list[ObjectStatus] = []
     for route in sorted(routes, key=Resource.age_key):
@@ -74,7 +84,7 @@ def attach_routes(
                 continue
             conditions = Conditions(route.generation)
             _attach_to_parent(
-                snapshot, route, ref, gateway, analysis, conditions, attachments, claims
+                snapshot, route, ref, gateway, analysis, conditions, attachments, claims, budget
             )
             parents.append(
                 {
@@ -99,6 +109,7 @@ def _attach_to_parent(
     conditions: Conditions,
     attachments: list[Attachment],
     claims: HostnameClaims | None,
+    budget: EntryBudget | None,
 ) -> None:
     candidates = _parent_listeners(gateway, ref)
     if not candidates:
@@ -144,7 +155,7 @@ def _attach_to_parent(
         elif analysis.rule_count and not analysis.routes:
             conditions.set("Accepted", False, "UnsupportedValue", "; ".join(analysis.unsupported))
         else:
-            _accept(route, matched, analysis, conditions, attachments, claims)
+            _accept(route, matched, analysis, conditions, attachments, claims, budget)
     if analysis.ref_error is not None:
         conditions.set("ResolvedRefs", False, analysis.ref_error.reason, analysis.ref_error.message)
     else:
@@ -162,9 +173,11 @@ def _accept(
     conditions: Conditions,
     attachments: list[Attachment],
     claims: HostnameClaims | None,
+    budget: EntryBudget | None,
 ) -> None:
     """Attach the route to each matched listener where no route of its rival kind
-    holds its hostnames; Accepted is False when that leaves none."""
+    holds its hostnames; Accepted is False when that leaves none, or when the entries
+    it would expand into there (counted first) do not fit the budget."""
     rivals = [claims.rival(li, route, hosts) if claims else None for li, hosts in matched]
     if all(rivals):
         holder = rivals[0]
@@ -176,12 +189,16 @@ def _accept(
             "on the listener (it is older, or first by namespace/name)",
         )
         return
+    served = [match for match, rival in zip(matched, rivals, strict=True) if rival is None]
+    if budget is not None:
+        entries = sum(len(hostnames) for _, hostnames in served)
+        refusal = budget.take(route, entries * analysis.entries_per_hostname())
+        if refusal is not None:
+            conditions.set("Accepted", False, expansion.REASON, refusal)
+            return
     conditions.set("Accepted", True, "Accepted", "Route is accepted")
-    for (listener, hostnames), rival in zip(matched, rivals, strict=True):
-        if rival is None:
-            listener.attached_routes += 1
-            if claims is not None:
-                claims.claim(listener, route, hostnames)
-            attachments.append(
-                Attachment(listener, tuple(hostnames), route, tuple(analysis.routes))
-            )
+    for listener, hostnames in served:
+        listener.attached_routes += 1
+        if claims is not None:
+            claims.claim(listener, route, hostnames)
+        attachments.append(Attachment(listener, tuple(hostnames), route, tuple(analysis.routes)))

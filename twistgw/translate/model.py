@@ -8,6 +8,7 @@ import attrs
 
 from twistgw.api.resource import ObjectKey, ObjectStatus
 from twistgw.routing.ir import RoutingTable
+from twistgw.translate.budget import DEFAULT_MAX_ROUTE_ENTRIES, DEFAULT_MAX_TABLE_ENTRIES
 
 WILDCARD_ADDRESS = "0.0.0.0"
 
@@ -27,6 +28,9 @@ class TranslateOptions:
     ``publish_service``: (namespace, name) of the Service fronting the gateway (cluster
     mode): its load balancer addresses, else its cluster IP, are every Gateway's
     ``status.addresses``.
+    ``max_route_entries``, ``max_table_entries``: the routing entries (listeners x
+    hostnames x matches) one route, and all routes together, may expand into; a
+    route's parent past either is refused (budget.py).
     """
 
     controller_name: str = "gateway.twistgw.dev/controller"
@@ -35,6 +39,8 @@ class TranslateOptions:
     bind_failures: Mapping[tuple[str, int, str], str] = attrs.field(factory=dict)
     unusable_addresses: frozenset[str] = frozenset()
     publish_service: tuple[str, str] | None = None
+    max_route_entries: int = DEFAULT_MAX_ROUTE_ENTRIES
+    max_table_entries: int = DEFAULT_MAX_TABLE_ENTRIES
 
 
 @attrs.frozen

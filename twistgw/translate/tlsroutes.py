@@ -13,8 +13,9 @@ from twistgw.translate.references import compile_backends
 def analyse_stream_route(
     snapshot: Snapshot, route: Resource, policies: BackendTLSPolicies
 ) -> RouteAnalysis:
-    """Compile a TLSRoute's rules (one StreamRoute each)."""
-    analysis = RouteAnalysis()
+    """Compile a TLSRoute's, TCPRoute's or UDPRoute's rules (one StreamRoute each;
+    listeners serve the first)."""
+    analysis = RouteAnalysis(stream=True)
     rules = route.spec.get("rules") or []
     analysis.rule_count = len(rules)
     name = f"{route.namespace}/{route.name}"
