@@ -28,3 +28,16 @@ def test_objects_of_a_kind_are_sorted_by_namespace_then_name() -> None:
     assert [r.key for r in snapshot.of_kind("Service")] == [
         k for k in ordered if k.kind == "Service"
     ]
+
+
+def test_an_index_is_built_once_per_snapshot() -> None:
+    snapshot = Snapshot({ObjectKey("Service", "a", "x"): resource("Service", "a", "x")})
+    builds: list[Snapshot] = []
+
+    def build(found: Snapshot) -> int:
+        builds.append(found)
+        return len(found.of_kind("Service"))
+
+    assert snapshot.index("count", build) == 1 and snapshot.index("count", build) == 1
+    assert builds == [snapshot]
+    assert Snapshot().index("count", build) == 0 and len(builds) == 2

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import attrs
 
 from twistgw.api.resource import ObjectKey, Resource
+
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -30,6 +33,7 @@ class Snapshot:
     _by_label: dict[tuple[str, str], dict[tuple[str, str], list[Resource]]] = attrs.field(
         init=False, repr=False, eq=False
     )
+    _indexes: dict[str, Any] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         # sorted by plain tuples: ObjectKey's own ordering is several times slower
@@ -39,6 +43,7 @@ class Snapshot:
         by_kind = {kind: [item[2] for item in sorted(items)] for kind, items in named.items()}
         object.__setattr__(self, "_by_kind", by_kind)
         object.__setattr__(self, "_by_label", {})
+        object.__setattr__(self, "_indexes", {})
 
     def labelled(self, kind: str, namespace: str, label: str, value: str) -> list[Resource]:
         """Objects of one kind in ``namespace`` whose ``label`` is ``value``, in the order
@@ -51,6 +56,14 @@ class Snapshot:
                 index.setdefault((found.namespace, found.labels.get(label)), []).append(found)
             self._by_label[(kind, label)] = index
         return index.get((namespace, value), [])
+
+    def index(self, name: str, build: Callable[[Snapshot], T]) -> T:
+        """``build(self)``, made once per snapshot and kept under ``name`` (lookups the
+        translator makes per reference, indexed once)."""
+        found = self._indexes.get(name)
+        if found is None:
+            found = self._indexes[name] = build(self)
+        return found
 
     def of_kind(self, kind: str) -> list[Resource]:
         """Objects of one kind, sorted by namespace and name."""

@@ -38,6 +38,29 @@ class BackendError(Exception):
         self.message = message
 
 
+#: ReferenceGrant ``to`` entries by (the grant's namespace, from group, kind, namespace)
+GrantIndex = dict[tuple[str, str, str, str], list[dict[str, Any]]]
+
+
+def _grants(snapshot: Snapshot) -> GrantIndex:
+    index: GrantIndex = {}
+    for grant in snapshot.of_kind("ReferenceGrant"):
+        spec = grant.spec
+        targets = [t for t in spec.get("to") or [] if isinstance(t, dict)]
+        for source in spec.get("from") or []:
+            if not isinstance(source, dict):
+                continue
+            key = (
+                grant.namespace,
+                source.get("group"),
+                source.get("kind"),
+                source.get("namespace"),
+            )
+            if all(isinstance(part, str) for part in key):  # (junk refers to nothing)
+                index.setdefault(key, []).extend(targets)
+    return index
+
+
 def reference_permitted(
     snapshot: Snapshot,
     from_kind: str,
@@ -48,28 +71,19 @@ def reference_permitted(
     to_name: str,
     from_group: str = GATEWAY_GROUP,
 ) -> bool:
-    """Whether an object may refer to one in another namespace (same namespace: always)."""
+    """Whether an object may refer to one in another namespace (same namespace: always);
+    the grants are indexed once per snapshot."""
     if from_namespace == to_namespace:
         return True
-    for grant in snapshot.of_kind("ReferenceGrant"):
-        if grant.namespace != to_namespace:
-            continue
-        spec = grant.spec
-        if not any(
-            f.get("group") == from_group
-            and f.get("kind") == from_kind
-            and f.get("namespace") == from_namespace
-            for f in spec.get("from") or []
-        ):
-            continue
-        if any(
-            t.get("group") == to_group
-            and t.get("kind") == to_kind
-            and (not t.get("name") or t.get("name") == to_name)
-            for t in spec.get("to") or []
-        ):
-            return True
-    return False
+    targets = snapshot.index("reference-grants", _grants).get(
+        (to_namespace, from_group, from_kind, from_namespace), ()
+    )
+    return any(
+        t.get("group") == to_group
+        and t.get("kind") == to_kind
+        and (not t.get("name") or t.get("name") == to_name)
+        for t in targets
+    )
 
 
 def referenced(
