@@ -51,6 +51,10 @@ GRPC_FILTER_TYPES = (
 #: (CEL) allows this many, though its message says "less than 128".
 ROUTE_MAX_MATCHES = 128
 REDIRECT_CODES = (301, 302, 303, 307, 308)
+#: A Gateway API Duration (GEP-2257), as the CRDs' pattern has it.
+DURATION_RE = re.compile(r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")
+_DURATION_PART = re.compile(r"([0-9]{1,5})(h|ms|m|s)")
+_DURATION_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
 class InvalidObject(ValueError):
@@ -123,6 +127,44 @@ def _int(obj: dict, key: str, path: str, lo: int, hi: int, required: bool = Fals
     if not lo <= value <= hi:
         _fail(where, f"must be between {lo} and {hi}; got {value}")
     return value
+
+
+def parse_duration(value: str) -> float:
+    """A Gateway API Duration (``1h30m``, ``500ms``, ``0s``) in seconds."""
+    if not DURATION_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a Gateway API duration")
+    return sum(int(n) * _DURATION_UNIT[unit] for n, unit in _DURATION_PART.findall(value))
+
+
+def _duration(obj: dict, key: str, path: str) -> float | None:
+    value = _string(obj, key, path, max_len=32)
+    if value is None:
+        return None
+    if not DURATION_RE.fullmatch(value):
+        _fail(f"{path}.{key}", f"{value!r} is not a duration (e.g. 500ms, 10s, 1m30s)")
+    return parse_duration(value)
+
+
+def _timeouts(value: Any, where: str) -> None:
+    """HTTPRouteTimeouts: durations, backendRequest no longer than a non-zero request."""
+    timeouts = _mapping(value, where)
+    request = _duration(timeouts, "request", where)
+    backend = _duration(timeouts, "backendRequest", where)
+    if request and backend is not None and backend > request:
+        _fail(where, "backendRequest timeout cannot be longer than request timeout")
+
+
+def _retry(value: Any, where: str) -> None:
+    """HTTPRouteRetry: codes 400-599 (a set), attempts >= 1, backoff a duration."""
+    retry = _mapping(value, where)
+    codes = _list(retry.get("codes"), f"{where}.codes")
+    for i, code in enumerate(codes):
+        if isinstance(code, bool) or not isinstance(code, int) or not 400 <= code <= 599:
+            _fail(f"{where}.codes[{i}]", f"must be an integer from 400 to 599; got {code!r}")
+    if len(set(codes)) != len(codes):
+        _fail(f"{where}.codes", "must not repeat a code")
+    _int(retry, "attempts", where, 1, 2**31 - 1)
+    _duration(retry, "backoff", where)
 
 
 # --- shared pieces ---------------------------------------------------------------------
@@ -484,6 +526,8 @@ LIST_BOUNDS: dict[str, dict[str, int]] = {
         **_filter_lists("spec.rules[].filters"),
         "spec.rules[].backendRefs": 16,
         **_filter_lists("spec.rules[].backendRefs[].filters"),
+        # (no maxItems in the CRD, but a set of codes 400-599 has at most 200)
+        "spec.rules[].retry.codes": 200,
     },
     "GRPCRoute": {
         "spec.parentRefs": 32,
@@ -676,6 +720,8 @@ def _http_route(body: dict) -> None:
         for j, ref in enumerate(_list(rule.get("backendRefs"), f"{at}.backendRefs")):
             _backend_ref(ref, f"{at}.backendRefs[{j}]")
             _filters(ref.get("filters"), f"{at}.backendRefs[{j}].filters")
+        _timeouts(rule.get("timeouts"), f"{at}.timeouts")
+        _retry(rule.get("retry"), f"{at}.retry")
     _check_match_total(total)
 
 

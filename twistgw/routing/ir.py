@@ -101,6 +101,27 @@ class Match:
 
 
 @attrs.frozen
+class Timeouts:
+    """A rule's timeouts in seconds (GEP-1742): ``request`` from the request's start to
+    the response's end, ``backend_request`` for each attempt at a backend. None: not
+    set; 0: disabled."""
+
+    request: float | None = None
+    backend_request: float | None = None
+
+
+@attrs.frozen
+class Retry:
+    """A rule's retry policy (GEP-1731): up to ``attempts`` retries after the first
+    try, on the ``codes`` listed, on connection errors and on backendRequest timeouts,
+    waiting at least ``backoff`` seconds before each."""
+
+    attempts: int
+    codes: tuple[int, ...] = ()
+    backoff: float = 0.025
+
+
+@attrs.frozen
 class Route:
     """One match of one rule, with what to do when it matches. Routes of a virtual
     host are listed in the spec's precedence order: the first that matches wins.
@@ -113,6 +134,8 @@ class Route:
     filters: Filters = Filters()
     backends: tuple[Backend, ...] = ()
     grpc: bool = False
+    timeouts: Timeouts | None = None
+    retry: Retry | None = None
 
 
 @attrs.frozen

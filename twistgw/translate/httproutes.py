@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 
 from twistgw.api.resource import Resource
-from twistgw.api.validation import regex_problems, wire_problems
+from twistgw.api.validation import parse_duration, regex_problems, wire_problems
 from twistgw.routing import ir
 from twistgw.snapshot import Snapshot
 from twistgw.translate.attachment import RouteAnalysis
@@ -34,6 +34,38 @@ def _match(spec: dict[str, Any]) -> ir.Match:
             (q.get("type", "Exact"), q["name"], q["value"]) for q in spec.get("queryParams") or []
         ),
         method=spec.get("method"),
+    )
+
+
+#: Retries when a rule's retry sets no ``attempts`` (the spec leaves it to us).
+DEFAULT_RETRY_ATTEMPTS = 2
+#: The wait before a retry when a rule's retry sets no ``backoff``.
+DEFAULT_RETRY_BACKOFF = 0.025
+
+
+def _seconds(spec: dict[str, Any], key: str) -> float | None:
+    value = spec.get(key)
+    return parse_duration(value) if value is not None else None
+
+
+def timeouts_of(rule: dict[str, Any]) -> ir.Timeouts | None:
+    """A validated rule's ``timeouts`` as IR; None when it has none."""
+    spec = rule.get("timeouts")
+    if not spec:
+        return None
+    return ir.Timeouts(_seconds(spec, "request"), _seconds(spec, "backendRequest"))
+
+
+def retry_of(rule: dict[str, Any]) -> ir.Retry | None:
+    """A validated rule's ``retry`` as IR, defaults filled in; None when it has none."""
+    spec = rule.get("retry")
+    if spec is None:
+        return None
+    backoff = _seconds(spec, "backoff")
+    return ir.Retry(
+        attempts=spec.get("attempts") or DEFAULT_RETRY_ATTEMPTS,
+        codes=tuple(sorted(spec.get("codes") or ())),
+        backoff=DEFAULT_RETRY_BACKOFF if backoff is None else backoff,
     )
 
 
@@ -75,6 +107,7 @@ def analyse_route(
             problems = regex_problems(rule, where) + wire_problems(rule, where)
             if problems:
                 raise UnsupportedRule("; ".join(problems))
+            timeouts, retry = timeouts_of(rule), retry_of(rule)
             for match_index, match_spec in enumerate(rule.get("matches") or [{}]):
                 match = _match(match_spec)
                 filters = compile_filters(rule.get("filters"), match, SUPPORTED_FILTERS)
@@ -88,7 +121,18 @@ def analyse_route(
                     for ref, backend in zip(refs, resolved, strict=True)
                 )
                 result.routes.append(
-                    (match_index, ir.Route(name, rule_index, match, filters, compiled))
+                    (
+                        match_index,
+                        ir.Route(
+                            name,
+                            rule_index,
+                            match,
+                            filters,
+                            compiled,
+                            timeouts=timeouts,
+                            retry=retry,
+                        ),
+                    )
                 )
         except UnsupportedRule as exc:
             result.routes = [r for r in result.routes if r[1].rule != rule_index]
