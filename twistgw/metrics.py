@@ -116,6 +116,20 @@ class Metrics:
             ["backend", "reason"],
             registry=self.registry,
         )
+        self.retries = Counter(
+            "twistgw_http_retries",
+            "Backend attempts retried under a rule's retry policy, by route and reason "
+            "(connect, reset, timeout: backendRequest or the backend's own, status)",
+            ["route", "reason"],
+            registry=self.registry,
+        )
+        self.timeouts = Counter(
+            "twistgw_http_timeouts",
+            "Requests ended by a rule's timeout (answered 504, or cut short once the "
+            "response had started), by route and timeout (request, backend_request)",
+            ["route", "timeout"],
+            registry=self.registry,
+        )
         self.backend_waiting = Gauge(
             "twistgw_backend_waiting_requests",
             "Requests waiting now for a connection to their backend (every connection "
@@ -225,6 +239,14 @@ class Metrics:
         bucket = bisect_left(BUCKET_BOUNDS, seconds)
         tally[bucket] += 1
         tally[bucket + len(BUCKET_BOUNDS)] += seconds
+
+    def retried(self, route: str, reason: str) -> None:
+        """Count a retry (rare: counted at once)."""
+        self.retries.labels(route, reason).inc()
+
+    def timed_out(self, route: str, timeout: str) -> None:
+        """Count a request ended by a rule's timeout."""
+        self.timeouts.labels(route, timeout).inc()
 
     def flush(self) -> None:
         """Add the requests counted since the last flush to the shared values."""

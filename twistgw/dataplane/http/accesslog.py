@@ -34,6 +34,7 @@ FIELDS = (
     "bytes_out",
     "duration",
     "upstream_time",
+    "attempts",
     "listener",
     "route",
     "backend",
@@ -90,6 +91,7 @@ def record(exchange: Exchange, now: float) -> dict:
         "bytes_out": exchange.sent,
         "duration": round(now - exchange.started_at, 6),
         "upstream_time": round(now - exchange.upstream_at, 6) if exchange.upstream_at else None,
+        "attempts": _attempts(exchange),
         "listener": exchange.listener.name if exchange.listener is not None else None,
         "route": exchange.route.name if exchange.route is not None else None,
         "backend": exchange.backend.name if exchange.backend is not None else None,
@@ -97,6 +99,15 @@ def record(exchange: Exchange, now: float) -> dict:
         "user_agent": user_agent,
         "request_id": exchange.request_id.decode("latin-1") or None,
     }
+
+
+def _attempts(exchange: Exchange) -> int:
+    """Tries at a backend: counted under a rule's timeouts or retries, else 1 once an
+    endpoint was chosen (0: answered by the gateway before)."""
+    guard = exchange.guard
+    if guard is not None:
+        return guard.attempts
+    return 1 if exchange.endpoint is not None else 0
 
 
 _encode = json.JSONEncoder(ensure_ascii=True, check_circular=False).encode

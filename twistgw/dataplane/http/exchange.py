@@ -18,6 +18,7 @@ from twistgw.dataplane.http.deadline import Deadline
 from twistgw.dataplane.http.filters import redirect_location, rewrite_path
 from twistgw.dataplane.http.forwarding import forwarded
 from twistgw.dataplane.http.messages import Headers, Request, Response
+from twistgw.dataplane.http.resilience import Guard
 from twistgw.dataplane.http.router import CompiledBackend, CompiledRoute
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class Exchange:
         "sent",
         "tunnel_idle",
         "grpc_status",
+        "guard",
         "__weakref__",  # (tests check that a finished exchange is freed)
     )
 
@@ -98,6 +100,7 @@ class Exchange:
         self.sent = 0
         self.tunnel_idle: Deadline | None = None
         self.grpc_status: bytes | None = None
+        self.guard: Guard | None = None  # the rule's timeouts and retries, if any
 
     # -- request side
 
@@ -126,16 +129,24 @@ class Exchange:
             )
             self.respond_local(route.redirect.status_code, b"", [(b"location", location)])
             return
-        backend = self.backend = route.pick_backend()
+        if route.policy is not None:
+            guard = self.guard = Guard(route.policy, conn.clock, self._request_expired)
+            guard.where = (path, query, authority)
+        if self._pick():
+            self._prepare(path, query, authority)
+            self._connect()
+
+    def _pick(self) -> bool:
+        """Choose the backend and its endpoint, or answer; whether one was chosen."""
+        backend = self.backend = self.route.pick_backend()
         if backend is None or backend.invalid:
             self.respond_local(500, b"the route has no valid backend\n")
-            return
+            return False
         endpoint = self.endpoint = backend.endpoint()
         if endpoint is None:
             self.respond_local(503, b"no healthy endpoints for the backend\n")
-            return
-        self._prepare(path, query, authority)
-        self._connect()
+            return False
+        return True
 
     def _prepare(self, path: str, query: str, authority: str) -> None:
         """The request line and fields the backend gets."""
@@ -161,6 +172,8 @@ class Exchange:
         self.target = target
 
     def _connect(self) -> None:
+        if self.guard is not None:
+            self.guard.attempt(self._backend_expired)
         backend = self.backend
         tls = backend.spec.tls
         self.conn.pool.acquire(
@@ -185,6 +198,8 @@ class Exchange:
         if self.finished:
             return  # a local answer ignores the body
         self.received += len(data)
+        if self.guard is not None:
+            self.guard.keep(data)
         upstream = self.upstream
         if upstream is not None:
             upstream.codec.send_data(data)
@@ -239,7 +254,8 @@ class Exchange:
             backend=self.backend.name if self.backend else "?",
             reason=reason,
         )
-        self.respond_local(503, b"the backend is unavailable\n")
+        if not self._retry("connect"):
+            self.respond_local(503, b"the backend is unavailable\n")
 
     def upstream_overflow(self, reason: str) -> None:
         """The endpoint's connections are all busy and too many requests wait for them
@@ -262,6 +278,11 @@ class Exchange:
             self._finish()
             self.conn.abort()
             return
+        if self.guard is not None and self.guard.policy.retries:
+            if self._retry("reset" if status == 502 else "timeout"):
+                return
+            if status == 502:  # (as Envoy: a reset before the response head, retried)
+                status, reason = 503, f"{reason} (after {self.guard.attempts} attempts)"
         if (
             status == 502
             and upstream is not None
@@ -281,6 +302,9 @@ class Exchange:
         self.respond_local(status, reason.encode() + b"\n")
 
     def response_head(self, response: Response, upgrade: bytes | None) -> None:
+        guard = self.guard
+        if guard is not None and guard.retry_on(response.status) and self._retry("status"):
+            return
         self.code = response.status
         self.responded = True
         route, backend = self.route, self.backend
@@ -341,10 +365,70 @@ class Exchange:
                     transport.resumeProducing()
                 upstream.transport.resumeProducing()
 
+    # -- timeouts and retries (routes with a policy only)
+
+    def _retry(self, reason: str) -> bool:
+        """Drop this attempt and try again after the backoff, if the rule's retry
+        policy allows (``reason``: connect, reset, timeout, status); whether so."""
+        guard = self.guard
+        if guard is None or not guard.may_retry() or self.request.upgrade is not None:
+            return False
+        upstream = self.upstream
+        self._detach_upstream()
+        if upstream is not None:
+            upstream.abort()
+        self.conn.metrics.retried(self.route.name, reason)
+        guard.backoff(self._next_attempt)
+        return True
+
+    def _next_attempt(self) -> None:
+        """After the backoff: a backend chosen anew, the kept body replayed."""
+        if self.finished:
+            return
+        guard = self.guard
+        if self._pick():
+            self._prepare(*guard.where)
+            self.pending = list(guard.replay)
+            self.pending_size = guard.replay_size
+            self._connect()
+        else:
+            self.down.flush()
+
+    def _request_expired(self) -> None:
+        """The rule's request timeout passed before the response ended."""
+        self._timed_out("request")
+
+    def _backend_expired(self) -> None:
+        """This attempt's backendRequest timeout passed before its response ended."""
+        if self.finished:
+            return
+        if not self.responded and self.upstream is not None and self._retry("timeout"):
+            return
+        self._timed_out("backend_request")
+
+    def _timed_out(self, which: str) -> None:
+        if self.finished:
+            return
+        self.conn.metrics.timed_out(self.route.name, which)
+        if self.responded:  # the response was cut short: the client cannot be told
+            upstream = self.upstream
+            self._detach_upstream()
+            if upstream is not None:
+                upstream.abort()
+            self._finish()
+            self.conn.abort()
+            return
+        if self.upstream is None:
+            self.conn.pool.cancel(self)  # (it may be waiting for a connection)
+        self.respond_local(504, b"the backend did not answer in time\n")
+        self.down.flush()
+
     # -- tunnels (after a 101)
 
     def _tunnel(self) -> None:
         conn, upstream = self.conn, self.upstream
+        if self.guard is not None:
+            self.guard.cancel()  # a tunnel has its idle timeout, not the rule's
         self.down.flush()
         from_client = self.down.start_tunnel()
         from_backend = upstream.codec.start_tunnel()
@@ -428,6 +512,8 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
+        if self.guard is not None:
+            self.guard.cancel()
         conn = self.conn
         listener = self.listener
         now = conn.clock.seconds()

@@ -12,6 +12,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from urllib.parse import parse_qsl
 
+from twistgw.dataplane.http.resilience import compile_policy
 from twistgw.hostnames import host_matches, specificity
 from twistgw.regex import compile_regex
 from twistgw.routing import ir
@@ -96,7 +97,8 @@ class WeightedBackends:
 
 class CompiledRoute:
     """One rule match, ready to test against a request. ``grpc``: a GRPCRoute's rule
-    (its own answers are gRPC-shaped; its PathPrefix is a plain string prefix)."""
+    (its own answers are gRPC-shaped; its PathPrefix is a plain string prefix);
+    ``policy``: its timeouts and retries, None when it has neither."""
 
     __slots__ = (
         "spec",
@@ -112,6 +114,7 @@ class CompiledRoute:
         "response_headers",
         "backends",
         "prefix",
+        "policy",
     )
 
     def __init__(self, spec: ir.Route) -> None:
@@ -130,6 +133,7 @@ class CompiledRoute:
         self.request_headers = _modifier(filters.request_headers)
         self.response_headers = _modifier(filters.response_headers)
         self.backends = WeightedBackends(spec.backends)
+        self.policy = compile_policy(spec)
 
     def matches(
         self,

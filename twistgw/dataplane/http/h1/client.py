@@ -250,7 +250,7 @@ class ClientCodec:
         except ProtocolError as error:
             self._fail(error.status, error.reason)
             return
-        if pieces:
+        if pieces and self.sink is not None:  # (None: the exchange let go, e.g. to retry)
             # one piece per read, however many chunks it held
             self.sink.response_data(pieces[0] if len(pieces) == 1 else b"".join(pieces))
         if rest is None:

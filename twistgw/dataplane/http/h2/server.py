@@ -438,10 +438,12 @@ class ServerStream(StreamFlow):
 
     @property
     def out(self) -> bool:
-        return self.session.dirty or self.head is not None
+        return self.session.dirty or self.head is not None or bool(self.waiting)
 
     def flush(self) -> None:
         self._send_head(False)
+        if self.waiting:
+            self.send_waiting()
         self.codec.flush()
 
     def _send_head(self, end: bool) -> None:
@@ -473,9 +475,13 @@ class ServerStream(StreamFlow):
         self.head = headers
 
     def send_data(self, data: bytes) -> None:
+        """Body bytes, held like the head until the end of the backend's read (flush)
+        or the response's end: a body that ends within the read goes out with
+        END_STREAM on its last DATA frame, not in an empty DATA frame of its own."""
         if data and not self.head_request:
             self._send_head(False)
-            self.send_body(data)
+            if not self.local_closed:
+                self.waiting.append(data)
 
     def send_end(self, trailers: Headers | None = None) -> None:
         if self.head is not None and not trailers:

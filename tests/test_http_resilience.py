@@ -1,0 +1,204 @@
+"""A rule's timeouts and retries through a real gateway process and hand-written
+backends: a 504 after backendRequest with the backend connection closed, retries after
+connection resets and on listed codes (with their backoff), no retry for a body too
+large to replay, and the request timeout bounding every attempt."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.support.gateway import GatewayProcess, wait_until
+from tests.support.manifests import backend, gateway_class, gateway_manifest, http_route, service
+from tests.support.rawbackend import Conn, RawBackend
+
+#: What the scripted backend saw, per request id: arrival times, bodies, and whether
+#: the gateway closed a connection it had left waiting.
+SEEN: dict[str, list[tuple[float, bytes]]] = {}
+CLOSED: set[str] = set()
+LOCK = threading.Lock()
+
+
+def scripted(conn: Conn) -> None:
+    """Fails the first ``fail`` requests of each ``id`` as ``mode`` says (``reset``:
+    a TCP reset; ``slow``: no answer until the gateway closes; else that status), then
+    answers 200 with the body it got."""
+    while (request := conn.read_request()) is not None:
+        head, _, body = request.partition(b"\r\n\r\n")
+        target = head.split(b" ", 2)[1].decode()
+        query = {k: v[0] for k, v in parse_qs(urlsplit(target).query).items()}
+        key = query["id"]
+        with LOCK:
+            seen = SEEN.setdefault(key, [])
+            seen.append((time.monotonic(), body))
+            count = len(seen)
+        if count <= int(query.get("fail", "0")):
+            mode = query.get("mode", "503")
+            if mode == "reset":
+                conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return
+            if mode == "slow":
+                conn.sock.settimeout(10)
+                try:
+                    if conn.sock.recv(1) == b"":
+                        CLOSED.add(key)
+                except ConnectionResetError:
+                    CLOSED.add(key)
+                return
+            conn.send(b"HTTP/1.1 %s Failed\r\nContent-Length: 0\r\n\r\n" % mode.encode())
+            continue
+        conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def rule(prefix: str, **policy) -> dict:
+    return {
+        "matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+        "backendRefs": [backend("scripted")],
+        **policy,
+    }
+
+
+@pytest.fixture(scope="module")
+def resilient() -> Iterator[tuple[GatewayProcess, str]]:
+    log_path = os.path.join(tempfile.mkdtemp(prefix="twistgw-access-"), "access.log")
+    gateway = GatewayProcess(("--workers", "1", "--access-log", log_path)).start()
+    server = RawBackend(scripted)
+    rules = [
+        rule("/timeout", timeouts={"backendRequest": "300ms"}),
+        rule("/reset", retry={"attempts": 2, "backoff": "10ms"}),
+        rule("/code", retry={"codes": [503], "attempts": 3, "backoff": "100ms"}),
+        rule(
+            "/bounded",
+            retry={"codes": [503], "attempts": 10, "backoff": "100ms"},
+            timeouts={"request": "500ms"},
+        ),
+        rule("/plain"),
+    ]
+    documents = [gateway_class(), gateway_manifest(), *service("scripted", [server.address])]
+    documents.append(http_route("resilient", rules))
+    gateway.write("resilient.yaml", documents)
+    wait_until(lambda: gateway.request("/plain?id=up")[0] == 200, what="routes to be served")
+    yield gateway, log_path
+    gateway.stop()
+    server.close()
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def logged(log_path: str, path: str) -> dict | None:
+    with open(log_path) as handle:
+        for line in handle:
+            record = json.loads(line)
+            if record["path"] == path:
+                return record
+    return None
+
+
+def test_backend_request_timeout_answers_504_and_closes_the_backend(resilient) -> None:
+    gateway, log_path = resilient
+    key = new_id()
+    path = f"/timeout?id={key}&fail=1&mode=slow"
+    started = time.monotonic()
+    code, _, _ = gateway.request(path)
+    assert code == 504
+    assert 0.25 <= time.monotonic() - started < 2
+    wait_until(lambda: key in CLOSED, what="the backend connection to be closed")
+    assert len(SEEN[key]) == 1  # no retry policy: one attempt
+    record = wait_until(lambda: logged(log_path, path), what="the access-log record")
+    assert record["status"] == 504 and record["attempts"] == 1
+    fast = f"/timeout?id={new_id()}"
+    assert gateway.request(fast)[0] == 200
+
+
+def test_backend_request_timeout_over_http2(resilient) -> None:
+    gateway, _ = resilient
+    key = new_id()
+    done = subprocess.run(
+        ["curl", "-sS", "--http2-prior-knowledge", "-H", "Host: example.com"]
+        + ["-o", "/dev/null", "-w", "%{http_code}"]
+        + [f"http://{gateway.address}:8080/timeout?id={key}&fail=1&mode=slow"],
+        capture_output=True,
+        check=True,
+        timeout=20,
+    )
+    assert done.stdout == b"504"
+    wait_until(lambda: key in CLOSED, what="the backend connection to be closed")
+
+
+def test_a_connection_reset_is_retried(resilient) -> None:
+    gateway, log_path = resilient
+    key = new_id()
+    path = f"/reset?id={key}&fail=2&mode=reset"
+    code, _, _ = gateway.request(path)
+    assert code == 200
+    assert len(SEEN[key]) == 3
+    record = wait_until(lambda: logged(log_path, path), what="the access-log record")
+    assert record["attempts"] == 3
+
+    def counted() -> bool:
+        _, text = gateway.admin("/metrics")
+        return b'twistgw_http_retries_total{reason="reset",route="default/resilient"}' in text
+
+    wait_until(counted, what="the retries counted")
+
+
+def test_resets_beyond_the_attempts_answer_503(resilient) -> None:
+    gateway, _ = resilient
+    key = new_id()
+    code, _, _ = gateway.request(f"/reset?id={key}&fail=5&mode=reset")
+    assert code == 503
+    assert len(SEEN[key]) == 3  # the first try and two retries
+
+
+def test_a_listed_code_is_retried_after_the_backoff(resilient) -> None:
+    gateway, _ = resilient
+    key = new_id()
+    code, _, body = gateway.request(f"/code?id={key}&fail=2", method="POST", body=b"payload")
+    assert code == 200 and body == b"payload"
+    seen = SEEN[key]
+    assert [b for _, b in seen] == [b"payload"] * 3  # the body replayed each time
+    first, second = seen[1][0] - seen[0][0], seen[2][0] - seen[1][0]
+    assert first >= 0.1 and second >= 0.2  # the backoff, doubled for the second retry
+
+
+def test_a_code_not_listed_or_attempts_spent_is_answered(resilient) -> None:
+    gateway, _ = resilient
+    key = new_id()
+    assert gateway.request(f"/code?id={key}&fail=1&mode=500")[0] == 500
+    assert len(SEEN[key]) == 1
+    key = new_id()
+    assert gateway.request(f"/code?id={key}&fail=9")[0] == 503
+    assert len(SEEN[key]) == 4
+
+
+def test_a_body_too_large_to_replay_is_not_retried(resilient) -> None:
+    gateway, _ = resilient
+    key = new_id()
+    body = b"x" * (64 * 1024 + 1)
+    code, _, _ = gateway.request(f"/code?id={key}&fail=1", method="POST", body=body)
+    assert code == 503
+    assert len(SEEN[key]) == 1 and SEEN[key][0][1] == body
+
+
+def test_the_request_timeout_bounds_every_attempt(resilient) -> None:
+    gateway, _ = resilient
+    key = new_id()
+    started = time.monotonic()
+    code, _, _ = gateway.request(f"/bounded?id={key}&fail=100")
+    elapsed = time.monotonic() - started
+    assert code == 504
+    assert 0.45 <= elapsed < 1.5
+    assert 2 <= len(SEEN[key]) <= 4  # 0, 0.1, 0.3 s: the next (0.7 s) never starts
