@@ -126,6 +126,50 @@ def test_objects_reach_traffic_and_status(api, cluster):
     wait_until(lambda: cluster.request("/extra", port=PORT)[0] == 200, what="route deleted")
 
 
+def test_listener_sets_are_watched_and_their_status_written(api, cluster):
+    """A ListenerSet's listener on the seeded Gateway (which allows its namespace)
+    serves a route that names the ListenerSet; both statuses are written."""
+    gw = api.get("Gateway", "gw", "default")
+    api.apply({**gw, "spec": {**gw["spec"], "allowedListeners": {"namespaces": {"from": "Same"}}}})
+    api.apply(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "ListenerSet",
+            "metadata": {"name": "extra-listeners", "namespace": "default"},
+            "spec": {
+                "parentRef": {"name": "gw"},
+                "listeners": [
+                    {"name": "set", "port": PORT, "protocol": "HTTP", "hostname": "set.test"}
+                ],
+            },
+        }
+    )
+    route = _dead_end("via-set", "/via-set")
+    route["spec"]["parentRefs"] = [{"kind": "ListenerSet", "name": "extra-listeners"}]
+    api.apply(route)
+    wait_until(
+        lambda: cluster.request("/via-set", host="set.test", port=PORT)[0] == 500,
+        what="route through the ListenerSet served",
+    )
+    assert cluster.request("/via-set", port=PORT)[0] == 200  # not on the Gateway's listener
+    wait_until(
+        lambda: (
+            _condition(api.get("ListenerSet", "extra-listeners", "default"), "Accepted")
+            == "True/Accepted"
+        ),
+        what="ListenerSet status written",
+    )
+    wait_until(
+        lambda: (
+            (api.get("Gateway", "gw", "default").get("status") or {}).get("attachedListenerSets")
+            == 1
+        ),
+        what="attachedListenerSets written",
+    )
+    api.delete("HTTPRoute", "via-set", "default")
+    api.delete("ListenerSet", "extra-listeners", "default")
+
+
 def test_published_service_addresses_are_the_gateways(api, cluster):
     def addresses():
         return (api.get("Gateway", "gw", "default").get("status") or {}).get("addresses")

@@ -363,3 +363,36 @@ def test_grpc_regular_expressions_re2_refuses_are_named():
         "spec.rules[0].matches[0].method.service",
         "spec.rules[0].matches[0].headers[0].value",
     ]
+
+
+def _listener_set(**spec: Any) -> dict:
+    listeners = [{"name": "web", "port": 80, "protocol": "HTTP"}]
+    return _manifest("ListenerSet", {"parentRef": {"name": "gw"}, "listeners": listeners, **spec})
+
+
+def test_a_listener_set_is_checked_and_defaulted_as_its_crd_says():
+    body = validated_body(_listener_set())
+    assert body["spec"]["parentRef"] == {
+        "name": "gw",
+        "group": "gateway.networking.k8s.io",
+        "kind": "Gateway",
+    }
+    assert body["spec"]["listeners"][0]["allowedRoutes"] == {"namespaces": {"from": "Same"}}
+    many = [{"name": f"l{i}", "port": 80, "protocol": "HTTP"} for i in range(65)]
+    assert "spec.listeners: must have at most 64 items" in _refused(_listener_set(listeners=many))
+    assert "spec.listeners" in _refused(_listener_set(listeners=[]))
+    assert "spec.parentRef.name" in _refused(_listener_set(parentRef={}))
+    twice = [{"name": "a", "port": 80, "protocol": "HTTP"}] * 2
+    assert "duplicate listener name" in _refused(_listener_set(listeners=twice))
+
+
+def test_allowed_listeners_namespaces_from_is_an_enum():
+    gateway = _manifest(
+        "Gateway",
+        {
+            "gatewayClassName": "twistgw",
+            "listeners": [{"name": "web", "port": 80, "protocol": "HTTP"}],
+            "allowedListeners": {"namespaces": {"from": "Everyone"}},
+        },
+    )
+    assert "spec.allowedListeners.namespaces.from" in _refused(gateway)

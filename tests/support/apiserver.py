@@ -29,6 +29,7 @@ RESOURCES: dict[tuple[str, str, str], tuple[str, bool, bool]] = {
     ("coordination.k8s.io", "v1", "leases"): ("Lease", True, False),
     (GATEWAY, "v1", "gatewayclasses"): ("GatewayClass", False, True),
     (GATEWAY, "v1", "gateways"): ("Gateway", True, True),
+    (GATEWAY, "v1", "listenersets"): ("ListenerSet", True, True),
     (GATEWAY, "v1", "httproutes"): ("HTTPRoute", True, True),
     (GATEWAY, "v1", "grpcroutes"): ("GRPCRoute", True, True),
     (GATEWAY, "v1", "tlsroutes"): ("TLSRoute", True, True),

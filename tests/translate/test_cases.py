@@ -14,7 +14,8 @@ A case file has:
   ``listeners`` (name -> conditions,
   ``attachedRoutes``, ``supportedKinds``), ``parents`` (list, in parentRefs order, of
   conditions), ``ancestors`` (list of ``{gateway, conditions}``, for policies),
-  ``addresses`` or ``supportedFeatures`` — only what is given is checked;
+  ``addresses``, ``supportedFeatures`` or ``attachedListenerSets`` — only what is
+  given is checked;
   ``absent`` lists ``Kind ns/name`` that must have no status;
 - ``routing``: expected binds, ``"ADDRESS:PORT PROTOCOL"`` -> listener name (marked
   ``[terminate]`` or ``[clients MODE]``) -> hostname -> the routes in precedence order as
@@ -118,6 +119,8 @@ def _check_status(expected: dict, actual: dict, label: str) -> None:
             for a in actual["addresses"]
         ]
         assert got == expected["addresses"], label
+    if "attachedListenerSets" in expected:
+        assert actual["attachedListenerSets"] == expected["attachedListenerSets"], label
     if "supportedFeatures" in expected:
         names = [f["name"] for f in actual["supportedFeatures"]]
         for name in expected["supportedFeatures"]:

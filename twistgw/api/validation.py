@@ -516,6 +516,11 @@ LIST_BOUNDS: dict[str, dict[str, int]] = {
         "spec.listeners[].tls.certificateRefs": 64,
         "spec.addresses": 16,
     },
+    "ListenerSet": {
+        "spec.listeners": 64,
+        "spec.listeners[].allowedRoutes.kinds": 8,
+        "spec.listeners[].tls.certificateRefs": 64,
+    },
     "HTTPRoute": {
         "spec.parentRefs": 32,
         "spec.hostnames": 16,
@@ -668,6 +673,33 @@ def _listener(listener: Any, where: str) -> None:
 def _gateway(body: dict) -> None:
     spec = _mapping(body.get("spec"), "spec")
     _string(spec, "gatewayClassName", "spec", required=True)
+    _listeners(spec)
+    for i, address in enumerate(_list(spec.get("addresses"), "spec.addresses")):
+        address = _item(address, f"spec.addresses[{i}]")
+        address.setdefault("type", "IPAddress")
+    allowed = _mapping(spec.get("allowedListeners"), "spec.allowedListeners")
+    namespaces = _mapping(allowed.get("namespaces"), "spec.allowedListeners.namespaces")
+    _string(
+        namespaces,
+        "from",
+        "spec.allowedListeners.namespaces",
+        enum=("All", "Same", "Selector", "None"),
+    )
+
+
+def _listener_set(body: dict) -> None:
+    """A ListenerSet: its parentRef (a Gateway) and listeners, as a Gateway's."""
+    spec = _mapping(body.get("spec"), "spec")
+    ref = _mapping(spec.get("parentRef"), "spec.parentRef")
+    ref.setdefault("group", "gateway.networking.k8s.io")
+    ref.setdefault("kind", "Gateway")
+    _string(ref, "name", "spec.parentRef", required=True, max_len=253)
+    _string(ref, "namespace", "spec.parentRef", max_len=63)
+    _listeners(spec)
+
+
+def _listeners(spec: dict) -> None:
+    """``spec.listeners``: at least one, each valid, names unique."""
     listeners = _list(spec.get("listeners"), "spec.listeners")
     if not listeners:
         _fail("spec.listeners", "must have at least one listener")
@@ -841,6 +873,7 @@ def _endpoint_slice(body: dict) -> None:
 VALIDATORS: dict[str, Callable[[dict], None]] = {
     "GatewayClass": _gateway_class,
     "Gateway": _gateway,
+    "ListenerSet": _listener_set,
     "HTTPRoute": _http_route,
     "GRPCRoute": _grpc_route,
     "TLSRoute": _stream_route,

@@ -33,6 +33,7 @@ class APIResource:
 WATCHED: tuple[APIResource, ...] = (
     APIResource("GatewayClass", GATEWAY, "v1", "gatewayclasses", namespaced=False),
     APIResource("Gateway", GATEWAY, "v1", "gateways"),
+    APIResource("ListenerSet", GATEWAY, "v1", "listenersets"),
     APIResource("HTTPRoute", GATEWAY, "v1", "httproutes"),
     APIResource("GRPCRoute", GATEWAY, "v1", "grpcroutes"),
     APIResource("TLSRoute", GATEWAY, "v1", "tlsroutes"),

@@ -15,6 +15,7 @@ from twistgw.translate.crossserving import HostnameClaims
 from twistgw.translate.gateways import accepted_classes, build_gateways
 from twistgw.translate.grpcroutes import analyse_grpc_route, grpc_precedence
 from twistgw.translate.httproutes import analyse_route, http_precedence
+from twistgw.translate.listenersets import ListenerSets
 from twistgw.translate.model import TranslateOptions, Translation
 from twistgw.translate.tlsroutes import analyse_stream_route
 
@@ -124,7 +125,8 @@ def _service_users(attachments: list[Attachment]) -> dict[tuple[str, str], set[O
 def translate(snapshot: Snapshot, options: TranslateOptions) -> Translation:
     """Objects in, routing table and every owned object's status out. No I/O."""
     classes, statuses = accepted_classes(snapshot, options)
-    gateways = build_gateways(snapshot, options, classes)
+    listener_sets = ListenerSets()
+    gateways = build_gateways(snapshot, options, classes, merge=listener_sets)
     policies = BackendTLSPolicies(snapshot)
     by_name = {(g.key.namespace, g.key.name): g for g in gateways}
     # every kind in one pass, oldest first: the oldest routes keep their entries
@@ -136,6 +138,7 @@ def translate(snapshot: Snapshot, options: TranslateOptions) -> Translation:
         partial(_analyse, policies=policies),
         HostnameClaims(),
         EntryBudget(options.max_route_entries, options.max_table_entries),
+        listener_sets.by_name(),
     )
     per_listener: dict[int, list[Attachment]] = {}
     for attachment in attachments:
@@ -145,7 +148,7 @@ def translate(snapshot: Snapshot, options: TranslateOptions) -> Translation:
     for gateway in gateways:
         if not gateway.conditions.is_true("Accepted"):
             continue
-        for listener in gateway.listeners:
+        for listener in gateway.all_listeners:
             if not listener.servable:
                 continue
             compiled = LISTENER_BUILDERS[listener.protocol](
@@ -168,6 +171,7 @@ def translate(snapshot: Snapshot, options: TranslateOptions) -> Translation:
             for (address, port, transport), listeners in sorted(binds.items())
         )
     )
+    statuses.extend(listener_sets.finish())  # counts attachedListenerSets: first
     statuses.extend(gateway.status() for gateway in gateways)
     statuses.extend(route_statuses)
     statuses.extend(policies.statuses(_service_users(attachments), options.controller_name))

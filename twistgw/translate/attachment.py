@@ -47,11 +47,17 @@ class RouteAnalysis:
         return min(len(self.routes), 1) if self.stream else len(self.routes)
 
 
-def _parent_listeners(gateway: GatewayState, ref: dict[str, Any]) -> list[ListenerState]:
+#: A route's parent: a Gateway or a ListenerSet (both have ``key`` and ``listeners``).
+Parent = Any
+
+
+def _parent_listeners(parent: Parent, ref: dict[str, Any]) -> list[ListenerState]:
+    """The parent's own listeners the ref selects (a Gateway's never include those of
+    its ListenerSets)."""
     section, port = ref.get("sectionName"), ref.get("port")
     return [
         listener
-        for listener in gateway.listeners
+        for listener in parent.listeners
         if (section is None or listener.name == section) and (port is None or listener.port == port)
     ]
 
@@ -64,22 +70,26 @@ def attach_routes(
     analyse: Callable[[Snapshot, Resource], RouteAnalysis],
     claims: HostnameClaims | None = None,
     budget: EntryBudget | None = None,
+    listener_sets: dict[tuple[str, str], Parent] | None = None,
 ) -> tuple[list[Attachment], list[ObjectStatus]]:
     """Attach each route to the listeners its parentRefs select; return the
     attachments and each route's status (only for parents this controller owns).
     ``analyse`` compiles a route's rules (it depends on the route kind); ``claims``,
     when given, refuses a route on a listener where a route of its rival kind
     (HTTPRoute, GRPCRoute) attached before it holds one of its hostnames; ``budget``,
-    when given, refuses a parent on which the route would expand past its bounds."""
+    when given, refuses a parent on which the route would expand past its bounds;
+    ``listener_sets`` are the ListenerSets routes may name as parents."""
+    parents_by_kind = {"Gateway": gateways, "ListenerSet": listener_sets or {}}
     attachments: list[Attachment] = []
     statuses: list[ObjectStatus] = []
     for route in sorted(routes, key=Resource.age_key):
         analysis = analyse(snapshot, route)
         parents = []
         for ref in route.spec.get("parentRefs") or []:
-            if (ref.get("group"), ref.get("kind")) != (GATEWAY_GROUP, "Gateway"):
+            if ref.get("group") != GATEWAY_GROUP or ref.get("kind") not in parents_by_kind:
                 continue
-            gateway = gateways.get((ref.get("namespace") or route.namespace, ref["name"]))
+            key = (ref.get("namespace") or route.namespace, ref["name"])
+            gateway = parents_by_kind[ref["kind"]].get(key)
             if gateway is None:
                 continue
             conditions = Conditions(route.generation)
@@ -104,7 +114,7 @@ def _attach_to_parent(
     snapshot: Snapshot,
     route: Resource,
     ref: dict[str, Any],
-    gateway: GatewayState,
+    gateway: Parent,
     analysis: RouteAnalysis,
     conditions: Conditions,
     attachments: list[Attachment],
@@ -122,8 +132,7 @@ def _attach_to_parent(
             "Accepted",
             False,
             "NoMatchingParent",
-            f"Gateway {gateway.key.namespace}/{gateway.key.name} has no listener "
-            f"with {' and '.join(what)}",
+            f"{gateway.key} has no listener" + (f" with {' and '.join(what)}" if what else "s"),
         )
     else:
         allowed = [

@@ -35,6 +35,7 @@ SUPPORTED_FEATURES: frozenset[str] = frozenset(
         "HTTPRouteQueryParamMatching",
         "HTTPRouteResponseHeaderModification",
         "HTTPRouteSchemeRedirect",
+        "ListenerSet",
         "ReferenceGrant",
         "TCPRoute",
         "TLSRoute",

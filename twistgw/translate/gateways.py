@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -38,6 +39,18 @@ class ListenerState:
     attached_routes: int = 0
     servable: bool = False  # valid enough to listen for, whatever binding then says
     tls: ListenerTLS | None = None
+    #: the ListenerSet that defines the listener (None: the Gateway's own)
+    owner: Resource | None = None
+
+    @property
+    def resource(self) -> Resource:
+        """The object that defines the listener: its Gateway or ListenerSet."""
+        return self.owner if self.owner is not None else self.gateway.resource
+
+    @property
+    def namespace(self) -> str:
+        """The namespace allowedRoutes ``Same`` means."""
+        return self.resource.namespace
 
     @property
     def name(self) -> str:
@@ -61,7 +74,11 @@ class ListenerState:
 
     @property
     def qualified_name(self) -> str:
-        """``namespace/gateway/listener``, as the routing table names it."""
+        """``namespace/gateway/listener`` (``namespace/gateway/set-namespace/set/listener``
+        for a ListenerSet's), as the routing table names it."""
+        if self.owner is not None:
+            owner = f"{self.owner.namespace}/{self.owner.name}"
+            return f"{self.gateway.qualified_name}/{owner}/{self.name}"
         return f"{self.gateway.qualified_name}/{self.name}"
 
     def allows_kind(self, group: str, kind: str) -> bool:
@@ -84,6 +101,14 @@ class GatewayState:
     addresses: list[str] = attrs.field(factory=list)
     client_certificate: CertificateKey | None = None
     published: list[dict[str, str]] | None = None  # the addresses to report, if not ours
+    #: listeners of the ListenerSets attached to it, in precedence order
+    set_listeners: list[ListenerState] = attrs.field(factory=list)
+    attached_listener_sets: int = 0
+
+    @property
+    def all_listeners(self) -> list[ListenerState]:
+        """Its own listeners, then those of its ListenerSets (merge precedence)."""
+        return self.listeners + self.set_listeners
 
     @property
     def key(self) -> ObjectKey:
@@ -112,6 +137,7 @@ class GatewayState:
                 ],
                 "conditions": self.conditions.as_list(),
                 "listeners": self.listener_status(),
+                "attachedListenerSets": self.attached_listener_sets,
             },
         )
 
@@ -239,7 +265,9 @@ def _listener_tls(snapshot: Snapshot, listener: ListenerState) -> bool:
     c = listener.conditions
     gateway = listener.gateway.resource
     try:
-        certificate = listener_certificate(snapshot, gateway, listener.spec.get("tls") or {})
+        certificate = listener_certificate(
+            snapshot, listener.resource, listener.spec.get("tls") or {}
+        )
     except BackendError as exc:
         c.set("ResolvedRefs", False, exc.reason, exc.message)
         return False
@@ -264,11 +292,17 @@ def _tls_mode(listener: ListenerState) -> str:
     return (listener.spec.get("tls") or {}).get("mode", "Terminate")
 
 
-def _check_listeners(snapshot: Snapshot, gateway: GatewayState) -> None:
+def check_listeners(
+    snapshot: Snapshot, listeners: list[ListenerState], prior: list[ListenerState] | None = None
+) -> None:
+    """Set each listener's conditions. With ``prior`` (the accepted listeners of higher
+    precedence: a ListenerSet's), a listener conflicts with those and with the earlier
+    listeners of ``listeners`` that are accepted; without, the listeners conflict with
+    one another (a Gateway's own)."""
     by_port: dict[int, list[ListenerState]] = {}
-    for listener in gateway.listeners:
+    for listener in listeners if prior is None else prior:
         by_port.setdefault(listener.port, []).append(listener)
-    for listener in gateway.listeners:
+    for listener in listeners:
         c = listener.conditions
         kinds_ok = _supported_kinds(listener)
         refs_ok = kinds_ok
@@ -285,7 +319,7 @@ def _check_listeners(snapshot: Snapshot, gateway: GatewayState) -> None:
             refs_ok = _listener_tls(snapshot, listener)
         if c.get("ResolvedRefs") is None:
             c.set("ResolvedRefs", True, "ResolvedRefs", "All references are resolved")
-        conflict = _conflict(listener, by_port[listener.port])
+        conflict = _conflict(listener, by_port.get(listener.port, []))
         if conflict:
             c.set("Conflicted", True, conflict[0], conflict[1])
         else:
@@ -304,8 +338,12 @@ def _check_listeners(snapshot: Snapshot, gateway: GatewayState) -> None:
             c.set("Accepted", True, "Accepted", "Listener is accepted")
         if c.is_true("Accepted") and refs_ok:
             c.set("Programmed", True, "Programmed", "Listener is programmed")
+        elif conflict and prior is not None:  # ListenerSet conformance names the conflict
+            c.set("Programmed", False, conflict[0], conflict[1])
         else:
             c.set("Programmed", False, "Invalid", "Listener is not valid")
+        if prior is not None and c.is_true("Accepted"):
+            by_port.setdefault(listener.port, []).append(listener)
 
 
 def _backend_client_certificate(snapshot: Snapshot, gateway: GatewayState) -> None:
@@ -374,7 +412,7 @@ def _port_clashes(gateways: list[GatewayState]) -> None:
     owners: dict[tuple[str, int, str], ObjectKey] = {}
     for gateway in gateways:
         claimed = set()
-        for listener in gateway.listeners:
+        for listener in gateway.all_listeners:
             if not listener.accepted:
                 continue
             transport = transport_of(listener.protocol)
@@ -406,7 +444,7 @@ def _port_clashes(gateways: list[GatewayState]) -> None:
 
 def _bind_failures(gateway: GatewayState, options: TranslateOptions) -> None:
     """Listeners the data plane could not listen for are not programmed."""
-    for listener in gateway.listeners:
+    for listener in gateway.all_listeners:
         if not listener.conditions.is_true("Programmed"):
             continue
         for address in gateway.addresses:
@@ -472,10 +510,14 @@ def published_addresses(snapshot: Snapshot, service: tuple[str, str]) -> list[di
 
 
 def build_gateways(
-    snapshot: Snapshot, options: TranslateOptions, classes: dict[str, Resource]
+    snapshot: Snapshot,
+    options: TranslateOptions,
+    classes: dict[str, Resource],
+    merge: Callable[[Snapshot, list[GatewayState]], None] | None = None,
 ) -> list[GatewayState]:
     """Every Gateway of an accepted class, oldest first, with listeners checked,
-    addresses assigned and conditions set."""
+    addresses assigned and conditions set. ``merge``, when given, adds the listeners
+    of ListenerSets once the Gateways' own are checked."""
     gateways = []
     resources = [
         gw for gw in snapshot.of_kind("Gateway") if gw.spec.get("gatewayClassName") in classes
@@ -496,9 +538,11 @@ def build_gateways(
                 f"infrastructure.parametersRef {ref.get('kind')}/"
                 f"{ref.get('name')} is not supported",
             )
-        _check_listeners(snapshot, gateway)
+        check_listeners(snapshot, gateway.listeners)
         _backend_client_certificate(snapshot, gateway)
         gateways.append(gateway)
+    if merge is not None:
+        merge(snapshot, gateways)
     _assign_addresses(gateways, options)
     if options.publish_service is not None:
         published = published_addresses(snapshot, options.publish_service)
@@ -506,7 +550,7 @@ def build_gateways(
             gateway.published = published
     _port_clashes(gateways)
     for gateway in gateways:
-        for listener in gateway.listeners:
+        for listener in gateway.all_listeners:
             listener.servable = listener.conditions.is_true("Programmed")
         _bind_failures(gateway, options)
         _gateway_conditions(gateway, options)

@@ -28,11 +28,19 @@ def labels_match(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 def namespace_allowed(snapshot: Snapshot, listener, namespace: str) -> bool:
     spec = (listener.spec.get("allowedRoutes") or {}).get("namespaces") or {}
-    source = spec.get("from", "Same")
+    return namespace_selected(snapshot, spec, namespace, listener.namespace)
+
+
+def namespace_selected(
+    snapshot: Snapshot, spec: dict[str, Any], namespace: str, own: str, default: str = "Same"
+) -> bool:
+    """Whether ``namespace`` is admitted by a ``{from, selector}`` block (allowedRoutes
+    or allowedListeners namespaces); ``Same`` means ``own``, ``None`` admits none."""
+    source = spec.get("from", default)
     if source == "All":
         return True
     if source == "Same":
-        return namespace == listener.gateway.resource.namespace
+        return namespace == own
     if source == "Selector":
         ns = snapshot.get("Namespace", "", namespace)
         labels = dict(ns.labels) if ns else {}
