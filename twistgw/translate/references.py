@@ -183,9 +183,9 @@ def compile_backends(
         tls, app_protocol = None, None
         try:
             endpoints, port = resolve_service(snapshot, route, ref)
-            app_protocol = port.get("appProtocol")
+            app_protocol = _text(port.get("appProtocol")) or None
             policy = policies.lookup(
-                ref.get("namespace") or route.namespace, ref["name"], port.get("name") or ""
+                ref.get("namespace") or route.namespace, ref["name"], _text(port.get("name"))
             )
             tls = policy.tls if policy is not None else None
             invalid = policy is not None and tls is None
@@ -204,3 +204,9 @@ def compile_backends(
             )
         )
     return tuple(backends)
+
+
+def _text(value: Any) -> str:
+    """A Service port's optional text field ("" unless a string: Services are not
+    validated beyond their port numbers, and junk must not reach a lookup)."""
+    return value if isinstance(value, str) else ""
