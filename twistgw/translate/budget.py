@@ -6,7 +6,7 @@ refused when it would take the route, or the whole table, past its bound."""
 
 from __future__ import annotations
 
-from twistgw.api.resource import ObjectKey, Resource
+from twistgw.api.resource import Resource
 
 #: Routing entries one route may expand into, all its parents together: the CRDs'
 #: largest route (16 hostnames x 128 matches) on two listeners per hostname.
@@ -20,19 +20,23 @@ REASON = "UnsupportedValue"
 
 
 class EntryBudget:
-    """Routing entries granted so far, to each route and in all. Routes must be offered
-    oldest first, so an older route keeps what it has when a newer one would not fit."""
+    """Routing entries granted so far, to the current route and in all. Routes must be
+    offered oldest first, so an older route keeps what it has when a newer one would
+    not fit, and each route's parents one after another."""
 
     def __init__(self, per_route: int, per_table: int) -> None:
         self.per_route = per_route
         self.per_table = per_table
         self.used = 0
-        self._by_route: dict[ObjectKey, int] = {}
+        self._route: Resource | None = None
+        self._route_used = 0
 
     def take(self, route: Resource, entries: int) -> str | None:
         """Grant ``route`` ``entries`` more on one parent; or, when that would pass a
         bound, grant nothing and say why (the parent's Accepted message)."""
-        earlier = self._by_route.get(route.key, 0)
+        if route is not self._route:
+            self._route, self._route_used = route, 0
+        earlier = self._route_used
         total = earlier + entries
         if total > self.per_route:
             where = f"{entries:,} on this parent"
@@ -49,6 +53,6 @@ class EntryBudget:
                 f"route's {entries:,} on this parent, more than the {self.per_table:,} it "
                 "may have (--routing-table-max-entries); older routes are served first"
             )
-        self._by_route[route.key] = total
+        self._route_used = total
         self.used += entries
         return None
