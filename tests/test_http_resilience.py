@@ -61,10 +61,16 @@ def scripted(conn: Conn) -> None:
         conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 
 
-def rule(prefix: str, **policy) -> dict:
+def reset_on_head(conn: Conn) -> None:
+    """Resets each connection as soon as a request head arrives (its body unread)."""
+    if conn.read_until(b"\r\n\r\n") is not None:
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def rule(prefix: str, service: str = "scripted", **policy) -> dict:
     return {
         "matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
-        "backendRefs": [backend("scripted")],
+        "backendRefs": [backend(service)],
         **policy,
     }
 
@@ -74,6 +80,7 @@ def resilient() -> Iterator[tuple[GatewayProcess, str]]:
     log_path = os.path.join(tempfile.mkdtemp(prefix="twistgw-access-"), "access.log")
     gateway = GatewayProcess(("--workers", "1", "--access-log", log_path)).start()
     server = RawBackend(scripted)
+    head_reset = RawBackend(reset_on_head)
     rules = [
         rule("/timeout", timeouts={"backendRequest": "300ms"}),
         rule("/reset", retry={"attempts": 2, "backoff": "10ms"}),
@@ -84,14 +91,17 @@ def resilient() -> Iterator[tuple[GatewayProcess, str]]:
             timeouts={"request": "500ms"},
         ),
         rule("/plain"),
+        rule("/head-reset", "head-reset", retry={"attempts": 2, "backoff": "500ms"}),
     ]
     documents = [gateway_class(), gateway_manifest(), *service("scripted", [server.address])]
+    documents += service("head-reset", [head_reset.address])
     documents.append(http_route("resilient", rules))
     gateway.write("resilient.yaml", documents)
     wait_until(lambda: gateway.request("/plain?id=up")[0] == 200, what="routes to be served")
-    yield gateway, log_path
+    yield gateway, log_path, head_reset
     gateway.stop()
     server.close()
+    head_reset.close()
 
 
 def new_id() -> str:
@@ -108,7 +118,7 @@ def logged(log_path: str, path: str) -> dict | None:
 
 
 def test_backend_request_timeout_answers_504_and_closes_the_backend(resilient) -> None:
-    gateway, log_path = resilient
+    gateway, log_path, _ = resilient
     key = new_id()
     path = f"/timeout?id={key}&fail=1&mode=slow"
     started = time.monotonic()
@@ -124,7 +134,7 @@ def test_backend_request_timeout_answers_504_and_closes_the_backend(resilient) -
 
 
 def test_backend_request_timeout_over_http2(resilient) -> None:
-    gateway, _ = resilient
+    gateway, _, _ = resilient
     key = new_id()
     done = subprocess.run(
         ["curl", "-sS", "--http2-prior-knowledge", "-H", "Host: example.com"]
@@ -139,7 +149,7 @@ def test_backend_request_timeout_over_http2(resilient) -> None:
 
 
 def test_a_connection_reset_is_retried(resilient) -> None:
-    gateway, log_path = resilient
+    gateway, log_path, _ = resilient
     key = new_id()
     path = f"/reset?id={key}&fail=2&mode=reset"
     code, _, _ = gateway.request(path)
@@ -156,7 +166,7 @@ def test_a_connection_reset_is_retried(resilient) -> None:
 
 
 def test_resets_beyond_the_attempts_answer_503(resilient) -> None:
-    gateway, _ = resilient
+    gateway, _, _ = resilient
     key = new_id()
     code, _, _ = gateway.request(f"/reset?id={key}&fail=5&mode=reset")
     assert code == 503
@@ -164,7 +174,7 @@ def test_resets_beyond_the_attempts_answer_503(resilient) -> None:
 
 
 def test_a_listed_code_is_retried_after_the_backoff(resilient) -> None:
-    gateway, _ = resilient
+    gateway, _, _ = resilient
     key = new_id()
     code, _, body = gateway.request(f"/code?id={key}&fail=2", method="POST", body=b"payload")
     assert code == 200 and body == b"payload"
@@ -175,7 +185,7 @@ def test_a_listed_code_is_retried_after_the_backoff(resilient) -> None:
 
 
 def test_a_code_not_listed_or_attempts_spent_is_answered(resilient) -> None:
-    gateway, _ = resilient
+    gateway, _, _ = resilient
     key = new_id()
     assert gateway.request(f"/code?id={key}&fail=1&mode=500")[0] == 500
     assert len(SEEN[key]) == 1
@@ -185,7 +195,7 @@ def test_a_code_not_listed_or_attempts_spent_is_answered(resilient) -> None:
 
 
 def test_a_body_too_large_to_replay_is_not_retried(resilient) -> None:
-    gateway, _ = resilient
+    gateway, _, _ = resilient
     key = new_id()
     body = b"x" * (64 * 1024 + 1)
     code, _, _ = gateway.request(f"/code?id={key}&fail=1", method="POST", body=body)
@@ -194,7 +204,7 @@ def test_a_body_too_large_to_replay_is_not_retried(resilient) -> None:
 
 
 def test_the_request_timeout_bounds_every_attempt(resilient) -> None:
-    gateway, _ = resilient
+    gateway, _, _ = resilient
     key = new_id()
     started = time.monotonic()
     code, _, _ = gateway.request(f"/bounded?id={key}&fail=100")
@@ -202,3 +212,20 @@ def test_the_request_timeout_bounds_every_attempt(resilient) -> None:
     assert code == 504
     assert 0.45 <= elapsed < 1.5
     assert 2 <= len(SEEN[key]) <= 4  # 0, 0.1, 0.3 s: the next (0.7 s) never starts
+
+
+def test_a_body_outgrowing_the_bound_during_the_backoff_is_not_retried(resilient) -> None:
+    """The first attempt fails while the body still streams; by the retry, the body has
+    passed the replay bound: the answer is 503, with no second attempt."""
+    gateway, _, head_reset = resilient
+    size = 100_000
+    with socket.create_connection((gateway.address, 8080), timeout=10) as sock:
+        sock.sendall(
+            b"POST /head-reset HTTP/1.1\r\nHost: example.com\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (size, b"a" * 1000)
+        )
+        time.sleep(0.2)  # the backend has reset; the retry waits 500 ms
+        sock.sendall(b"b" * (size - 1000))
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 503 "), answer
+    assert head_reset.connections == 1

@@ -18,7 +18,7 @@ from twistgw.dataplane.http.deadline import Deadline
 from twistgw.dataplane.http.filters import redirect_location, rewrite_path
 from twistgw.dataplane.http.forwarding import forwarded
 from twistgw.dataplane.http.messages import Headers, Request, Response
-from twistgw.dataplane.http.resilience import Guard
+from twistgw.dataplane.http.resilience import BodyProducer, Guard
 from twistgw.dataplane.http.router import CompiledBackend, CompiledRoute
 
 if TYPE_CHECKING:
@@ -241,7 +241,9 @@ class Exchange:
         if self.request_done:
             codec.send_end()
         else:
-            upstream.transport.registerProducer(self.conn.transport, True)
+            conn = self.conn
+            producer = conn.transport if self.guard is None else BodyProducer(conn)
+            upstream.transport.registerProducer(producer, True)
             self.down.accept_body()
             self.down.flush()
         self.conn.resume_reading()
@@ -386,6 +388,10 @@ class Exchange:
         if self.finished:
             return
         guard = self.guard
+        if guard.replay is None:  # the body outgrew the bound during the backoff
+            self.respond_local(503, b"the backend failed and the body is too large to retry\n")
+            self.down.flush()
+            return
         if self._pick():
             self._prepare(*guard.where)
             self.pending = list(guard.replay)

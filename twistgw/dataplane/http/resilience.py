@@ -41,6 +41,29 @@ def compile_policy(route: ir.Route) -> Policy | None:
     return policy
 
 
+class BodyProducer:
+    """The client's side as the producer of a retryable request's body towards one
+    attempt's backend connection. A backend connection that dies stops its producer,
+    which for the client's own transport would close the client (or stall its
+    stream): this one lets the client's body flow on instead, for the next attempt."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+
+    def pauseProducing(self) -> None:  # noqa: N802 (Twisted's interface)
+        self.conn.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        conn = self.conn
+        if not conn.paused and conn.transport is not None:
+            conn.transport.resumeProducing()
+
+    def stopProducing(self) -> None:  # noqa: N802
+        self.resumeProducing()
+
+
 def _cancel(call: IDelayedCall | None) -> None:
     if call is not None and call.active():
         call.cancel()
