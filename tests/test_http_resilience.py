@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.support.gateway import GatewayProcess, wait_until
+from tests.support.h2backends import H2Echo
 from tests.support.manifests import backend, gateway_class, gateway_manifest, http_route, service
 from tests.support.rawbackend import Conn, RawBackend
 
@@ -76,11 +77,12 @@ def rule(prefix: str, service: str = "scripted", **policy) -> dict:
 
 
 @pytest.fixture(scope="module")
-def resilient() -> Iterator[tuple[GatewayProcess, str]]:
+def resilient() -> Iterator[tuple[GatewayProcess, str, RawBackend, H2Echo]]:
     log_path = os.path.join(tempfile.mkdtemp(prefix="twistgw-access-"), "access.log")
     gateway = GatewayProcess(("--workers", "1", "--access-log", log_path)).start()
     server = RawBackend(scripted)
     head_reset = RawBackend(reset_on_head)
+    h2echo = H2Echo()
     rules = [
         rule("/timeout", timeouts={"backendRequest": "300ms"}),
         rule("/reset", retry={"attempts": 2, "backoff": "10ms"}),
@@ -92,16 +94,19 @@ def resilient() -> Iterator[tuple[GatewayProcess, str]]:
         ),
         rule("/plain"),
         rule("/head-reset", "head-reset", retry={"attempts": 2, "backoff": "500ms"}),
+        rule("/h2", "h2echo", retry={"attempts": 1}),
     ]
     documents = [gateway_class(), gateway_manifest(), *service("scripted", [server.address])]
     documents += service("head-reset", [head_reset.address])
+    documents += service("h2echo", [h2echo.address], app_protocol="kubernetes.io/h2c")
     documents.append(http_route("resilient", rules))
     gateway.write("resilient.yaml", documents)
     wait_until(lambda: gateway.request("/plain?id=up")[0] == 200, what="routes to be served")
-    yield gateway, log_path, head_reset
+    yield gateway, log_path, head_reset, h2echo
     gateway.stop()
     server.close()
     head_reset.close()
+    h2echo.close()
 
 
 def new_id() -> str:
@@ -118,7 +123,7 @@ def logged(log_path: str, path: str) -> dict | None:
 
 
 def test_backend_request_timeout_answers_504_and_closes_the_backend(resilient) -> None:
-    gateway, log_path, _ = resilient
+    gateway, log_path, *_ = resilient
     key = new_id()
     path = f"/timeout?id={key}&fail=1&mode=slow"
     started = time.monotonic()
@@ -134,7 +139,7 @@ def test_backend_request_timeout_answers_504_and_closes_the_backend(resilient) -
 
 
 def test_backend_request_timeout_over_http2(resilient) -> None:
-    gateway, _, _ = resilient
+    gateway, *_ = resilient
     key = new_id()
     done = subprocess.run(
         ["curl", "-sS", "--http2-prior-knowledge", "-H", "Host: example.com"]
@@ -149,7 +154,7 @@ def test_backend_request_timeout_over_http2(resilient) -> None:
 
 
 def test_a_connection_reset_is_retried(resilient) -> None:
-    gateway, log_path, _ = resilient
+    gateway, log_path, *_ = resilient
     key = new_id()
     path = f"/reset?id={key}&fail=2&mode=reset"
     code, _, _ = gateway.request(path)
@@ -166,7 +171,7 @@ def test_a_connection_reset_is_retried(resilient) -> None:
 
 
 def test_resets_beyond_the_attempts_answer_503(resilient) -> None:
-    gateway, _, _ = resilient
+    gateway, *_ = resilient
     key = new_id()
     code, _, _ = gateway.request(f"/reset?id={key}&fail=5&mode=reset")
     assert code == 503
@@ -174,7 +179,7 @@ def test_resets_beyond_the_attempts_answer_503(resilient) -> None:
 
 
 def test_a_listed_code_is_retried_after_the_backoff(resilient) -> None:
-    gateway, _, _ = resilient
+    gateway, *_ = resilient
     key = new_id()
     code, _, body = gateway.request(f"/code?id={key}&fail=2", method="POST", body=b"payload")
     assert code == 200 and body == b"payload"
@@ -185,7 +190,7 @@ def test_a_listed_code_is_retried_after_the_backoff(resilient) -> None:
 
 
 def test_a_code_not_listed_or_attempts_spent_is_answered(resilient) -> None:
-    gateway, _, _ = resilient
+    gateway, *_ = resilient
     key = new_id()
     assert gateway.request(f"/code?id={key}&fail=1&mode=500")[0] == 500
     assert len(SEEN[key]) == 1
@@ -195,7 +200,7 @@ def test_a_code_not_listed_or_attempts_spent_is_answered(resilient) -> None:
 
 
 def test_a_body_too_large_to_replay_is_not_retried(resilient) -> None:
-    gateway, _, _ = resilient
+    gateway, *_ = resilient
     key = new_id()
     body = b"x" * (64 * 1024 + 1)
     code, _, _ = gateway.request(f"/code?id={key}&fail=1", method="POST", body=body)
@@ -204,7 +209,7 @@ def test_a_body_too_large_to_replay_is_not_retried(resilient) -> None:
 
 
 def test_the_request_timeout_bounds_every_attempt(resilient) -> None:
-    gateway, _, _ = resilient
+    gateway, *_ = resilient
     key = new_id()
     started = time.monotonic()
     code, _, _ = gateway.request(f"/bounded?id={key}&fail=100")
@@ -217,7 +222,7 @@ def test_the_request_timeout_bounds_every_attempt(resilient) -> None:
 def test_a_body_outgrowing_the_bound_during_the_backoff_is_not_retried(resilient) -> None:
     """The first attempt fails while the body still streams; by the retry, the body has
     passed the replay bound: the answer is 503, with no second attempt."""
-    gateway, _, head_reset = resilient
+    gateway, _, head_reset, _ = resilient
     size = 100_000
     with socket.create_connection((gateway.address, 8080), timeout=10) as sock:
         sock.sendall(
@@ -229,3 +234,13 @@ def test_a_body_outgrowing_the_bound_during_the_backoff_is_not_retried(resilient
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 503 "), answer
     assert head_reset.connections == 1
+
+
+def test_an_http2_backend_stream_failure_is_retried(resilient) -> None:
+    """The exchange retries over HTTP/2 backends as over HTTP/1.1: a malformed
+    ``:status`` fails the stream (502 without retries), is retried once, then 503."""
+    gateway, _, _, h2echo = resilient
+    before = h2echo.streams
+    assert gateway.request("/h2/bad-status")[0] == 503
+    assert h2echo.streams - before == 2
+    assert gateway.request("/h2/ok")[0] == 200
