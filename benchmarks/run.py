@@ -8,7 +8,7 @@ interleaved rounds (A, B, A, B, ...) so that a busy machine affects all alike.
 
 Origin: nginx with a fixed response when installed, else benchmarks/origin.py. Load:
 wrk when installed, else benchmarks/loadgen.py (much slower; the report says which);
-the HTTP/2 scenarios need h2load (nghttp2-client) and nginx, and are skipped without.
+the HTTP/2 scenarios need h2load (nghttp2-client), and are skipped without it.
 Reference proxy: nginx with 2 workers and upstream keep-alive, when installed (for the
 TLS scenarios terminating TLS with the same ECDSA P-256 certificate as twistgw; for
 the HTTP/2 ones with HTTP/2 on its listener, the upstream still HTTP/1.1).
@@ -880,7 +880,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--scenarios",
-        default="scaling,keepalive,close,big,routes,tls,handshakes,tcp,udp,idle",
+        default="scaling,keepalive,close,big,routes,tls,handshakes,tcp,udp,h2c,h2c-few,h2,h2-few,"
+        "grpc,idle",
         help=f"comma-separated, of: {', '.join(SCENARIOS)}",
     )
     parser.add_argument("--rounds", type=int, default=3)
@@ -913,10 +914,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(udp_report(scenario, workdir, started, args.rounds, args.duration))
                 print()
                 continue
-            if scenario.streams and not (shutil.which("h2load") and find_nginx()):
-                print(f"### {name}: skipped (needs h2load from nghttp2-client, and nginx)\n")
+            if scenario.streams and not shutil.which("h2load"):
+                print(f"### {name}: skipped (needs h2load: apt-get install nghttp2-client)\n")
                 continue
             if name == "grpc":
+                try:
+                    import grpc  # noqa: F401 (the backend's and the check's)
+                except ImportError:
+                    print("### grpc: skipped (needs grpcio: ./run-tests installs it)\n")
+                    continue
                 print(grpc_report(scenario, workdir, started, args.rounds, args.duration))
                 print()
                 continue
