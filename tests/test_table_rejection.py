@@ -24,6 +24,7 @@ from twistgw.ipc.channel import ControlChannel
 from twistgw.metrics import Metrics
 from twistgw.routing import ir
 from twistgw.snapshot import Snapshot
+from twistgw.supervisor import workers as workers_module
 from twistgw.supervisor.controlplane import ControlPlane
 from twistgw.supervisor.sockets import bind_socket
 from twistgw.supervisor.workers import WorkerPool
@@ -315,5 +316,29 @@ def test_a_table_too_large_for_the_workers_channel_is_refused_and_the_last_stays
         monkeypatch.undo()
         control.on_snapshot(Snapshot())  # fits again: applied, the error gone
         assert pool.version == 2 and control.status_document()["errors"] == []
+    finally:
+        pool.sockets.close_all()
+
+
+def test_a_worker_applying_a_large_table_gets_watchdog_grace_in_proportion(monkeypatch):
+    """Compiling a table is a worker's longest silence: the watchdog waits longer for
+    one that was just sent a large table, and a pong it sent before does not cut that."""
+    monkeypatch.setattr(workers_module, "TABLE_BYTES_PER_SECOND", 10)
+    metrics = Metrics()
+    reactor = MemoryReactorClock()
+    pool = WorkerPool(reactor, 1, 1.0, metrics)
+    try:
+        worker = _worker(pool, 0)
+        worker.heard = reactor.seconds()
+        table = ir.RoutingTable((_bind(80, _redirect("big.example"), address="192.0.2.1"),))
+        pool.apply(table)
+        grace = len(pool.table_message) / 10
+        assert worker.heard == pytest.approx(reactor.seconds() + min(grace, 120.0))
+        granted = worker.heard
+        worker.channel.dataReceived(_frame("pong", 1))  # (sent before the table came)
+        assert worker.heard == granted
+        reactor.advance(granted + 1)
+        worker.channel.dataReceived(_frame("pong", 2))
+        assert worker.heard == reactor.seconds()
     finally:
         pool.sockets.close_all()

@@ -25,6 +25,13 @@ from twistgw.supervisor.sockets import ListenerSockets, family_of
 log = Logger()
 
 
+#: How fast a worker is assumed to compile a routing table, in encoded bytes per
+#: second (measured 2-2.5 MB/s for the largest tables the translator's bounds allow),
+#: and the most extra silence the watchdog grants a worker applying one.
+TABLE_BYTES_PER_SECOND = 1_000_000
+MAX_TABLE_GRACE = 120.0
+
+
 class TableTooLarge(Exception):
     """A routing table too large for the control channel to carry to the workers."""
 
@@ -154,7 +161,12 @@ class WorkerPool(Service):
         self.table_message = message
         self.sent[self.version] = table
         opened, closed = self.sockets.apply(table)
+        # compiling a table is a worker's longest silence: give it time in proportion
+        now = self.reactor.seconds()
+        grace = min(len(message) / TABLE_BYTES_PER_SECOND, MAX_TABLE_GRACE)
         for handle in self.live():
+            if handle.heard is not None:
+                handle.heard = max(handle.heard, now + grace)
             handle.channel.send_encoded(message)
             for key in opened:
                 handle.channel.send(
@@ -323,7 +335,8 @@ class WorkerPool(Service):
             handle.channel.send("ping", self._pings)
 
     def _pong(self, handle: WorkerHandle, n: int) -> None:
-        handle.heard = self.reactor.seconds()
+        # (never earlier than a grace granted for a table: a pong sent before it came)
+        handle.heard = max(handle.heard or 0.0, self.reactor.seconds())
         handle.heartbeat = n
 
     def _kill_hung(self, handle: WorkerHandle, silent: float) -> None:

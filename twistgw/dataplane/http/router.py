@@ -257,8 +257,23 @@ def _order(entry: tuple[int, CompiledRoute]) -> int:
     return entry[0]
 
 
+def _compiled(spec: ir.Route, compiled: dict[int, CompiledRoute]) -> CompiledRoute:
+    route = compiled.get(id(spec))
+    if route is None:
+        route = compiled[id(spec)] = CompiledRoute(spec)
+    return route
+
+
 class CompiledListener:
-    def __init__(self, spec: ir.HTTPListener) -> None:
+    """A listener's virtual hosts; ``compiled`` holds the routes compiled so far for the
+    bind, so a rule the translator repeated per hostname and listener (equal entries)
+    is compiled once and shared."""
+
+    def __init__(
+        self, spec: ir.HTTPListener, compiled: dict[ir.Route, CompiledRoute] | None = None
+    ) -> None:
+        if compiled is None:
+            compiled = {}
         self.spec = spec
         self.name = spec.name
         self.gateway = spec.gateway
@@ -268,7 +283,7 @@ class CompiledListener:
         self.any: RouteIndex | None = None
         self._candidates: dict[str, list[RouteIndex]] = {}
         for vhost in spec.virtual_hosts:
-            routes = RouteIndex([CompiledRoute(r) for r in vhost.routes])
+            routes = RouteIndex([_compiled(r, compiled) for r in vhost.routes])
             if vhost.hostname == "*":
                 self.any = routes
             elif vhost.hostname.startswith("*."):
@@ -304,8 +319,10 @@ class Router:
 
     def __init__(self, bind: ir.Bind) -> None:
         self.bind = bind
+        compiled: dict[ir.Route, CompiledRoute] = {}
         self.listeners = sorted(
-            (CompiledListener(li) for li in bind.listeners), key=lambda li: specificity(li.hostname)
+            (CompiledListener(li, compiled) for li in bind.listeners),
+            key=lambda li: specificity(li.hostname),
         )
         self._by_host: dict[str, CompiledListener | None] = {}
 
