@@ -709,9 +709,6 @@ def _listeners(spec: dict) -> None:
         if listener["name"] in names:
             _fail(f"spec.listeners[{i}].name", f"duplicate listener name {listener['name']!r}")
         names.add(listener["name"])
-    for i, address in enumerate(_list(spec.get("addresses"), "spec.addresses")):
-        address = _item(address, f"spec.addresses[{i}]")
-        address.setdefault("type", "IPAddress")
 
 
 def _unique_rule_name(rule: dict, at: str, names: set[str]) -> None:
