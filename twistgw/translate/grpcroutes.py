@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import attrs
 import re2
 
 from twistgw.api.resource import Resource
@@ -16,8 +15,8 @@ from twistgw.routing import ir
 from twistgw.snapshot import Snapshot
 from twistgw.translate.attachment import RouteAnalysis
 from twistgw.translate.backendtls import BackendTLSPolicies
-from twistgw.translate.filters import UnsupportedRule, compile_filters
-from twistgw.translate.references import compile_backends
+from twistgw.translate.filters import UnsupportedRule
+from twistgw.translate.rules import RuleKind, analyse_rules
 
 #: Filters twistgw implements on GRPCRoute rules and backendRefs.
 SUPPORTED_FILTERS = frozenset({"RequestHeaderModifier", "ResponseHeaderModifier"})
@@ -89,36 +88,18 @@ def grpc_precedence(route: Resource, match_index: int, compiled: ir.Route) -> tu
     )
 
 
+#: GRPCRoute rules as the shared rule loop compiles them.
+GRPC_RULES = RuleKind(
+    problems=lambda rule, where: grpc_regex_problems(rule, where) + wire_problems(rule, where),
+    match=grpc_match,
+    filters=SUPPORTED_FILTERS,
+    backend_filters=SUPPORTED_FILTERS,
+    fields=lambda rule: {"grpc": True},
+)
+
+
 def analyse_grpc_route(
     snapshot: Snapshot, route: Resource, policies: BackendTLSPolicies
 ) -> RouteAnalysis:
     """Compile every rule of a GRPCRoute; note backend and support problems."""
-    result = RouteAnalysis()
-    name = f"{route.namespace}/{route.name}"
-    rules = route.spec.get("rules") or []
-    result.rule_count = len(rules)
-    for rule_index, rule in enumerate(rules):
-        refs = rule.get("backendRefs") or []
-        resolved = compile_backends(snapshot, route, refs, result, policies)
-        try:
-            where = f"spec.rules[{rule_index}]"
-            problems = grpc_regex_problems(rule, where) + wire_problems(rule, where)
-            if problems:
-                raise UnsupportedRule("; ".join(problems))
-            for match_index, match_spec in enumerate(rule.get("matches") or [{}]):
-                match = grpc_match(match_spec)
-                filters = compile_filters(rule.get("filters"), match, SUPPORTED_FILTERS)
-                backends = tuple(
-                    attrs.evolve(
-                        backend,
-                        filters=compile_filters(ref.get("filters"), match, SUPPORTED_FILTERS),
-                    )
-                    for ref, backend in zip(refs, resolved, strict=True)
-                )
-                result.routes.append(
-                    (match_index, ir.Route(name, rule_index, match, filters, backends, grpc=True))
-                )
-        except UnsupportedRule as exc:
-            result.routes = [r for r in result.routes if r[1].rule != rule_index]
-            result.unsupported.append(f"rule {rule_index}: {exc}")
-    return result
+    return analyse_rules(snapshot, route, policies, GRPC_RULES)

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import attrs
-
 from twistgw.api.resource import Resource
 from twistgw.api.validation import parse_duration, regex_problems, wire_problems
 from twistgw.routing import ir
 from twistgw.snapshot import Snapshot
 from twistgw.translate.attachment import RouteAnalysis
 from twistgw.translate.backendtls import BackendTLSPolicies
-from twistgw.translate.filters import UnsupportedRule, compile_filters
-from twistgw.translate.references import compile_backends
+from twistgw.translate.rules import RuleKind, analyse_rules
 
 SUPPORTED_FILTERS = frozenset(
     {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite"}
@@ -91,50 +88,18 @@ def http_precedence(route: Resource, match_index: int, compiled: ir.Route) -> tu
     )
 
 
+#: HTTPRoute rules as the shared rule loop compiles them.
+HTTP_RULES = RuleKind(
+    problems=lambda rule, where: regex_problems(rule, where) + wire_problems(rule, where),
+    match=_match,
+    filters=SUPPORTED_FILTERS,
+    backend_filters=SUPPORTED_BACKEND_FILTERS,
+    fields=lambda rule: {"timeouts": timeouts_of(rule), "retry": retry_of(rule)},
+)
+
+
 def analyse_route(
     snapshot: Snapshot, route: Resource, policies: BackendTLSPolicies
 ) -> RouteAnalysis:
     """Compile every rule of an HTTPRoute; note backend and support problems."""
-    result = RouteAnalysis()
-    name = f"{route.namespace}/{route.name}"
-    rules = route.spec.get("rules") or []
-    result.rule_count = len(rules)
-    for rule_index, rule in enumerate(rules):
-        refs = rule.get("backendRefs") or []
-        resolved = compile_backends(snapshot, route, refs, result, policies)
-        try:
-            where = f"spec.rules[{rule_index}]"
-            problems = regex_problems(rule, where) + wire_problems(rule, where)
-            if problems:
-                raise UnsupportedRule("; ".join(problems))
-            timeouts, retry = timeouts_of(rule), retry_of(rule)
-            for match_index, match_spec in enumerate(rule.get("matches") or [{}]):
-                match = _match(match_spec)
-                filters = compile_filters(rule.get("filters"), match, SUPPORTED_FILTERS)
-                compiled = tuple(
-                    attrs.evolve(
-                        backend,
-                        filters=compile_filters(
-                            ref.get("filters"), match, SUPPORTED_BACKEND_FILTERS
-                        ),
-                    )
-                    for ref, backend in zip(refs, resolved, strict=True)
-                )
-                result.routes.append(
-                    (
-                        match_index,
-                        ir.Route(
-                            name,
-                            rule_index,
-                            match,
-                            filters,
-                            compiled,
-                            timeouts=timeouts,
-                            retry=retry,
-                        ),
-                    )
-                )
-        except UnsupportedRule as exc:
-            result.routes = [r for r in result.routes if r[1].rule != rule_index]
-            result.unsupported.append(f"rule {rule_index}: {exc}")
-    return result
+    return analyse_rules(snapshot, route, policies, HTTP_RULES)

@@ -1,0 +1,66 @@
+"""The rule loop HTTPRoutes and GRPCRoutes share: each rule's backends resolved, its
+unsendable values refused, each match turned into an IR route with the rule's and the
+backendRefs' filters; a rule that cannot be served is dropped with its reason."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from twistgw.api.resource import Resource
+from twistgw.routing import ir
+from twistgw.snapshot import Snapshot
+from twistgw.translate.attachment import RouteAnalysis
+from twistgw.translate.backendtls import BackendTLSPolicies
+from twistgw.translate.filters import UnsupportedRule, compile_filters
+from twistgw.translate.references import compile_backends
+
+
+@attrs.frozen
+class RuleKind:
+    """What differs between route kinds: the problems refusing a rule (its values the
+    wire or RE2 cannot take), a match as IR, the filters supported on rules and on
+    backendRefs, and the IR route's fields taken from the rule itself."""
+
+    problems: Callable[[dict[str, Any], str], list[str]]
+    match: Callable[[dict[str, Any]], ir.Match]
+    filters: frozenset[str]
+    backend_filters: frozenset[str]
+    fields: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def analyse_rules(
+    snapshot: Snapshot, route: Resource, policies: BackendTLSPolicies, kind: RuleKind
+) -> RouteAnalysis:
+    """Compile every rule of ``route``; note backend and support problems."""
+    result = RouteAnalysis()
+    name = f"{route.namespace}/{route.name}"
+    rules = route.spec.get("rules") or []
+    result.rule_count = len(rules)
+    for rule_index, rule in enumerate(rules):
+        refs = rule.get("backendRefs") or []
+        resolved = compile_backends(snapshot, route, refs, result, policies)
+        try:
+            problems = kind.problems(rule, f"spec.rules[{rule_index}]")
+            if problems:
+                raise UnsupportedRule("; ".join(problems))
+            fields = kind.fields(rule)
+            entries = []
+            for match_index, match_spec in enumerate(rule.get("matches") or [{}]):
+                match = kind.match(match_spec)
+                filters = compile_filters(rule.get("filters"), match, kind.filters)
+                backends = tuple(
+                    attrs.evolve(
+                        backend,
+                        filters=compile_filters(ref.get("filters"), match, kind.backend_filters),
+                    )
+                    for ref, backend in zip(refs, resolved, strict=True)
+                )
+                route_entry = ir.Route(name, rule_index, match, filters, backends, **fields)
+                entries.append((match_index, route_entry))
+            result.routes.extend(entries)
+        except UnsupportedRule as exc:
+            result.unsupported.append(f"rule {rule_index}: {exc}")
+    return result
