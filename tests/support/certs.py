@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import datetime
+import ssl
+import tempfile
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -79,3 +81,14 @@ def ca_config_map(name: str, pem: bytes, namespace: str = "default") -> dict:
         "metadata": {"name": name, "namespace": namespace},
         "data": {"ca.crt": pem.decode()},
     }
+
+
+def load_pair(context: ssl.SSLContext, pair: tuple[bytes, bytes]) -> None:
+    """Load ``pair`` (certificate PEM, key PEM) into ``context`` (the ssl module reads
+    them from files only)."""
+    with tempfile.NamedTemporaryFile() as cert, tempfile.NamedTemporaryFile() as key:
+        cert.write(pair[0])
+        key.write(pair[1])
+        cert.flush()
+        key.flush()
+        context.load_cert_chain(cert.name, key.name)

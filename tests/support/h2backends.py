@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-import tempfile
 import threading
 from concurrent import futures
 
@@ -16,6 +15,8 @@ from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import DataReceived, RequestReceived, StreamEnded, StreamReset
 from hyperframe.frame import GoAwayFrame
+
+from tests.support.certs import load_pair
 
 SERVICE = "twistgw.test.Echo"
 
@@ -78,12 +79,7 @@ class H2Echo:
         if pair is not None:
             self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.tls.set_alpn_protocols(["h2"])
-            with tempfile.NamedTemporaryFile() as cert, tempfile.NamedTemporaryFile() as key:
-                cert.write(pair[0])
-                key.write(pair[1])
-                cert.flush()
-                key.flush()
-                self.tls.load_cert_chain(cert.name, key.name)
+            load_pair(self.tls, pair)
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-import tempfile
 
 import attrs
+
+from tests.support.certs import load_pair
 
 
 @attrs.frozen
@@ -24,12 +25,7 @@ def client_context(ca_pem: bytes, pair: tuple[bytes, bytes] | None = None) -> ss
     context = ssl.create_default_context(cadata=ca_pem.decode())
     context.set_alpn_protocols(["http/1.1"])
     if pair is not None:
-        with tempfile.NamedTemporaryFile() as cert, tempfile.NamedTemporaryFile() as key:
-            cert.write(pair[0])
-            key.write(pair[1])
-            cert.flush()
-            key.flush()
-            context.load_cert_chain(cert.name, key.name)
+        load_pair(context, pair)
     return context
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import socket
 import ssl
-import tempfile
 import threading
+
+from tests.support.certs import load_pair
 
 
 class TLSEcho:
@@ -25,12 +26,7 @@ class TLSEcho:
         self.context = None
         if pair is not None:
             self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            with tempfile.NamedTemporaryFile() as cert, tempfile.NamedTemporaryFile() as key:
-                cert.write(pair[0])
-                key.write(pair[1])
-                cert.flush()
-                key.flush()
-                self.context.load_cert_chain(cert.name, key.name)
+            load_pair(self.context, pair)
             self.context.sni_callback = self._sni
             if client_ca is not None:
                 self.context.verify_mode = ssl.CERT_REQUIRED
