@@ -55,24 +55,32 @@ def _mutate(draw: st.DrawFn, docs: list[dict], step: str) -> None:
         replace_at(doc, path, draw(replaced))
 
 
-#: Whether a document is kept: mostly. A failing example shrinks to dropping every
-#: document it does not need, but the core's GatewayClass and Gateways (``ANCHORS``):
-#: hypothesis often draws runs of False, and without them nothing would attach.
-KEEP = pick((False,) + (True,) * 31)
+#: Whether documents are dropped at all (one time in eight), then whether each is kept:
+#: mostly. A failing example shrinks to dropping every document it does not need, but
+#: the core's GatewayClass and Gateways (``ANCHORS``): hypothesis often draws runs of
+#: the simplest choice, which without these would leave nothing to attach to.
+DROPPING = st.integers(0, 7).map(lambda drawn: drawn == 0)
+KEEP = pick((False,) + (True,) * 15)
 ANCHORS = ("GatewayClass", "Gateway")
 
 
 @st.composite
 def mutated(draw: st.DrawFn, base: st.SearchStrategy, steps: tuple[str, ...]) -> list[dict]:
-    """A list drawn from ``base`` with a few of ``steps`` applied and a few documents
-    dropped (after mutating, so that a failing example shrinks by dropping documents
-    without moving its mutations); one document per object (the last of a key stays,
-    where its key first came)."""
+    """A list drawn from ``base`` with a few of ``steps`` applied and maybe a few
+    documents dropped (after mutating, so that a failing example shrinks by dropping
+    documents without moving its mutations); one document per object (the last of a
+    key stays, where its key first came)."""
+    dropping = draw(DROPPING)
     docs = copy.deepcopy(draw(base))
     anchors = [doc for doc in docs if doc["kind"] in ANCHORS]
     for step in draw(st.lists(pick(steps), max_size=4)):
         draw(_mutate(docs, step))
-    kept = [doc for doc in docs if any(doc is a for a in anchors) or draw(KEEP)]
+    keep = [draw(KEEP) for _ in docs]  # drawn either way, so shrinking keeps its place
+    kept = [
+        doc
+        for doc, kept in zip(docs, keep, strict=True)
+        if kept or not dropping or any(doc is anchor for anchor in anchors)
+    ]
     return list({object_key(doc): doc for doc in kept}.values())
 
 

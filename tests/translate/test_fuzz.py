@@ -39,11 +39,11 @@ from twistgw.translate import TranslateOptions, Translation, translate
 MIN_SHARES = {
     "attached": 0.75,
     "accepted routes checked": 0.75,
-    "virtual hosts": 0.45,
-    "tls virtual hosts": 0.2,
-    "TLS routes": 0.15,
-    "TCP routes": 0.15,
-    "UDP routes": 0.15,
+    "virtual hosts": 0.6,
+    "tls virtual hosts": 0.25,
+    "TLS routes": 0.2,
+    "TCP routes": 0.2,
+    "UDP routes": 0.2,
 }
 
 
