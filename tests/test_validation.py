@@ -396,3 +396,118 @@ def test_allowed_listeners_namespaces_from_is_an_enum():
         },
     )
     assert "spec.allowedListeners.namespaces.from" in _refused(gateway)
+
+
+def _core(kind: str, **body: Any) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": kind,
+        "metadata": {"name": "x", "namespace": "default"},
+        **body,
+    }
+
+
+LISTENER = {"name": "http", "port": 80, "protocol": "HTTP"}
+
+
+@pytest.mark.parametrize(
+    ("manifest", "field"),
+    [
+        (_core("Secret", data="x"), "data: must be an object"),
+        (_core("ConfigMap", data={"ca.crt": 1.0}), "data.ca.crt: must be a string"),
+        (
+            _core("EndpointSlice", endpoints=[{"addresses": ["10.0.0.1"], "conditions": "x"}]),
+            "endpoints[0].conditions: must be an object",
+        ),
+        (_core("EndpointSlice", endpoints=[{"addresses": [5]}]), "endpoints[0].addresses[0]"),
+        (
+            _core("Service", spec={"ports": [{"port": 80, "appProtocol": ["h2"]}]}),
+            "spec.ports[0].appProtocol: must be a string",
+        ),
+        (
+            _core("Service", spec={"ports": [{"port": 80, "name": ["http"]}]}),
+            "spec.ports[0].name: must be a string",
+        ),
+        (
+            _manifest(
+                "Gateway", {"gatewayClassName": "c", "listeners": [LISTENER], "infrastructure": "x"}
+            ),
+            "spec.infrastructure: must be an object",
+        ),
+        (
+            _manifest("Gateway", {"gatewayClassName": "c", "listeners": [LISTENER], "tls": "x"}),
+            "spec.tls: must be an object",
+        ),
+        (
+            _manifest(
+                "Gateway",
+                {"gatewayClassName": "c", "listeners": [LISTENER], "addresses": [{"value": 5}]},
+            ),
+            "spec.addresses[0].value: must be a string",
+        ),
+        (
+            _manifest(
+                "Gateway",
+                {
+                    "gatewayClassName": "c",
+                    "listeners": [
+                        {
+                            **LISTENER,
+                            "allowedRoutes": {
+                                "namespaces": {"from": "Selector", "selector": {"matchLabels": "x"}}
+                            },
+                        }
+                    ],
+                },
+            ),
+            "selector.matchLabels: must be an object",
+        ),
+        (
+            _manifest(
+                "Gateway",
+                {
+                    "gatewayClassName": "c",
+                    "listeners": [LISTENER],
+                    "allowedListeners": {
+                        "namespaces": {
+                            "selector": {"matchExpressions": [{"key": "a", "operator": "Near"}]}
+                        }
+                    },
+                },
+            ),
+            "matchExpressions[0].operator",
+        ),
+        (
+            _manifest("GatewayClass", {"controllerName": "c", "parametersRef": "x"}),
+            "spec.parametersRef: must be an object",
+        ),
+        (
+            _manifest("HTTPRoute", {"parentRefs": [{"name": "gw", "kind": []}]}),
+            "spec.parentRefs[0].kind: must be a string",
+        ),
+    ],
+)
+def test_fields_the_translator_reads_have_their_types(manifest, field):
+    """Found by the translator fuzzing: each of these crashed translation."""
+    assert field in _refused(manifest)
+
+
+def test_a_field_set_to_null_is_absent_and_takes_its_default():
+    """As the API server prunes nulls: a null weight or path value crashed the workers
+    or validation itself."""
+    route = _manifest(
+        "HTTPRoute",
+        {
+            "parentRefs": [{"name": "gw"}],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": None}}],
+                    "backendRefs": [{"name": "web", "port": 80, "weight": None}],
+                }
+            ],
+        },
+    )
+    rule = validated_body(route)["spec"]["rules"][0]
+    assert rule["backendRefs"][0]["weight"] == 1
+    assert rule["matches"][0]["path"] == {"type": "PathPrefix", "value": "/"}
+    assert route["spec"]["rules"][0]["backendRefs"][0]["weight"] is None  # (a copy)

@@ -15,7 +15,6 @@ status. The same goes for a regular expression RE2 cannot compile
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -63,6 +62,10 @@ class InvalidObject(ValueError):
 
 def _fail(path: str, problem: str) -> None:
     raise InvalidObject(f"{path}: {problem}")
+
+
+#: LabelSelector operators.
+SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 
 def _mapping(value: Any, path: str) -> dict:
@@ -176,6 +179,8 @@ def _parent_refs(spec: dict, path: str) -> None:
         ref = _item(ref, where)
         ref.setdefault("group", "gateway.networking.k8s.io")
         ref.setdefault("kind", "Gateway")
+        _string(ref, "group", where)
+        _string(ref, "kind", where)
         _string(ref, "name", where, required=True, pattern=NAME_RE)
         _string(ref, "namespace", where, max_len=63)
         _string(ref, "sectionName", where, pattern=SECTION_NAME_RE)
@@ -193,6 +198,8 @@ def _backend_ref(ref: Any, where: str) -> None:
     ref.setdefault("group", "")
     ref.setdefault("kind", "Service")
     ref.setdefault("weight", 1)
+    _string(ref, "group", where)
+    _string(ref, "kind", where)
     _string(ref, "name", where, required=True)
     _string(ref, "namespace", where, max_len=63)
     _int(ref, "port", where, 1, 65535)
@@ -623,9 +630,41 @@ def _check_metadata(metadata: dict) -> None:
 # --- per kind --------------------------------------------------------------------------
 
 
+def _selector(value: Any, where: str) -> None:
+    """A LabelSelector: matchLabels of strings, matchExpressions with a key, an
+    operator and string values."""
+    selector = _mapping(value, where)
+    _string_map(selector.get("matchLabels"), f"{where}.matchLabels")
+    for i, expression in enumerate(
+        _list(selector.get("matchExpressions"), f"{where}.matchExpressions")
+    ):
+        at = f"{where}.matchExpressions[{i}]"
+        expression = _item(expression, at)
+        _string(expression, "key", at, required=True)
+        _string(expression, "operator", at, required=True, enum=SELECTOR_OPERATORS)
+        for j, item in enumerate(_list(expression.get("values"), f"{at}.values")):
+            if not isinstance(item, str):
+                _fail(f"{at}.values[{j}]", f"must be a string, not {type(item).__name__}")
+
+
+def _string_map(value: Any, where: str) -> None:
+    """A mapping of strings to strings (labels, ConfigMap and Secret data)."""
+    for key, item in _mapping(value, where).items():
+        if not isinstance(item, str):
+            _fail(f"{where}.{key}", f"must be a string, not {type(item).__name__}")
+
+
+def _local_ref(value: Any, where: str) -> None:
+    """A reference by group, kind and name (parametersRef)."""
+    ref = _mapping(value, where)
+    for key in ("group", "kind", "name", "namespace"):
+        _string(ref, key, where)
+
+
 def _gateway_class(body: dict) -> None:
     spec = _mapping(body.get("spec"), "spec")
     _string(spec, "controllerName", "spec", required=True)
+    _local_ref(spec.get("parametersRef"), "spec.parametersRef")
 
 
 def _listener_tls(value: Any, where: str) -> None:
@@ -663,7 +702,7 @@ def _listener(listener: Any, where: str) -> None:
         f"{where}.allowedRoutes.namespaces",
         enum=("All", "Same", "Selector", "None"),
     )
-    _mapping(namespaces.get("selector"), f"{where}.allowedRoutes.namespaces.selector")
+    _selector(namespaces.get("selector"), f"{where}.allowedRoutes.namespaces.selector")
     for i, kind in enumerate(_list(allowed.get("kinds"), f"{where}.allowedRoutes.kinds")):
         kind = _item(kind, f"{where}.allowedRoutes.kinds[{i}]")
         kind.setdefault("group", "gateway.networking.k8s.io")
@@ -677,8 +716,19 @@ def _gateway(body: dict) -> None:
     for i, address in enumerate(_list(spec.get("addresses"), "spec.addresses")):
         address = _item(address, f"spec.addresses[{i}]")
         address.setdefault("type", "IPAddress")
+        _string(address, "type", f"spec.addresses[{i}]")
+        _string(address, "value", f"spec.addresses[{i}]")
+    infrastructure = _mapping(spec.get("infrastructure"), "spec.infrastructure")
+    _string_map(infrastructure.get("labels"), "spec.infrastructure.labels")
+    _string_map(infrastructure.get("annotations"), "spec.infrastructure.annotations")
+    _local_ref(infrastructure.get("parametersRef"), "spec.infrastructure.parametersRef")
+    tls = _mapping(spec.get("tls"), "spec.tls")
+    backend = _mapping(tls.get("backend"), "spec.tls.backend")
+    _local_ref(backend.get("clientCertificateRef"), "spec.tls.backend.clientCertificateRef")
+    _mapping(tls.get("frontend"), "spec.tls.frontend")
     allowed = _mapping(spec.get("allowedListeners"), "spec.allowedListeners")
     namespaces = _mapping(allowed.get("namespaces"), "spec.allowedListeners.namespaces")
+    _selector(namespaces.get("selector"), "spec.allowedListeners.namespaces.selector")
     _string(
         namespaces,
         "from",
@@ -856,15 +906,30 @@ def _service(body: dict) -> None:
     for i, port in enumerate(_list(spec.get("ports"), "spec.ports")):
         port = _item(port, f"spec.ports[{i}]")
         _int(port, "port", f"spec.ports[{i}]", 1, 65535, required=True)
+        _string(port, "name", f"spec.ports[{i}]", max_len=63)
+        _string(port, "appProtocol", f"spec.ports[{i}]")
 
 
 def _endpoint_slice(body: dict) -> None:
     for i, endpoint in enumerate(_list(body.get("endpoints"), "endpoints")):
         endpoint = _item(endpoint, f"endpoints[{i}]")
-        _list(endpoint.get("addresses"), f"endpoints[{i}].addresses")
+        for j, address in enumerate(_list(endpoint.get("addresses"), f"endpoints[{i}].addresses")):
+            if not isinstance(address, str):
+                _fail(f"endpoints[{i}].addresses[{j}]", "must be a string")
+        conditions = _mapping(endpoint.get("conditions"), f"endpoints[{i}].conditions")
+        ready = conditions.get("ready")
+        if ready is not None and not isinstance(ready, bool):
+            _fail(f"endpoints[{i}].conditions.ready", "must be true or false")
     for i, port in enumerate(_list(body.get("ports"), "ports")):
         port = _item(port, f"ports[{i}]")
         _int(port, "port", f"ports[{i}]", 1, 65535)
+        _string(port, "name", f"ports[{i}]", max_len=63)
+
+
+def _data(body: dict) -> None:
+    """A ConfigMap's or Secret's ``data`` (and ``stringData``): strings by key."""
+    _string_map(body.get("data"), "data")
+    _string_map(body.get("stringData"), "stringData")
 
 
 VALIDATORS: dict[str, Callable[[dict], None]] = {
@@ -880,7 +945,19 @@ VALIDATORS: dict[str, Callable[[dict], None]] = {
     "BackendTLSPolicy": _backend_tls_policy,
     "Service": _service,
     "EndpointSlice": _endpoint_slice,
+    "ConfigMap": _data,
+    "Secret": _data,
 }
+
+
+def _without_nulls(value: Any) -> Any:
+    """A copy of manifest data in which a field set to null is absent, as the API server
+    prunes it (defaults then apply; a null list item stays, to be refused)."""
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
 
 
 def validated_body(manifest: dict) -> dict:
@@ -893,7 +970,7 @@ def validated_body(manifest: dict) -> dict:
     _check_metadata(metadata)
     kind = manifest.get("kind")
     _check_list_bounds(manifest, LIST_BOUNDS.get(kind, {}))
-    body = copy.deepcopy(manifest)
+    body = _without_nulls(manifest)
     validator = VALIDATORS.get(kind)
     if validator is not None:
         validator(body)

@@ -18,18 +18,11 @@ from twistgw.translate.references import BackendError, referenced
 TLS_SECRET_TYPE = "kubernetes.io/tls"
 
 
-def _field(body: dict, section: str, key: str) -> Any:
-    """``body[section][key]``, None when the section is not a mapping (Secrets and
-    ConfigMaps are not validated: junk there is no certificate)."""
-    found = body.get(section)
-    return found.get(key) if isinstance(found, dict) else None
-
-
 def _decoded(secret: Resource, key: str, reason: str) -> bytes:
-    value = _field(secret.body, "data", key)
+    value = (secret.body.get("data") or {}).get(key)
     if value is None:
-        string = _field(secret.body, "stringData", key)
-        if not isinstance(string, str):
+        string = (secret.body.get("stringData") or {}).get(key)
+        if string is None:
             raise BackendError(reason, f"Secret {secret.namespace}/{secret.name} has no {key}")
         return string.encode()
     try:
@@ -115,8 +108,7 @@ def ca_bundle(
         cross_namespace,
     )
     namespace, name = config_map.namespace, config_map.name
-    pem = _field(config_map.body, "data", "ca.crt")
-    pem = pem if isinstance(pem, str) else ""
+    pem = (config_map.body.get("data") or {}).get("ca.crt") or ""
     try:
         certificates = x509.load_pem_x509_certificates(pem.encode())
     except (ValueError, TypeError, AttributeError) as exc:

@@ -46,18 +46,10 @@ def _grants(snapshot: Snapshot) -> GrantIndex:
     index: GrantIndex = {}
     for grant in snapshot.of_kind("ReferenceGrant"):
         spec = grant.spec
-        targets = [t for t in spec.get("to") or [] if isinstance(t, dict)]
+        targets = spec.get("to") or []
         for source in spec.get("from") or []:
-            if not isinstance(source, dict):
-                continue
-            key = (
-                grant.namespace,
-                source.get("group"),
-                source.get("kind"),
-                source.get("namespace"),
-            )
-            if all(isinstance(part, str) for part in key):  # (junk refers to nothing)
-                index.setdefault(key, []).extend(targets)
+            key = (grant.namespace, source["group"], source["kind"], source["namespace"])
+            index.setdefault(key, []).extend(targets)  # (validation made these strings)
     return index
 
 
@@ -183,9 +175,9 @@ def compile_backends(
         tls, app_protocol = None, None
         try:
             endpoints, port = resolve_service(snapshot, route, ref)
-            app_protocol = _text(port.get("appProtocol")) or None
+            app_protocol = port.get("appProtocol")
             policy = policies.lookup(
-                ref.get("namespace") or route.namespace, ref["name"], _text(port.get("name"))
+                ref.get("namespace") or route.namespace, ref["name"], port.get("name") or ""
             )
             tls = policy.tls if policy is not None else None
             invalid = policy is not None and tls is None
@@ -204,9 +196,3 @@ def compile_backends(
             )
         )
     return tuple(backends)
-
-
-def _text(value: Any) -> str:
-    """A Service port's optional text field ("" unless a string: Services are not
-    validated beyond their port numbers, and junk must not reach a lookup)."""
-    return value if isinstance(value, str) else ""
