@@ -130,6 +130,15 @@ class Metrics:
             ["route", "timeout"],
             registry=self.registry,
         )
+        self.mirrors = Counter(
+            "twistgw_http_mirrors",
+            "Request copies sent by RequestMirror filters, by route and outcome: completed "
+            "(the mirror answered), or dropped: backlog (the mirror fell behind the "
+            "client), unavailable (no connection), error, no_endpoint, in_flight_limit, "
+            "client_gone",
+            ["route", "outcome"],
+            registry=self.registry,
+        )
         self.backend_waiting = Gauge(
             "twistgw_backend_waiting_requests",
             "Requests waiting now for a connection to their backend (every connection "
@@ -247,6 +256,10 @@ class Metrics:
     def timed_out(self, route: str, timeout: str) -> None:
         """Count a request ended by a rule's timeout."""
         self.timeouts.labels(route, timeout).inc()
+
+    def mirrored(self, route: str, outcome: str) -> None:
+        """Count a request copy's outcome."""
+        self.mirrors.labels(route, outcome).inc()
 
     def flush(self) -> None:
         """Add the requests counted since the last flush to the shared values."""

@@ -263,6 +263,10 @@ def _filters(filters: Any, where: str) -> None:
             _string(rew, "hostname", f"{at}.urlRewrite", pattern=PRECISE_HOSTNAME_RE)
             if rew.get("path") is not None:
                 _path_modifier(rew["path"], f"{at}.urlRewrite.path")
+        elif kind == "RequestMirror":
+            if flt.get("requestMirror") is None:
+                _fail(f"{at}.requestMirror", "is required for type RequestMirror")
+            _mirror(flt["requestMirror"], f"{at}.requestMirror")
 
 
 def _http_match(match: Any, where: str) -> None:

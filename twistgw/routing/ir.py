@@ -47,12 +47,14 @@ class URLRewrite:
 
 @attrs.frozen
 class Filters:
-    """The filters of a rule or a backendRef, in the order the spec applies them."""
+    """The filters of a rule or a backendRef, in the order the spec applies them;
+    ``mirrors``: the rule's RequestMirror filters whose backends resolved."""
 
     request_headers: HeaderModifier | None = None
     response_headers: HeaderModifier | None = None
     redirect: RequestRedirect | None = None
     rewrite: URLRewrite | None = None
+    mirrors: tuple[Mirror, ...] = ()
 
 
 @attrs.frozen
@@ -84,6 +86,16 @@ class Backend:
     filters: Filters = Filters()
     tls: BackendTLS | None = None
     http2: bool = False
+
+
+@attrs.frozen
+class Mirror:
+    """A RequestMirror filter: a copy of ``numerator``/``denominator`` of the requests
+    (chosen at random) goes to ``backend``; its answers are ignored."""
+
+    backend: Backend
+    numerator: int = 1
+    denominator: int = 1
 
 
 @attrs.frozen

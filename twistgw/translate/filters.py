@@ -33,11 +33,15 @@ def _path_modifier(spec: dict[str, Any] | None, match: ir.Match) -> ir.PathModif
 
 
 def compile_filters(
-    specs: list[dict[str, Any]] | None, match: ir.Match, allowed: frozenset[str]
+    specs: list[dict[str, Any]] | None,
+    match: ir.Match,
+    allowed: frozenset[str],
+    mirrors: tuple[ir.Mirror, ...] = (),
 ) -> ir.Filters:
-    """The IR of a rule's (or a backendRef's) filters; raises UnsupportedRule for a
-    type outside ``allowed`` or a combination twistgw cannot do."""
-    fields: dict[str, Any] = {}
+    """The IR of a rule's (or a backendRef's) filters, with the rule's ``mirrors``
+    (resolved apart: see mirrors.py); raises UnsupportedRule for a type outside
+    ``allowed`` or a combination twistgw cannot do."""
+    fields: dict[str, Any] = {"mirrors": mirrors}
     for spec in specs or []:
         kind = spec["type"]
         if kind not in allowed:

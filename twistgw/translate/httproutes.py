@@ -13,9 +13,17 @@ from twistgw.translate.backendtls import BackendTLSPolicies
 from twistgw.translate.rules import RuleKind, analyse_rules
 
 SUPPORTED_FILTERS = frozenset(
+    {
+        "RequestHeaderModifier",
+        "ResponseHeaderModifier",
+        "RequestRedirect",
+        "URLRewrite",
+        "RequestMirror",
+    }
+)
+SUPPORTED_BACKEND_FILTERS = frozenset(
     {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite"}
 )
-SUPPORTED_BACKEND_FILTERS = frozenset({"RequestHeaderModifier", "ResponseHeaderModifier"})
 
 
 def _match(spec: dict[str, Any]) -> ir.Match:

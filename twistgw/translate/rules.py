@@ -15,6 +15,7 @@ from twistgw.snapshot import Snapshot
 from twistgw.translate.attachment import RouteAnalysis
 from twistgw.translate.backendtls import BackendTLSPolicies
 from twistgw.translate.filters import UnsupportedRule, compile_filters
+from twistgw.translate.mirrors import compile_mirrors
 from twistgw.translate.references import compile_backends
 
 
@@ -47,10 +48,13 @@ def analyse_rules(
             if problems:
                 raise UnsupportedRule("; ".join(problems))
             fields = kind.fields(rule)
+            mirrors = ()
+            if "RequestMirror" in kind.filters:
+                mirrors = compile_mirrors(snapshot, route, rule.get("filters"), result, policies)
             entries = []
             for match_index, match_spec in enumerate(rule.get("matches") or [{}]):
                 match = kind.match(match_spec)
-                filters = compile_filters(rule.get("filters"), match, kind.filters)
+                filters = compile_filters(rule.get("filters"), match, kind.filters, mirrors)
                 backends = tuple(
                     attrs.evolve(
                         backend,

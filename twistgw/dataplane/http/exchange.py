@@ -9,6 +9,7 @@ backend through a pooled upstream connection's codec; neither builds wire bytes 
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
@@ -18,6 +19,7 @@ from twistgw.dataplane.http.deadline import Deadline
 from twistgw.dataplane.http.filters import redirect_location, rewrite_path
 from twistgw.dataplane.http.forwarding import forwarded
 from twistgw.dataplane.http.messages import Headers, Request, Response
+from twistgw.dataplane.http.mirror import Mirror
 from twistgw.dataplane.http.resilience import BodyProducer, Guard
 from twistgw.dataplane.http.router import CompiledBackend, CompiledRoute
 
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from twistgw.dataplane.http.h1.server import ServerCodec
     from twistgw.dataplane.http.server import HTTPServerProtocol
     from twistgw.dataplane.http.upstream import UpstreamConnection
-    from twistgw.routing.ir import Endpoint
+    from twistgw.routing.ir import Endpoint, RequestRedirect, URLRewrite
 
 log = Logger()
 
@@ -70,6 +72,7 @@ class Exchange:
         "tunnel_idle",
         "grpc_status",
         "guard",
+        "mirrors",
         "__weakref__",  # (tests check that a finished exchange is freed)
     )
 
@@ -101,6 +104,7 @@ class Exchange:
         self.tunnel_idle: Deadline | None = None
         self.grpc_status: bytes | None = None
         self.guard: Guard | None = None  # the rule's timeouts and retries, if any
+        self.mirrors: list[Mirror] | None = None  # copies still taking the body
 
     # -- request side
 
@@ -124,23 +128,31 @@ class Exchange:
             return
         self.route = route
         if route.redirect is not None:
-            location = redirect_location(
-                route, conn.scheme, authority, conn.local_port(), path, query
-            )
-            self.respond_local(route.redirect.status_code, b"", [(b"location", location)])
+            self._redirect(route.redirect, path, query, authority)
             return
         if route.policy is not None:
             guard = self.guard = Guard(route.policy, conn.clock, self._request_expired)
             guard.where = (path, query, authority)
-        if self._pick():
-            self._prepare(path, query, authority)
+        if self._pick(path, query, authority):
+            self._prepare(path, query, authority, first=True)
             self._connect()
 
-    def _pick(self) -> bool:
+    def _redirect(self, redirect: RequestRedirect, path: str, query: str, authority: str) -> None:
+        """Answer with a RequestRedirect filter's redirect (the rule's or the backend's)."""
+        conn = self.conn
+        location = redirect_location(
+            self.route, redirect, conn.scheme, authority, conn.local_port(), path, query
+        )
+        self.respond_local(redirect.status_code, b"", [(b"location", location)])
+
+    def _pick(self, path: str, query: str, authority: str) -> bool:
         """Choose the backend and its endpoint, or answer; whether one was chosen."""
         backend = self.backend = self.route.pick_backend()
         if backend is None or backend.invalid:
             self.respond_local(500, b"the route has no valid backend\n")
+            return False
+        if backend.redirect is not None:
+            self._redirect(backend.redirect, path, query, authority)
             return False
         endpoint = self.endpoint = backend.endpoint()
         if endpoint is None:
@@ -148,28 +160,57 @@ class Exchange:
             return False
         return True
 
-    def _prepare(self, path: str, query: str, authority: str) -> None:
-        """The request line and fields the backend gets."""
+    def _prepare(self, path: str, query: str, authority: str, first: bool = False) -> None:
+        """The request line and fields the backend gets: the rule's filters, then the
+        backendRef's (its URLRewrite replaces the rule's). On the ``first`` attempt,
+        the rule's mirrors get a copy with the rule's filters applied."""
         route, backend, conn, request = self.route, self.backend, self.conn, self.request
         headers, self.request_id = forwarded(request.headers, conn.peer_host, conn.scheme_bytes)
-        target = request.target
-        host = request.authority
-        rewrite = route.rewrite
-        if rewrite is not None:
-            if rewrite.hostname:
-                host = rewrite.hostname.encode("latin-1")
-            if rewrite.path is not None:
-                new_path = rewrite_path(route, rewrite.path, path)
-                target = (new_path + ("?" + query if query else "")).encode("latin-1")
+        target, host = self._rewritten(route.rewrite, path, query, request.target)
+        host = host or request.authority
         if not host:  # HTTP/1.0 without Host: name the backend as an HTTP/1.1 Host
             host = b"%s:%d" % (self.endpoint.address.encode(), self.endpoint.port)
         headers.insert(0, (b"host", host))
         if route.request_headers is not None:
             headers = route.request_headers.apply(headers)
+        if first and route.mirrors and request.upgrade is None:
+            self._start_mirrors(target, headers)
+        if backend.rewrite is not None:
+            target, host = self._rewritten(backend.rewrite, path, query, target)
+            if host:
+                headers = [(b"host", host) if n == b"host" else (n, v) for n, v in headers]
         if backend.request_headers is not None:
             headers = backend.request_headers.apply(headers)
         self.headers = headers
         self.target = target
+
+    def _rewritten(
+        self, rewrite: URLRewrite | None, path: str, query: str, target: bytes
+    ) -> tuple[bytes, bytes | None]:
+        """(target, Host or None) after a URLRewrite filter, if any."""
+        if rewrite is None:
+            return target, None
+        if rewrite.path is not None:
+            new_path = rewrite_path(self.route, rewrite.path, path)
+            target = (new_path + ("?" + query if query else "")).encode("latin-1")
+        return target, rewrite.hostname.encode("latin-1") if rewrite.hostname else None
+
+    def _start_mirrors(self, target: bytes, headers: Headers) -> None:
+        """Send a copy of the request to each mirror chosen for it (by its share)."""
+        conn, route = self.conn, self.route
+        certificate = self.listener.spec.client_certificate
+        head = (self.method, target, list(headers), self.request.length)
+        started = []
+        for backend, share in route.mirrors:
+            if share < 1.0 and random.random() >= share:
+                continue
+            mirror = Mirror(conn.pool, conn.metrics, route.name, backend, head)
+            mirror.start(certificate)
+            if self.request_done:
+                mirror.end()
+            elif not mirror.finished:
+                started.append(mirror)
+        self.mirrors = started or None
 
     def _connect(self) -> None:
         if self.guard is not None:
@@ -198,6 +239,9 @@ class Exchange:
         if self.finished:
             return  # a local answer ignores the body
         self.received += len(data)
+        if self.mirrors is not None:
+            for mirror in self.mirrors:
+                mirror.data(data)
         if self.guard is not None:
             self.guard.keep(data)
         upstream = self.upstream
@@ -214,6 +258,10 @@ class Exchange:
             self.request_done = True
             return
         self.request_done = True
+        mirrors, self.mirrors = self.mirrors, None
+        if mirrors is not None:
+            for mirror in mirrors:
+                mirror.end()
         upstream = self.upstream
         if upstream is not None:
             conn = self.conn
@@ -392,7 +440,7 @@ class Exchange:
             self.respond_local(503, b"the backend failed and the body is too large to retry\n")
             self.down.flush()
             return
-        if self._pick():
+        if self._pick(*guard.where):
             self._prepare(*guard.where)
             self.pending = list(guard.replay)
             self.pending_size = guard.replay_size
@@ -520,6 +568,7 @@ class Exchange:
         self.finished = True
         if self.guard is not None:
             self.guard.cancel()
+        self._cancel_mirrors()
         conn = self.conn
         listener = self.listener
         now = conn.clock.seconds()
@@ -535,8 +584,16 @@ class Exchange:
         if conn.access_log is not None:
             conn.access_log(self, now)
 
+    def _cancel_mirrors(self) -> None:
+        """The request's body will not be whole: its copies cannot be either."""
+        mirrors, self.mirrors = self.mirrors, None
+        if mirrors is not None:
+            for mirror in mirrors:
+                mirror.cancel()
+
     def client_gone(self) -> None:
         """The client disconnected (or broke the protocol): drop the backend side."""
+        self._cancel_mirrors()
         upstream, self.upstream = self.upstream, None
         tunnel = self.tunnel_idle is not None
         if tunnel:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from twistgw.dataplane.http.router import CompiledRoute
-from twistgw.routing.ir import PathModifier
+from twistgw.routing.ir import PathModifier, RequestRedirect
 
 WELL_KNOWN_PORTS = {"http": 80, "https": 443}
 
@@ -25,12 +25,18 @@ def rewrite_path(route: CompiledRoute, modifier: PathModifier, path: str) -> str
 
 
 def redirect_location(
-    route: CompiledRoute, scheme: str, host_header: str, listener_port: int, path: str, query: str
+    route: CompiledRoute,
+    redirect: RequestRedirect,
+    scheme: str,
+    host_header: str,
+    listener_port: int,
+    path: str,
+    query: str,
 ) -> bytes:
-    """The Location of a RequestRedirect, with the spec's port rules: an explicit port;
-    else the new scheme's well-known port; else the listener's port; and no port in
-    the URL when it is the scheme's well-known one."""
-    redirect = route.redirect
+    """The Location of a RequestRedirect (of ``route``'s rule or of its backendRef),
+    with the spec's port rules: an explicit port; else the new scheme's well-known
+    port; else the listener's port; and no port in the URL when it is the scheme's
+    well-known one."""
     new_scheme = redirect.scheme or scheme
     if redirect.hostname:
         host = redirect.hostname

@@ -47,7 +47,8 @@ def _modifier(spec: ir.HeaderModifier | None) -> CompiledHeaderModifier | None:
 
 
 class CompiledBackend:
-    """A backend ready to pick endpoints from; ``http2``: reached over HTTP/2."""
+    """A backend ready to pick endpoints from, with its backendRef's filters;
+    ``http2``: reached over HTTP/2."""
 
     __slots__ = (
         "spec",
@@ -57,6 +58,8 @@ class CompiledBackend:
         "http2",
         "request_headers",
         "response_headers",
+        "rewrite",
+        "redirect",
         "_next",
     )
 
@@ -68,6 +71,8 @@ class CompiledBackend:
         self.http2 = spec.http2
         self.request_headers = _modifier(spec.filters.request_headers)
         self.response_headers = _modifier(spec.filters.response_headers)
+        self.rewrite = spec.filters.rewrite
+        self.redirect = spec.filters.redirect
         self._next = itertools.cycle(range(len(spec.endpoints))) if spec.endpoints else None
 
     def endpoint(self) -> ir.Endpoint | None:
@@ -115,6 +120,7 @@ class CompiledRoute:
         "backends",
         "prefix",
         "policy",
+        "mirrors",
     )
 
     def __init__(self, spec: ir.Route) -> None:
@@ -134,6 +140,9 @@ class CompiledRoute:
         self.response_headers = _modifier(filters.response_headers)
         self.backends = WeightedBackends(spec.backends)
         self.policy = compile_policy(spec)
+        self.mirrors = [
+            (CompiledBackend(m.backend), m.numerator / m.denominator) for m in filters.mirrors
+        ]
 
     def matches(
         self,
