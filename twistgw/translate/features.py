@@ -26,6 +26,7 @@ SUPPORTED_FEATURES: frozenset[str] = frozenset(
         "HTTPRouteBackendProtocolH2C",
         "HTTPRouteBackendProtocolWebSocket",
         "HTTPRouteBackendRequestHeaderModification",
+        "HTTPRouteBackendRequestRedirect",
         "HTTPRouteBackendURLRewrite",
         "HTTPRouteBackendTimeout",
         "HTTPRouteHostRewrite",
