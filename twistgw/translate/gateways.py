@@ -461,8 +461,32 @@ def _bind_failures(gateway: GatewayState, options: TranslateOptions) -> None:
                 break
 
 
+def _insecure_frontend_ports(gateway: Resource) -> list[str]:
+    """Where the Gateway's frontend validation is AllowInsecureFallback: "default"
+    and the ports of its perPort entries."""
+    frontend = (gateway.spec.get("tls") or {}).get("frontend") or {}
+    configs = [("default", frontend.get("default") or {})]
+    configs += [
+        (f"port {e.get('port')}", e.get("tls") or {}) for e in frontend.get("perPort") or []
+    ]
+    return [
+        where
+        for where, config in configs
+        if (config.get("validation") or {}).get("mode") == "AllowInsecureFallback"
+    ]
+
+
 def _gateway_conditions(gateway: GatewayState, options: TranslateOptions) -> None:
     c = gateway.conditions
+    insecure = _insecure_frontend_ports(gateway.resource)
+    if insecure:
+        c.set(
+            "InsecureFrontendValidationMode",
+            True,
+            "ConfigurationChanged",
+            "client certificates are requested but not required "
+            f"(AllowInsecureFallback: {', '.join(insecure)})",
+        )
     unusable = [a for a in gateway.addresses if a in options.unusable_addresses]
     valid = [listener for listener in gateway.listeners if listener.accepted]
     if c.get("Accepted") is None:
