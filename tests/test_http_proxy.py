@@ -30,6 +30,7 @@ def proxy(gateway, backends):
             "main",
             [
                 {
+                    "name": "exact",
                     "matches": [{"path": {"type": "Exact", "value": "/exact"}}],
                     "backendRefs": [backend("v2")],
                 },
@@ -279,7 +280,8 @@ def test_metrics_count_requests(proxy):
     proxy.echo("/exact")
     series = (
         'twistgw_http_requests_total{backend="default/v2:8080",code="200",'
-        'gateway="default/gw",grpc_status="",protocol="HTTP/1.1",route="default/main"}'
+        'gateway="default/gw",grpc_status="",protocol="HTTP/1.1",route="default/main",'
+        'rule="exact"}'
     )
 
     def counted() -> str:  # workers add their counts to the metrics every 0.25 s

@@ -134,6 +134,7 @@ def test_backend_request_timeout_answers_504_and_closes_the_backend(resilient) -
     assert len(SEEN[key]) == 1  # no retry policy: one attempt
     record = wait_until(lambda: logged(log_path, path), what="the access-log record")
     assert record["status"] == 504 and record["attempts"] == 1
+    assert record["route"] == "default/resilient" and record["rule"] == "0"  # (unnamed)
     fast = f"/timeout?id={new_id()}"
     assert gateway.request(fast)[0] == 200
 

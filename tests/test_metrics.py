@@ -25,9 +25,11 @@ def test_batched_requests_match_counting_each() -> None:
         code = 200 if index % 3 else 503
         protocol, grpc = ("HTTP/2", b"14") if index % 2 else ("HTTP/1.1", None)
         grpc_label = grpc.decode() if grpc else ""
-        direct.requests.labels("ns/gw", "ns/r", "ns/b:80", str(code), protocol, grpc_label).inc()
+        rule = "api" if index % 5 else "0"
+        labels = ("ns/gw", "ns/r", rule, "ns/b:80", str(code), protocol, grpc_label)
+        direct.requests.labels(*labels).inc()
         direct.latency.labels("ns/gw", "ns/r").observe(seconds)
-        batched.request("ns/gw", "ns/r", "ns/b:80", code, seconds, protocol, grpc)
+        batched.request("ns/gw", "ns/r", rule, "ns/b:80", code, seconds, protocol, grpc)
     assert _samples(batched.registry) != _samples(direct.registry)  # nothing before a flush
     batched.flush()
     assert _samples(batched.registry) == _samples(direct.registry)

@@ -69,9 +69,10 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         self.requests = Counter(
             "twistgw_http_requests",
-            "HTTP requests answered, by gateway, route, backend, status code, the client's "
-            "protocol (HTTP/1.1, HTTP/2) and, for gRPC calls, the gRPC status",
-            ["gateway", "route", "backend", "code", "protocol", "grpc_status"],
+            "HTTP requests answered, by gateway, route, rule (its name, else its index), "
+            "backend, status code, the client's protocol (HTTP/1.1, HTTP/2) and, for gRPC "
+            "calls, the gRPC status",
+            ["gateway", "route", "rule", "backend", "code", "protocol", "grpc_status"],
             registry=self.registry,
         )
         self.latency = Histogram(
@@ -230,6 +231,7 @@ class Metrics:
         self,
         gateway: str,
         route: str,
+        rule: str,
         backend: str,
         code: int,
         seconds: float,
@@ -239,7 +241,7 @@ class Metrics:
         """Count a request; the shared values are updated by ``flush``, so a request
         costs two dictionary updates instead of three locked writes to the metrics
         files (and as many getpid calls)."""
-        key = (gateway, route, backend, code, protocol, grpc_status)
+        key = (gateway, route, rule, backend, code, protocol, grpc_status)
         pending = self._pending_requests
         pending[key] = pending.get(key, 0) + 1
         tally = self._pending_latency.get((gateway, route))
@@ -264,11 +266,11 @@ class Metrics:
     def flush(self) -> None:
         """Add the requests counted since the last flush to the shared values."""
         pending, self._pending_requests = self._pending_requests, {}
-        for (gateway, route, backend, code, protocol, grpc), count in pending.items():
+        for (gateway, route, rule, backend, code, protocol, grpc), count in pending.items():
             grpc_status = grpc.decode("latin-1") if grpc is not None else ""
-            self.requests.labels(gateway, route, backend, str(code), protocol, grpc_status).inc(
-                count
-            )
+            self.requests.labels(
+                gateway, route, rule, backend, str(code), protocol, grpc_status
+            ).inc(count)
         latencies, self._pending_latency = self._pending_latency, {}
         for (gateway, route), tally in latencies.items():
             add_observations(self.latency.labels(gateway, route), tally)

@@ -148,6 +148,7 @@ class Route:
     grpc: bool = False
     timeouts: Timeouts | None = None
     retry: Retry | None = None
+    rule_name: str | None = None  # the rule's ``name``, if it has one
 
 
 @attrs.frozen

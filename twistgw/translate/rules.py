@@ -41,6 +41,7 @@ def analyse_rules(
     rules = route.spec.get("rules") or []
     result.rule_count = len(rules)
     for rule_index, rule in enumerate(rules):
+        rule_name = rule.get("name")
         refs = rule.get("backendRefs") or []
         resolved = compile_backends(snapshot, route, refs, result, policies)
         try:
@@ -62,9 +63,12 @@ def analyse_rules(
                     )
                     for ref, backend in zip(refs, resolved, strict=True)
                 )
-                route_entry = ir.Route(name, rule_index, match, filters, backends, **fields)
+                route_entry = ir.Route(
+                    name, rule_index, match, filters, backends, rule_name=rule_name, **fields
+                )
                 entries.append((match_index, route_entry))
             result.routes.extend(entries)
         except UnsupportedRule as exc:
-            result.unsupported.append(f"rule {rule_index}: {exc}")
+            label = f"rule {rule_index}" + (f" ({rule_name})" if rule_name else "")
+            result.unsupported.append(f"{label}: {exc}")
     return result

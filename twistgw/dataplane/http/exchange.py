@@ -570,11 +570,12 @@ class Exchange:
             self.guard.cancel()
         self._cancel_mirrors()
         conn = self.conn
-        listener = self.listener
+        listener, route = self.listener, self.route
         now = conn.clock.seconds()
         conn.metrics.request(
             listener.gateway if listener is not None else "",
-            self.route.name if self.route is not None else "",
+            route.name if route is not None else "",
+            route.rule if route is not None else "",
             self.backend.name if self.backend is not None else "",
             self.code,
             now - self.started_at,

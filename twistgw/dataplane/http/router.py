@@ -108,6 +108,7 @@ class CompiledRoute:
     __slots__ = (
         "spec",
         "name",
+        "rule",
         "grpc",
         "test_path",
         "headers",
@@ -126,6 +127,7 @@ class CompiledRoute:
     def __init__(self, spec: ir.Route) -> None:
         self.spec = spec
         self.name = spec.route
+        self.rule = spec.rule_name or str(spec.rule)  # (for metrics and the access log)
         self.grpc = spec.grpc
         match = spec.match
         self.test_path = _path_test(match.path_type, match.path, segments=not spec.grpc)
