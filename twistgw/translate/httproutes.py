@@ -13,7 +13,7 @@ from twistgw.translate.backendtls import BackendTLSPolicies
 from twistgw.translate.rules import RuleKind, analyse_rules
 
 SUPPORTED_FILTERS = frozenset(
-    {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite"}
+    {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite", "CORS"}
 )
 SUPPORTED_BACKEND_FILTERS = frozenset({"RequestHeaderModifier", "ResponseHeaderModifier"})
 
