@@ -102,7 +102,7 @@ def test_preflight_from_an_allowed_origin_lists_what_is_allowed() -> None:
 
 
 def test_preflight_from_another_origin_gets_no_cors_fields() -> None:
-    assert preflight(cors(**EXACT), b"https://foobar.com") == (True, None)
+    assert preflight(cors(**EXACT), b"https://foobar.com") == (True, [])
 
 
 def test_wildcards_without_credentials_answer_star() -> None:
@@ -157,7 +157,7 @@ def test_actual_requests() -> None:
             (b"access-control-expose-headers", b"x-header-3, x-header-4"),
         ],
     )
-    assert filter_.evaluate(b"GET", [(b"origin", b"https://foobar.com")]) == (False, None)
+    assert filter_.evaluate(b"GET", [(b"origin", b"https://foobar.com")]) == (False, [])
     assert filter_.evaluate(b"GET", []) == (False, None)
     # an OPTIONS without Origin, or without Access-Control-Request-Method, is no preflight
     assert filter_.evaluate(b"OPTIONS", [(b"access-control-request-method", b"GET")]) == (

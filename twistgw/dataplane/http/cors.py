@@ -126,8 +126,8 @@ class CompiledCORS:
 
     def evaluate(self, method: bytes, fields: Headers) -> tuple[bool, Headers | None]:
         """Whether the request is a preflight (OPTIONS with Origin and
-        Access-Control-Request-Method), and the CORS fields of its response (None: no
-        Origin, or one not allowed)."""
+        Access-Control-Request-Method), and the CORS fields of its response: None for
+        a request without Origin, none for an origin not allowed."""
         origin = requested = None
         requested_headers: list[bytes] = []
         for name, value in fields:
@@ -143,15 +143,15 @@ class CompiledCORS:
             return False, None
         preflight = method == b"OPTIONS" and requested is not None
         found = self.actual(origin)
-        if found is None or not preflight:
+        if not found or not preflight:
             return preflight, found
         return True, found + self.preflight(requested, b",".join(requested_headers))
 
-    def actual(self, origin: bytes) -> Headers | None:
-        """The fields of any response to a request from ``origin``; None when the
+    def actual(self, origin: bytes) -> Headers:
+        """The fields of any response to a request from ``origin``; none when the
         origin is not allowed."""
         if not self.allows(origin.decode("latin-1")):
-            return None
+            return []
         if self.star_origin:
             found = [(ALLOW_ORIGIN, b"*")]
         else:
@@ -188,5 +188,6 @@ class CompiledCORS:
 
 
 def with_fields(headers: Headers, fields: Headers) -> Headers:
-    """A response's ``headers`` with the CORS ``fields`` in place of its own."""
+    """A response's ``headers`` with the CORS ``fields`` in place of its own: the
+    filter owns them, so a backend cannot allow an origin the route does not."""
     return [h for h in headers if h[0].lower() not in OWNED] + fields

@@ -103,7 +103,8 @@ class Exchange:
         self.tunnel_idle: Deadline | None = None
         self.grpc_status: bytes | None = None
         self.guard: Guard | None = None  # the rule's timeouts and retries, if any
-        self.cors: Headers | None = None  # the CORS fields every response gets
+        # the CORS fields every response gets (None: no CORS filter, or no Origin)
+        self.cors: Headers | None = None
 
     # -- request side
 
@@ -499,7 +500,7 @@ class Exchange:
             upstream.abort()  # (its answer is no longer wanted, e.g. a 408 for the body)
         if self.method == b"HEAD":
             body = b""
-        if self.cors is not None:
+        if self.cors:
             extra = [*(extra or ()), *self.cors]
         if self._is_grpc():
             # a gRPC client reads the status from trailers: answer "trailers only"
