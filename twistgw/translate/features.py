@@ -27,6 +27,7 @@ SUPPORTED_FEATURES: frozenset[str] = frozenset(
         "HTTPRouteBackendProtocolWebSocket",
         "HTTPRouteBackendRequestHeaderModification",
         "HTTPRouteBackendTimeout",
+        "HTTPRouteCORS",
         "HTTPRouteHostRewrite",
         "HTTPRouteMethodMatching",
         "HTTPRouteParentRefPort",
