@@ -511,3 +511,70 @@ def test_a_field_set_to_null_is_absent_and_takes_its_default():
     assert rule["backendRefs"][0]["weight"] == 1
     assert rule["matches"][0]["path"] == {"type": "PathPrefix", "value": "/"}
     assert route["spec"]["rules"][0]["backendRefs"][0]["weight"] is None  # (a copy)
+
+
+def _cors_route(*filters: dict) -> dict:
+    return _manifest("HTTPRoute", {"rules": [_rule(filters=list(filters))]})
+
+
+def test_a_cors_filter_is_defaulted_as_the_api_server_would():
+    body = validated_body(_cors_route({"type": "CORS", "cors": {"allowOrigins": ["*"]}}))
+    assert body["spec"]["rules"][0]["filters"][0]["cors"]["maxAge"] == 5
+
+
+@pytest.mark.parametrize(
+    ("filters", "message"),
+    [
+        ([{"type": "CORS"}], "spec.rules[0].filters[0].cors: is required for type CORS"),
+        (
+            [{"type": "URLRewrite", "cors": {}}],
+            "spec.rules[0].filters[0].cors: must not be set for type URLRewrite",
+        ),
+        (
+            [{"type": "CORS", "cors": {}}] * 2,
+            "spec.rules[0].filters[1]: a CORS filter cannot be repeated",
+        ),
+        (
+            [{"type": "CORS", "cors": {"allowOrigins": ["https://a.com\r\nx: y"]}}],
+            "spec.rules[0].filters[0].cors.allowOrigins[0]: 'https://a.com\\r\\nx: y' is not",
+        ),
+        (
+            [{"type": "CORS", "cors": {"allowOrigins": ["https://a.*.com"]}}],
+            "spec.rules[0].filters[0].cors.allowOrigins[0]: 'https://a.*.com' is not",
+        ),
+        (
+            [{"type": "CORS", "cors": {"allowOrigins": ["*", "https://a.com"]}}],
+            "spec.rules[0].filters[0].cors.allowOrigins: cannot contain '*' alongside",
+        ),
+        (
+            [{"type": "CORS", "cors": {"allowMethods": ["GET", "GET"]}}],
+            "spec.rules[0].filters[0].cors.allowMethods: must not repeat an item",
+        ),
+        (
+            [{"type": "CORS", "cors": {"allowMethods": ["get"]}}],
+            "spec.rules[0].filters[0].cors.allowMethods[0]: must be one of",
+        ),
+        (
+            [{"type": "CORS", "cors": {"allowHeaders": ["x-a\u00e9"]}}],
+            "spec.rules[0].filters[0].cors.allowHeaders[0]: 'x-aé' is not a valid header name",
+        ),
+        (
+            [{"type": "CORS", "cors": {"exposeHeaders": ["x a"]}}],
+            "spec.rules[0].filters[0].cors.exposeHeaders[0]: 'x a' is not a valid header name",
+        ),
+        (
+            [{"type": "CORS", "cors": {"allowCredentials": "yes"}}],
+            "spec.rules[0].filters[0].cors.allowCredentials: must be a boolean",
+        ),
+        (
+            [{"type": "CORS", "cors": {"maxAge": 0}}],
+            "spec.rules[0].filters[0].cors.maxAge: must be between 1 and 2147483647",
+        ),
+        (
+            [{"type": "CORS", "cors": {"allowOrigins": [f"https://a{i}.com" for i in range(65)]}}],
+            "spec.rules[0].filters[0].cors.allowOrigins: must have at most 64 items, has 65",
+        ),
+    ],
+)
+def test_cors_filters_are_checked(filters: list, message: str) -> None:
+    assert _refused(_cors_route(*filters)).startswith(message)

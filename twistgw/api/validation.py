@@ -35,6 +35,13 @@ HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
 PROTOCOL_RE = re.compile(
     r"^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[A-Za-z0-9]+$"
 )
+#: A CORS allowed origin: ``*``, or ``http(s)://host[:port]`` where the host may be ``*``
+#: or start with ``*.`` (the CRD's pattern; ASCII only, so it goes on the wire as it is).
+CORS_ORIGIN_RE = re.compile(
+    r"^\*$|^https?://((\*\.)?([a-zA-Z0-9-]+\.)*[a-zA-Z0-9-]+|\*)(:[0-9]{1,5})?$"
+)
+#: The CRD's bound on a CORS filter's maxAge (an int32).
+MAX_CORS_MAX_AGE = 2**31 - 1
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 #: A gRPC service and method name in an Exact GRPCMethodMatch (the CRD's rules; the
 #: service's ``(?i)`` spelled out, ASCII only, so the name goes on the wire as it is).
@@ -237,11 +244,52 @@ def _path_modifier(value: Any, where: str) -> None:
     _string(mod, field, where, max_len=1024)
 
 
+def _cors_list(
+    cors: dict, key: str, where: str, check: Callable[[Any, str], None], alone: bool = True
+) -> None:
+    """One of a CORS filter's lists: each item checked, no repeats (a set), and with
+    ``alone``, ``*`` only as the sole item."""
+    values = _list(cors.get(key), f"{where}.{key}")
+    for i, value in enumerate(values):
+        check(value, f"{where}.{key}[{i}]")
+    if len(set(values)) != len(values):
+        _fail(f"{where}.{key}", "must not repeat an item")
+    if alone and "*" in values and len(values) > 1:
+        _fail(f"{where}.{key}", "cannot contain '*' alongside other items")
+
+
+def _cors_origin(value: Any, where: str) -> None:
+    if not isinstance(value, str) or len(value) > 253 or not CORS_ORIGIN_RE.fullmatch(value):
+        _fail(where, f"{value!r} is not a valid origin ('*' or http(s)://host[:port])")
+
+
+def _cors_method(value: Any, where: str) -> None:
+    if value not in (*METHODS, "*"):
+        _fail(where, f"must be one of {', '.join(METHODS)} or '*'; got {value!r}")
+
+
+def _cors(value: Any, where: str) -> None:
+    """A CORS filter (GEP-1767): the CRD's patterns keep every value a token or an
+    ASCII origin, so none needs a wire check; maxAge defaults to 5."""
+    cors = _mapping(value, where)
+    cors.setdefault("maxAge", 5)
+    _cors_list(cors, "allowOrigins", where, _cors_origin)
+    _cors_list(cors, "allowMethods", where, _cors_method)
+    _cors_list(cors, "allowHeaders", where, _header_name)
+    _cors_list(cors, "exposeHeaders", where, _header_name, alone=False)
+    if not isinstance(cors.get("allowCredentials", False), bool):
+        _fail(f"{where}.allowCredentials", "must be a boolean")
+    _int(cors, "maxAge", where, 1, MAX_CORS_MAX_AGE)
+
+
 def _filters(filters: Any, where: str) -> None:
+    seen_cors = False
     for i, flt in enumerate(_list(filters, where)):
         at = f"{where}[{i}]"
         flt = _item(flt, at)
         kind = _string(flt, "type", at, required=True)
+        if kind != "CORS" and flt.get("cors") is not None:
+            _fail(f"{at}.cors", f"must not be set for type {kind}")
         if kind in ("RequestHeaderModifier", "ResponseHeaderModifier"):
             field = kind[0].lower() + kind[1:]
             if field not in flt:
@@ -267,6 +315,13 @@ def _filters(filters: Any, where: str) -> None:
             if flt.get("requestMirror") is None:
                 _fail(f"{at}.requestMirror", "is required for type RequestMirror")
             _mirror(flt["requestMirror"], f"{at}.requestMirror")
+        elif kind == "CORS":
+            if flt.get("cors") is None:
+                _fail(f"{at}.cors", "is required for type CORS")
+            if seen_cors:
+                _fail(at, "a CORS filter cannot be repeated")
+            seen_cors = True
+            _cors(flt["cors"], f"{at}.cors")
 
 
 def _http_match(match: Any, where: str) -> None:
@@ -515,6 +570,13 @@ def _filter_lists(at: str) -> dict[str, int]:
     return bounds
 
 
+def _cors_lists(at: str) -> dict[str, int]:
+    """The list bounds of the CORS filters at ``at`` (HTTPRoute only)."""
+    bounds = {f"{at}[].cors.{f}": 64 for f in ("allowOrigins", "allowHeaders", "exposeHeaders")}
+    bounds[f"{at}[].cors.allowMethods"] = 9
+    return bounds
+
+
 _STREAM_ROUTE_LISTS = {"spec.parentRefs": 32, "spec.rules": 1, "spec.rules[].backendRefs": 16}
 
 #: The schemas' maxItems by field (``[]``: each item of a list), a list before the
@@ -540,8 +602,10 @@ LIST_BOUNDS: dict[str, dict[str, int]] = {
         "spec.rules[].matches[].headers": 16,
         "spec.rules[].matches[].queryParams": 16,
         **_filter_lists("spec.rules[].filters"),
+        **_cors_lists("spec.rules[].filters"),
         "spec.rules[].backendRefs": 16,
         **_filter_lists("spec.rules[].backendRefs[].filters"),
+        **_cors_lists("spec.rules[].backendRefs[].filters"),
         # (no maxItems in the CRD, but a set of codes 400-599 has at most 200)
         "spec.rules[].retry.codes": 200,
     },

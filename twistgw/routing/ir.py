@@ -46,6 +46,20 @@ class URLRewrite:
 
 
 @attrs.frozen
+class CORS:
+    """A CORS filter (GEP-1767). Origins as written (``*``, ``https://*.example.com``,
+    ``http://example.com:8080``); methods and headers as written, ``("*",)`` for any;
+    ``max_age`` in seconds."""
+
+    allow_origins: tuple[str, ...] = ()
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    allow_credentials: bool = False
+    max_age: int = 5
+
+
+@attrs.frozen
 class Filters:
     """The filters of a rule or a backendRef, in the order the spec applies them;
     ``mirrors``: the rule's RequestMirror filters whose backends resolved."""
@@ -55,6 +69,7 @@ class Filters:
     redirect: RequestRedirect | None = None
     rewrite: URLRewrite | None = None
     mirrors: tuple[Mirror, ...] = ()
+    cors: CORS | None = None
 
 
 @attrs.frozen

@@ -29,6 +29,7 @@ SUPPORTED_FEATURES: frozenset[str] = frozenset(
         "HTTPRouteBackendRequestRedirect",
         "HTTPRouteBackendURLRewrite",
         "HTTPRouteBackendTimeout",
+        "HTTPRouteCORS",
         "HTTPRouteHostRewrite",
         "HTTPRouteMethodMatching",
         "HTTPRouteParentRefPort",

@@ -32,6 +32,18 @@ def _path_modifier(spec: dict[str, Any] | None, match: ir.Match) -> ir.PathModif
     return ir.PathModifier("ReplacePrefixMatch", spec.get("replacePrefixMatch") or "/")
 
 
+def _cors(spec: dict[str, Any]) -> ir.CORS:
+    """A validated ``cors`` (maxAge defaulted) as IR."""
+    return ir.CORS(
+        allow_origins=tuple(spec.get("allowOrigins") or ()),
+        allow_methods=tuple(spec.get("allowMethods") or ()),
+        allow_headers=tuple(spec.get("allowHeaders") or ()),
+        expose_headers=tuple(spec.get("exposeHeaders") or ()),
+        allow_credentials=bool(spec.get("allowCredentials")),
+        max_age=spec["maxAge"],
+    )
+
+
 def compile_filters(
     specs: list[dict[str, Any]] | None,
     match: ir.Match,
@@ -64,6 +76,8 @@ def compile_filters(
             fields["rewrite"] = ir.URLRewrite(
                 hostname=rew.get("hostname"), path=_path_modifier(rew.get("path"), match)
             )
+        elif kind == "CORS":
+            fields["cors"] = _cors(spec["cors"])
     if "redirect" in fields and "rewrite" in fields:
         raise UnsupportedRule("RequestRedirect and URLRewrite cannot be combined")
     return ir.Filters(**fields)

@@ -19,6 +19,7 @@ SUPPORTED_FILTERS = frozenset(
         "RequestRedirect",
         "URLRewrite",
         "RequestMirror",
+        "CORS",
     }
 )
 SUPPORTED_BACKEND_FILTERS = frozenset(

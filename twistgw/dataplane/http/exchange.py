@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from twisted.logger import Logger
 
 from twistgw.dataplane.fastwrite import has_pending
+from twistgw.dataplane.http.cors import with_fields
 from twistgw.dataplane.http.deadline import Deadline
 from twistgw.dataplane.http.filters import redirect_location, rewrite_path
 from twistgw.dataplane.http.forwarding import forwarded
@@ -73,6 +74,7 @@ class Exchange:
         "grpc_status",
         "guard",
         "mirrors",
+        "cors",
         "__weakref__",  # (tests check that a finished exchange is freed)
     )
 
@@ -105,6 +107,8 @@ class Exchange:
         self.grpc_status: bytes | None = None
         self.guard: Guard | None = None  # the rule's timeouts and retries, if any
         self.mirrors: list[Mirror] | None = None  # copies still taking the body
+        # the CORS fields every response gets (None: no CORS filter, or no Origin)
+        self.cors: Headers | None = None
 
     # -- request side
 
@@ -127,6 +131,12 @@ class Exchange:
             self.respond_local(404, b"no route matches this request\n")
             return
         self.route = route
+        if route.cors is not None:
+            preflight, self.cors = route.cors.evaluate(self.method, request.headers)
+            if preflight:  # answered here, with the CORS fields if the origin is allowed
+                fields, self.cors = self.cors, None
+                self.respond_local(204, b"", fields)
+                return
         if route.redirect is not None:
             self._redirect(route.redirect, path, query, authority)
             return
@@ -362,6 +372,8 @@ class Exchange:
             response.headers = route.response_headers.apply(response.headers)
         if backend.response_headers is not None:
             response.headers = backend.response_headers.apply(response.headers)
+        if self.cors is not None:
+            response.headers = with_fields(response.headers, self.cors)
         if backend.http2:  # (a gRPC answer with no message has its status here)
             self._grpc_status(response.headers)
         self.down.send_response(response, upgrade)
@@ -536,6 +548,8 @@ class Exchange:
             upstream.abort()  # (its answer is no longer wanted, e.g. a 408 for the body)
         if self.method == b"HEAD":
             body = b""
+        if self.cors:
+            extra = [*(extra or ()), *self.cors]
         if self._is_grpc():
             # a gRPC client reads the status from trailers: answer "trailers only"
             self.grpc_status = b"%d" % GRPC_STATUS.get(code, 2)

@@ -12,6 +12,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from urllib.parse import parse_qsl
 
+from twistgw.dataplane.http.cors import CompiledCORS
 from twistgw.dataplane.http.resilience import compile_policy
 from twistgw.hostnames import host_matches, specificity
 from twistgw.regex import compile_regex
@@ -103,7 +104,8 @@ class WeightedBackends:
 class CompiledRoute:
     """One rule match, ready to test against a request. ``grpc``: a GRPCRoute's rule
     (its own answers are gRPC-shaped; its PathPrefix is a plain string prefix);
-    ``policy``: its timeouts and retries, None when it has neither."""
+    ``policy``: its timeouts and retries, None when it has neither; ``cors``: its
+    CORS filter, if any."""
 
     __slots__ = (
         "spec",
@@ -122,6 +124,7 @@ class CompiledRoute:
         "prefix",
         "policy",
         "mirrors",
+        "cors",
     )
 
     def __init__(self, spec: ir.Route) -> None:
@@ -140,6 +143,7 @@ class CompiledRoute:
         self.rewrite = filters.rewrite
         self.request_headers = _modifier(filters.request_headers)
         self.response_headers = _modifier(filters.response_headers)
+        self.cors = CompiledCORS(filters.cors) if filters.cors is not None else None
         self.backends = WeightedBackends(spec.backends)
         self.policy = compile_policy(spec)
         self.mirrors = [
