@@ -28,6 +28,7 @@ SUPPORTED_FEATURES: frozenset[str] = frozenset(
         "HTTPRouteBackendRequestHeaderModification",
         "HTTPRouteBackendRequestRedirect",
         "HTTPRouteBackendURLRewrite",
+        "HTTPRouteDestinationPortMatching",
         "HTTPRouteBackendTimeout",
         "HTTPRouteCORS",
         "HTTPRouteHostRewrite",
