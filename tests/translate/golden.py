@@ -88,12 +88,17 @@ def _output(errors: list[str], translation: Translation) -> dict[str, Any]:
     )
 
 
-def run_case(in_path: pathlib.Path) -> str:
-    """The case's whole output as YAML text (mapping keys sorted, lists as emitted)."""
+def translate_case(in_path: pathlib.Path) -> tuple[list[str], Translation]:
+    """The messages of the case's invalid objects, and the translation of the rest."""
     case = yaml.safe_load(in_path.read_text())
     snapshot = ObjectAssembler(GenerationTracker(lambda: 0.0)).assemble(
         {in_path.name: case["objects"]}
     )
     translation = translate(snapshot, translate_options(case.get("options") or {}))
-    output = _output([error.message for error in snapshot.errors], translation)
+    return [error.message for error in snapshot.errors], translation
+
+
+def run_case(in_path: pathlib.Path) -> str:
+    """The case's whole output as YAML text (mapping keys sorted, lists as emitted)."""
+    output = _output(*translate_case(in_path))
     return yaml.safe_dump(output, sort_keys=True, allow_unicode=True, width=float("inf"))
