@@ -23,8 +23,10 @@ translator or a case, regenerate every output and review the change::
     .venv/bin/python -m pytest tests/translate/test_cases.py --update-golden
     git diff tests/translate/cases
 
-``test_reasons_covered`` fails when a condition reason the translator can set appears
-in no case's output: add a case that shows it.
+A new case is a new ``NAME.in.yaml``; the same command writes its output. Outputs
+depend on nothing but the input: no clock (generations come from a fixed clock, the
+translator reads none), no paths. ``test_coverage.py`` fails when a condition reason
+the translator can set, a routing table field or a route kind shows up in no case.
 """
 
 from __future__ import annotations
