@@ -49,3 +49,11 @@ def gateway() -> Iterator[GatewayProcess]:
     process = GatewayProcess().start()
     yield process
     process.stop()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite tests/translate/cases/*.out.yaml from the translator's output",
+    )

@@ -39,7 +39,7 @@ HEADER_VALUES = ("v", "", "a\r\nX-Injected: 1", "line\n", "nul\x00", "10 €", "
 HEADER_NAMES = ("X-A", "x-a", "bad name", "X-\u00e9", "Host", "")
 PATHS = ("/", "/a", "/a/", "", "no-slash", "/x y", "/(a+)+$", "(", "/a\r\n", "/€")
 _TLS_CASE = yaml.safe_load(
-    (pathlib.Path(__file__).parent / "cases" / "tls-termination.yaml").read_text()
+    (pathlib.Path(__file__).parent / "cases" / "tls-termination.in.yaml").read_text()
 )["objects"]
 #: A TLS Secret that parses, from the TLS termination case.
 TLS_SECRET = next(doc for doc in _TLS_CASE if doc["kind"] == "Secret")
