@@ -1,18 +1,25 @@
 """RequestMirror and backend-scoped filters through a real gateway process: copies with
-their bodies to several mirrors, a mirror that never answers or never reads leaves the
-main request alone (the copy dropped and counted), an unresolvable mirror is refused in
-status and the rule still served; a backendRef's URLRewrite and RequestRedirect."""
+their bodies to several mirrors, over TLS and over h2c (bodies past the first HTTP/2
+window), a mirror that never answers, never reads or streams its answer forever leaves
+the main request alone (the copy dropped or ended, and counted), an unresolvable mirror
+is refused in status and the rule still served; a backendRef's URLRewrite and
+RequestRedirect."""
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
+from tests.support.certs import CA, ca_config_map
 from tests.support.gateway import GatewayProcess, wait_until
+from tests.support.h2backends import H2Echo
 from tests.support.manifests import backend, gateway_class, gateway_manifest, http_route, service
 from tests.support.rawbackend import Conn, RawBackend
+from tests.support.tlsecho import TLSEcho
 
 HOLD = threading.Event()  # set at teardown: the silent backends let go
 
@@ -26,6 +33,38 @@ def silent(conn: Conn) -> None:
 def not_reading(conn: Conn) -> None:
     """Reads nothing at all until the end of the test module."""
     HOLD.wait(60)
+
+
+STREAM_ENDED = threading.Event()
+
+
+def streaming(conn: Conn) -> None:
+    """Answers each request with a chunked body that never ends (until the gateway
+    closes the connection)."""
+    if conn.read_request() is None:
+        return
+    conn.send(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+    try:
+        while not HOLD.is_set():
+            conn.send(b"5\r\ntick\n\r\n")
+            time.sleep(0.05)
+    except OSError:
+        STREAM_ENDED.set()
+
+
+def tls_policy(service_name: str) -> dict:
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "BackendTLSPolicy",
+        "metadata": {"name": service_name, "namespace": "default"},
+        "spec": {
+            "targetRefs": [{"group": "", "kind": "Service", "name": service_name}],
+            "validation": {
+                "hostname": "mirror.example.com",
+                "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "mirror-ca"}],
+            },
+        },
+    }
 
 
 def mirror_filter(name: str, **share) -> dict:
@@ -46,7 +85,11 @@ def mirrored() -> Iterator[tuple[GatewayProcess, dict[str, RawBackend]]]:
         "copy-b": RawBackend(),
         "silent": RawBackend(silent),
         "not-reading": RawBackend(not_reading),
+        "streaming": RawBackend(streaming),
     }
+    ca = CA("mirror CA")
+    tls_mirror = TLSEcho("tls-mirror", ca.issue("mirror.example.com"), http=True)
+    h2_mirror = H2Echo()
     rewrite = {
         "type": "URLRewrite",
         "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/new"}},
@@ -67,7 +110,16 @@ def mirrored() -> Iterator[tuple[GatewayProcess, dict[str, RawBackend]]]:
     documents = [gateway_class(), gateway_manifest()]
     for name, server in backends.items():
         documents += service(name, [server.address])
+    documents += service("tls-mirror", [tls_mirror.address], port=443)
+    documents += [ca_config_map("mirror-ca", ca.pem), tls_policy("tls-mirror")]
+    documents += service("h2-mirror", [h2_mirror.address], app_protocol="kubernetes.io/h2c")
     documents.append(http_route("mirrored", rules))
+    for name, mirror in [("tls", "tls-mirror"), ("h2c", "h2-mirror"), ("stream", "streaming")]:
+        ref = backend(mirror, port=443) if name == "tls" else backend(mirror)
+        filters = [{"type": "RequestMirror", "requestMirror": {"backendRef": ref}}]
+        documents.append(
+            http_route(f"{name}-mirrored", [rule(f"/{name}", backend("main"), filters)])
+        )
     gateway.write("mirrored.yaml", documents)
     wait_until(lambda: gateway.request("/both/up")[0] == 200, what="routes to be served")
     yield gateway, backends
@@ -75,6 +127,8 @@ def mirrored() -> Iterator[tuple[GatewayProcess, dict[str, RawBackend]]]:
     gateway.stop()
     for server in backends.values():
         server.close()
+    tls_mirror.close()
+    h2_mirror.close()
 
 
 def received(server: RawBackend, marker: bytes) -> list[bytes]:
@@ -96,10 +150,18 @@ def dechunked(body: bytes) -> bytes:
         body = body[size + 2 :]
 
 
-def mirrors_counted(gateway: GatewayProcess, outcome: str) -> bool:
+def mirrors_counted(gateway: GatewayProcess, outcome: str, route: str = "mirrored") -> float:
+    """How many copies of ``route``'s requests ended with ``outcome``."""
     _, text = gateway.admin("/metrics")
-    line = f'twistgw_http_mirrors_total{{outcome="{outcome}",route="default/mirrored"}}'
-    return line.encode() in text
+    series = f'twistgw_http_mirrors_total{{outcome="{outcome}",route="default/{route}"}}'
+    found = re.search(re.escape(series).encode() + rb" ([0-9.e+]+)", text)
+    return float(found.group(1)) if found else 0.0
+
+
+def outcomes(gateway: GatewayProcess, route: str) -> set[str]:
+    _, text = gateway.admin("/metrics")
+    pattern = rf'twistgw_http_mirrors_total{{outcome="(\w+)",route="default/{route}"}}'
+    return set(re.findall(pattern, text.decode()))
 
 
 def test_each_mirror_gets_the_request_with_its_body(mirrored) -> None:
@@ -167,3 +229,27 @@ def test_a_backend_request_redirect(mirrored) -> None:
     assert code == 301
     assert headers["location"] == "http://elsewhere.example:8080/moved/page"
     assert not received(backends["main"], b"/moved/page")
+
+
+def test_copies_over_tls_reuse_their_connection(mirrored) -> None:
+    gateway, _ = mirrored
+    for index in range(4):
+        assert gateway.request(f"/tls/{index}", method="POST", body=b"b" * 100_000)[0] == 200
+        # (one at a time: each copy's connection goes back to the pool for the next)
+        wait_until(lambda i=index: mirrors_counted(gateway, "completed", "tls-mirrored") > i)
+    assert outcomes(gateway, "tls-mirrored") == {"completed"}
+
+
+def test_copies_over_h2c_wait_for_the_window(mirrored) -> None:
+    gateway, _ = mirrored
+    for size in (1_000, 100_000, 300_000):  # (the first window is 65,535 bytes)
+        assert gateway.request(f"/h2c/{size}", method="POST", body=b"h" * size)[0] == 200
+    wait_until(lambda: mirrors_counted(gateway, "completed", "h2c-mirrored") == 3)
+    assert outcomes(gateway, "h2c-mirrored") == {"completed"}
+
+
+def test_a_never_ending_answer_ends_the_copy(mirrored) -> None:
+    gateway, _ = mirrored
+    assert gateway.request("/stream/x")[0] == 200
+    wait_until(lambda: mirrors_counted(gateway, "completed", "stream-mirrored") == 1)
+    wait_until(STREAM_ENDED.is_set, what="the mirror's connection closed")

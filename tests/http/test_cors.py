@@ -29,6 +29,12 @@ from twistgw.routing import ir
         ("https://foo.com:123456", None),
         ("https://foo.com:8٠", None),  # (a digit, but not an ASCII one)
         ("https://foo.com/path", None),
+        ("https://a@b.foo.com", None),  # userinfo
+        ("https://evil.com?.foo.com", None),
+        ("https://evil.com#.foo.com", None),
+        ("https://evil.com .foo.com", None),
+        ("https://*.foo.com", None),  # a pattern, not an origin
+        ("http://[::1]x", None),
     ],
 )
 def test_parse_origin(origin: str, parsed) -> None:
@@ -165,9 +171,9 @@ def test_actual_requests() -> None:
         None,
     )
     assert filter_.evaluate(b"OPTIONS", [(b"origin", b"https://www.foo.com")])[0] is False
-    # two Origins: not a CORS request
+    # two Origins: no origin is allowed (and the backend's CORS fields are removed)
     twice = [(b"origin", b"https://www.foo.com"), (b"origin", b"https://www.foo.com")]
-    assert filter_.evaluate(b"GET", twice) == (False, None)
+    assert filter_.evaluate(b"GET", twice) == (False, [])
 
 
 def test_the_filter_replaces_the_backends_fields() -> None:

@@ -67,8 +67,12 @@ class TLSEcho:
             line = reader.readline()
             if not line:
                 return
-            while reader.readline() not in (b"\r\n", b"\n", b""):
-                pass
+            length = 0
+            while (field := reader.readline()) not in (b"\r\n", b"\n", b""):
+                name, _, value = field.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            reader.read(length)  # (a body, if any, is read and ignored)
             peer = client.getpeercert() if isinstance(client, ssl.SSLSocket) else None
             common = dict(x[0] for x in peer["subject"]).get("commonName") if peer else "-"
             sni = self.server_names[-1] if self.server_names else "-"

@@ -24,10 +24,16 @@ EXPOSE_HEADERS = b"access-control-expose-headers"
 OWNED = frozenset({ALLOW_ORIGIN, ALLOW_CREDENTIALS, EXPOSE_HEADERS})
 
 Origin = tuple[str, str, int]  # (scheme, host, port), lower-case, the port defaulted
+#: What an origin's host may hold: a DNS name, or an IPv6 address in brackets;
+#: anything else (userinfo, a path, a query) is no origin. Patterns may hold ``*``.
+HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+PATTERN_CHARS = HOST_CHARS | {"*"}
+IPV6_CHARS = frozenset("[]0123456789abcdef:.")
 
 
-def parse_origin(origin: str) -> Origin | None:
-    """A serialized ``http(s)://host[:port]`` origin; None for anything else."""
+def parse_origin(origin: str, pattern: bool = False) -> Origin | None:
+    """A serialized ``http(s)://host[:port]`` origin (an ``allowOrigins`` entry when
+    ``pattern``); None for anything else."""
     scheme, sep, host = origin.lower().partition("://")
     port = DEFAULT_PORTS.get(scheme)
     if not sep or port is None:
@@ -38,7 +44,8 @@ def parse_origin(origin: str) -> Origin | None:
         if not (0 < len(digits) <= 5 and digits.isascii() and digits.isdigit()):
             return None
         host, port = host[:colon], int(digits)
-    if not host or "/" in host:
+    allowed = IPV6_CHARS if host.startswith("[") else PATTERN_CHARS if pattern else HOST_CHARS
+    if not host or not allowed.issuperset(host):
         return None
     return scheme, host, port
 
@@ -60,7 +67,7 @@ class OriginMatcher:
         self.any_host: set[tuple[str, int]] = set()
         self.suffixes: set[Origin] = set()  # (scheme, ".domain", port)
         for pattern in patterns:
-            parsed = parse_origin(pattern) if pattern != "*" else None
+            parsed = parse_origin(pattern, pattern=True) if pattern != "*" else None
             if parsed is None:
                 continue
             scheme, host, port = parsed
@@ -132,8 +139,8 @@ class CompiledCORS:
         requested_headers: list[bytes] = []
         for name, value in fields:
             if name == b"origin":
-                if origin is not None:
-                    return False, None  # (a request has one Origin, or is no CORS request)
+                if origin is not None:  # (a request has one Origin): no CORS fields at all
+                    return False, []
                 origin = value
             elif name == b"access-control-request-method":
                 requested = value
