@@ -38,18 +38,26 @@ class BackendError(Exception):
         self.message = message
 
 
-#: ReferenceGrant ``to`` entries by (the grant's namespace, from group, kind, namespace)
-GrantIndex = dict[tuple[str, str, str, str], list[dict[str, Any]]]
+#: What ReferenceGrants permit, by (the grant's namespace, from group, kind, namespace)
+#: and then by (to group, to kind): None when any name is, else the names.
+GrantIndex = dict[tuple[str, str, str, str], dict[tuple[str, str], set[str] | None]]
 
 
 def _grants(snapshot: Snapshot) -> GrantIndex:
     index: GrantIndex = {}
     for grant in snapshot.of_kind("ReferenceGrant"):
         spec = grant.spec
-        targets = spec.get("to") or []
         for source in spec.get("from") or []:
             key = (grant.namespace, source["group"], source["kind"], source["namespace"])
-            index.setdefault(key, []).extend(targets)  # (validation made these strings)
+            permitted = index.setdefault(key, {})
+            for target in spec.get("to") or []:  # (validation made these strings)
+                to = (target.get("group"), target.get("kind"))
+                names = permitted.setdefault(to, set())
+                if names is not None:
+                    if target.get("name"):
+                        names.add(target["name"])
+                    else:
+                        permitted[to] = None  # any name
     return index
 
 
@@ -64,18 +72,16 @@ def reference_permitted(
     from_group: str = GATEWAY_GROUP,
 ) -> bool:
     """Whether an object may refer to one in another namespace (same namespace: always);
-    the grants are indexed once per snapshot."""
+    the grants are indexed once per snapshot, so a check is two lookups."""
     if from_namespace == to_namespace:
         return True
-    targets = snapshot.index("reference-grants", _grants).get(
-        (to_namespace, from_group, from_kind, from_namespace), ()
+    permitted = snapshot.index("reference-grants", _grants).get(
+        (to_namespace, from_group, from_kind, from_namespace)
     )
-    return any(
-        t.get("group") == to_group
-        and t.get("kind") == to_kind
-        and (not t.get("name") or t.get("name") == to_name)
-        for t in targets
-    )
+    if permitted is None or (to_group, to_kind) not in permitted:
+        return False
+    names = permitted[(to_group, to_kind)]
+    return names is None or to_name in names
 
 
 def referenced(
