@@ -23,17 +23,13 @@ def intersect(route_hostnames: Sequence[str], listener_hostname: str | None) -> 
         return list(route_hostnames) or ["*"]
     if not route_hostnames:
         return [listener_hostname]
-    out: list[str] = []
+    out: dict[str, None] = {}  # (ordered, each once: a route may list 1,024 hostnames)
     for host in route_hostnames:
         if host == listener_hostname or wildcard_matches(host, listener_hostname):
-            candidate = host
+            out[host] = None
         elif host.startswith("*.") and wildcard_matches(listener_hostname, host):
-            candidate = listener_hostname
-        else:
-            continue
-        if candidate not in out:
-            out.append(candidate)
-    return out
+            out[listener_hostname] = None
+    return list(out)
 
 
 def specificity(pattern: str | None) -> tuple[int, int]:

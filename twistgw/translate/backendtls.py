@@ -3,7 +3,9 @@ verifies them, and each policy's status per Gateway that uses its Service."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import heapq
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
 
 import attrs
 
@@ -16,6 +18,8 @@ from twistgw.translate.conditions import Conditions
 #: (namespace, Service name, port name or None for every port)
 Target = tuple[str, str, str | None]
 WELL_KNOWN_SYSTEM = "System"
+#: Ancestor entries in a policy's status (the CRD's maxItems).
+MAX_ANCESTORS = 16
 
 
 @attrs.define
@@ -104,13 +108,17 @@ class BackendTLSPolicies:
         self, users: Mapping[tuple[str, str], Iterable[ObjectKey]], controller_name: str
     ) -> list[ObjectStatus]:
         """Each policy's status, with an ancestor entry per Gateway whose routes use a
-        Service it targets (``users``: (namespace, Service) -> Gateway keys)."""
+        Service it targets (``users``: (namespace, Service) -> Gateway keys), the first
+        ``MAX_ANCESTORS`` of them by namespace and name (the CRD's bound)."""
+        ordered: dict[tuple[str, str], list[ObjectKey]] = {}  # each Service's, sorted once
         statuses = []
         for state in self.states:
-            gateways = sorted(
-                {gw for ns, name, _ in state.targets for gw in users.get((ns, name), ())},
-                key=lambda key: (key.namespace, key.name),
-            )
+            lists = []
+            for ns, name, _ in state.targets:
+                if (ns, name) not in ordered:
+                    ordered[(ns, name)] = sorted(users.get((ns, name), ()), key=_by_name)
+                lists.append(ordered[(ns, name)])
+            gateways = list(islice(unique(heapq.merge(*lists, key=_by_name)), MAX_ANCESTORS))
             ancestors = [
                 {
                     "ancestorRef": {
@@ -131,3 +139,16 @@ class BackendTLSPolicies:
                 )
             )
         return statuses
+
+
+def _by_name(key: ObjectKey) -> tuple[str, str]:
+    return (key.namespace, key.name)
+
+
+def unique(keys: Iterable[ObjectKey]) -> Iterator[ObjectKey]:
+    """``keys`` (sorted) without repeats."""
+    last = None
+    for key in keys:
+        if key != last:
+            yield key
+            last = key
