@@ -7,7 +7,13 @@ import random
 
 import pytest
 
-from twistgw.dataplane.http.router import CompiledHeaderModifier, CompiledRoute, RouteIndex
+from twistgw.dataplane.http.router import (
+    CompiledHeaderModifier,
+    CompiledRoute,
+    RouteIndex,
+    Router,
+)
+from twistgw.hostnames import host_matches, specificity
 from twistgw.routing import ir
 from twistgw.translate.grpcroutes import grpc_match
 
@@ -166,3 +172,42 @@ def test_header_modifiers_lower_case_names_for_http2():
         (b"x-set", b"a"),
         (b"x-add", b"b"),
     ]
+
+
+LABELS = ["a", "b", "example", "com"]
+
+
+def _random_hostname(rng: random.Random) -> str:
+    name = ".".join(rng.choice(LABELS) for _ in range(rng.randint(1, 4)))
+    return rng.choice([name, "*." + name, name])
+
+
+def test_listener_and_virtual_host_indexes_agree_with_scanning_them():
+    """Host lookups by index find what trying every listener (most specific first)
+    and every virtual host finds."""
+    rng = random.Random(7)
+    for _ in range(300):
+        names = [rng.choice([None, "*"]) if rng.random() < 0.1 else _random_hostname(rng)]
+        names += [_random_hostname(rng) for _ in range(rng.randint(0, 8))]
+        vhosts = {_random_hostname(rng) for _ in range(rng.randint(0, 6))} | {"*"}
+        listeners = tuple(
+            ir.HTTPListener(
+                f"default/gw/l{index}",
+                "default/gw",
+                name,
+                tuple(ir.VirtualHost(h) for h in sorted(vhosts, key=specificity)),
+            )
+            for index, name in enumerate(names)
+        )
+        router = Router(ir.Bind("0.0.0.0", 80, "HTTP", listeners))
+        for _ in range(20):
+            host = ".".join(rng.choice(LABELS) for _ in range(rng.randint(1, 5)))
+            scanned = next((li for li in router.listeners if host_matches(host, li.hostname)), None)
+            assert router.listener_for(host) is scanned
+            if scanned is not None:
+                by_scan = [
+                    scanned.exact.get(h) or scanned.wildcards.get(h[1:]) or scanned.any
+                    for h in sorted(vhosts, key=specificity)
+                    if host_matches(host, h)
+                ]
+                assert scanned.candidates(host) == by_scan

@@ -9,12 +9,12 @@ import itertools
 import operator
 import random
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from urllib.parse import parse_qsl
 
 from twistgw.dataplane.http.cors import CompiledCORS
 from twistgw.dataplane.http.resilience import compile_policy
-from twistgw.hostnames import host_matches, specificity
+from twistgw.hostnames import specificity
 from twistgw.regex import compile_regex
 from twistgw.routing import ir
 
@@ -294,7 +294,7 @@ class CompiledListener:
         self.gateway = spec.gateway
         self.hostname = spec.hostname
         self.exact: dict[str, RouteIndex] = {}
-        self.wildcards: list[tuple[str, RouteIndex]] = []
+        self.wildcards: dict[str, RouteIndex] = {}  # "*.example.com" by ".example.com"
         self.any: RouteIndex | None = None
         self._candidates: dict[str, list[RouteIndex]] = {}
         for vhost in spec.virtual_hosts:
@@ -302,7 +302,7 @@ class CompiledListener:
             if vhost.hostname == "*":
                 self.any = routes
             elif vhost.hostname.startswith("*."):
-                self.wildcards.append((vhost.hostname[1:], routes))
+                self.wildcards.setdefault(vhost.hostname[1:], routes)
             else:
                 self.exact[vhost.hostname] = routes
 
@@ -321,16 +321,27 @@ class CompiledListener:
         exact = self.exact.get(host)
         if exact is not None:
             found.append(exact)
-        for suffix, routes in self.wildcards:
-            if host.endswith(suffix) and len(host) > len(suffix):
-                found.append(routes)
+        if self.wildcards:
+            found += (
+                self.wildcards[suffix] for suffix in _suffixes(host) if suffix in self.wildcards
+            )
         if self.any is not None:
             found.append(self.any)
         return found
 
 
+def _suffixes(host: str) -> Iterator[str]:
+    """The domain suffixes a ``*.`` wildcard of ``host`` would name, longest (most
+    specific) first: "a.b.c" gives ".b.c" and ".c"."""
+    dot = host.find(".", 1)
+    while dot != -1:
+        yield host[dot:]
+        dot = host.find(".", dot + 1)
+
+
 class Router:
-    """Everything one bound port serves."""
+    """Everything one bound port serves. Listeners are indexed by hostname and by
+    wildcard suffix, so finding a host's costs its labels, not the listeners' number."""
 
     def __init__(self, bind: ir.Bind) -> None:
         self.bind = bind
@@ -339,6 +350,17 @@ class Router:
             (CompiledListener(li, compiled) for li in bind.listeners),
             key=lambda li: specificity(li.hostname),
         )
+        self._exact: dict[str, CompiledListener] = {}
+        self._wildcards: dict[str, CompiledListener] = {}  # by ".example.com"
+        self._any: CompiledListener | None = None
+        for listener in self.listeners:  # (the first of equals wins, as in a scan)
+            hostname = listener.hostname
+            if not hostname or hostname == "*":
+                self._any = self._any or listener
+            elif hostname.startswith("*."):
+                self._wildcards.setdefault(hostname[1:], listener)
+            else:
+                self._exact.setdefault(hostname, listener)
         self._by_host: dict[str, CompiledListener | None] = {}
 
     def listener_for(self, host: str) -> CompiledListener | None:
@@ -347,7 +369,13 @@ class Router:
             return self._by_host[host]
         except KeyError:
             pass
-        chosen = next((li for li in self.listeners if host_matches(host, li.hostname)), None)
+        chosen = self._exact.get(host)
+        if chosen is None and self._wildcards:
+            chosen = next(
+                (self._wildcards[s] for s in _suffixes(host) if s in self._wildcards), None
+            )
+        if chosen is None:
+            chosen = self._any
         if len(self._by_host) < HOST_CACHE_SIZE:
             self._by_host[host] = chosen
         return chosen
