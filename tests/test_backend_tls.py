@@ -8,7 +8,14 @@ import pytest
 
 from tests.support.certs import CA, ca_config_map, tls_secret
 from tests.support.gateway import wait_until
-from tests.support.manifests import backend, gateway_class, gateway_manifest, http_route, service
+from tests.support.manifests import (
+    backend,
+    backend_tls_policy,
+    gateway_class,
+    gateway_manifest,
+    http_route,
+    service,
+)
 from tests.support.tlsclient import client_context, stream_line
 from tests.support.tlsecho import TLSEcho
 
@@ -21,15 +28,7 @@ CA_REF = {"group": "", "kind": "ConfigMap", "name": "backend-ca"}
 def _policy(name: str, service_name: str, **validation) -> dict:
     validation.setdefault("hostname", "abc.example.com")
     validation.setdefault("caCertificateRefs", [CA_REF])
-    return {
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "BackendTLSPolicy",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "targetRefs": [{"group": "", "kind": "Service", "name": service_name}],
-            "validation": validation,
-        },
-    }
+    return backend_tls_policy(name, service_name, **validation)
 
 
 @pytest.fixture(scope="module")

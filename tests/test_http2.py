@@ -198,7 +198,7 @@ def test_grpc_errors_pass_through_and_the_gateways_own_answers_are_grpc(h2):
             channel.unary_unary(f"/{SERVICE}/Fail")(b"x", timeout=10)
         assert failed.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert failed.value.details() == "not you"
-    series = 'grpc_status="7",protocol="HTTP/2",route="default/h2app"}'
+    series = 'grpc_status="7",protocol="HTTP/2",route="default/h2app",rule="1"}'
     wait_until(lambda: series in h2.admin("/metrics")[1].decode(), what="the call counted")
     with grpc.insecure_channel(f"{h2.address}:8080") as channel:
         # a route whose backend has no endpoints: the gateway answers UNAVAILABLE

@@ -17,7 +17,14 @@ import pytest
 from tests.support.certs import CA, ca_config_map
 from tests.support.gateway import GatewayProcess, wait_until
 from tests.support.h2backends import H2Echo
-from tests.support.manifests import backend, gateway_class, gateway_manifest, http_route, service
+from tests.support.manifests import (
+    backend,
+    backend_tls_policy,
+    gateway_class,
+    gateway_manifest,
+    http_route,
+    service,
+)
 from tests.support.rawbackend import Conn, RawBackend
 from tests.support.tlsecho import TLSEcho
 
@@ -50,21 +57,6 @@ def streaming(conn: Conn) -> None:
             time.sleep(0.05)
     except OSError:
         STREAM_ENDED.set()
-
-
-def tls_policy(service_name: str) -> dict:
-    return {
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "BackendTLSPolicy",
-        "metadata": {"name": service_name, "namespace": "default"},
-        "spec": {
-            "targetRefs": [{"group": "", "kind": "Service", "name": service_name}],
-            "validation": {
-                "hostname": "mirror.example.com",
-                "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "mirror-ca"}],
-            },
-        },
-    }
 
 
 def mirror_filter(name: str, **share) -> dict:
@@ -111,7 +103,15 @@ def mirrored() -> Iterator[tuple[GatewayProcess, dict[str, RawBackend]]]:
     for name, server in backends.items():
         documents += service(name, [server.address])
     documents += service("tls-mirror", [tls_mirror.address], port=443)
-    documents += [ca_config_map("mirror-ca", ca.pem), tls_policy("tls-mirror")]
+    documents += [
+        ca_config_map("mirror-ca", ca.pem),
+        backend_tls_policy(
+            "tls-mirror",
+            "tls-mirror",
+            hostname="mirror.example.com",
+            caCertificateRefs=[{"group": "", "kind": "ConfigMap", "name": "mirror-ca"}],
+        ),
+    ]
     documents += service("h2-mirror", [h2_mirror.address], app_protocol="kubernetes.io/h2c")
     documents.append(http_route("mirrored", rules))
     for name, mirror in [("tls", "tls-mirror"), ("h2c", "h2-mirror"), ("stream", "streaming")]:

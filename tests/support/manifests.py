@@ -95,3 +95,16 @@ def service(
             }
         )
     return documents
+
+
+def backend_tls_policy(name: str, service_name: str, **validation: Any) -> dict:
+    """A BackendTLSPolicy for every port of a Service in ``default``."""
+    return {
+        "apiVersion": GW_API,
+        "kind": "BackendTLSPolicy",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "targetRefs": [{"group": "", "kind": "Service", "name": service_name}],
+            "validation": validation,
+        },
+    }
