@@ -1,0 +1,93 @@
+"""Translation work grows linearly with listeners however they are spread over
+Gateways, ListenerSets and ports: the work is counted (not timed), or the result
+checked at a size that quadratic work would take minutes to reach."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twistgw.snapshot import Snapshot
+from twistgw.sources.assembly import ObjectAssembler
+from twistgw.sources.generations import GenerationTracker
+from twistgw.translate import TranslateOptions, Translation, gateways, translate
+
+GW_API = "gateway.networking.k8s.io/v1"
+CLASS = {
+    "apiVersion": GW_API,
+    "kind": "GatewayClass",
+    "metadata": {"name": "gc"},
+    "spec": {"controllerName": "gateway.twistgw.dev/controller"},
+}
+
+
+def _created(index: int) -> str:
+    return f"2026-01-01T{index // 3600:02}:{index // 60 % 60:02}:{index % 60:02}Z"
+
+
+def _snapshot(documents: list[dict]) -> Snapshot:
+    snapshot = ObjectAssembler(GenerationTracker(lambda: 0.0)).assemble({"x.yaml": documents})
+    assert not snapshot.errors, snapshot.errors[:2]
+    return snapshot
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == kind)
+
+
+def _statuses(translation: Translation, kind: str) -> list[dict[str, Any]]:
+    return [s.status for s in translation.statuses if s.key.kind == kind]
+
+
+def test_listener_set_listeners_are_checked_in_constant_work(monkeypatch):
+    """20 ListenerSets of 64 HTTP listeners on port 80: each listener is compared with
+    the protocols on its port, not with the up to 1,280 listeners there before it."""
+    sets, per = 20, 64
+    documents = [
+        CLASS,
+        {
+            "apiVersion": GW_API,
+            "kind": "Gateway",
+            "metadata": {"name": "gw", "namespace": "default"},
+            "spec": {
+                "gatewayClassName": "gc",
+                "allowedListeners": {"namespaces": {"from": "All"}},
+                "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}],
+            },
+        },
+    ]
+    for i in range(sets):
+        listeners = [
+            {"name": f"l{k}", "port": 80, "protocol": "HTTP", "hostname": f"h{k}.s{i}.example"}
+            for k in range(per)
+        ]
+        listeners[0]["hostname"] = "h0.s0.example"  # after the first set, a conflict
+        documents.append(
+            {
+                "apiVersion": GW_API,
+                "kind": "ListenerSet",
+                "metadata": {
+                    "name": f"ls{i}",
+                    "namespace": "default",
+                    "creationTimestamp": _created(i),
+                },
+                "spec": {"parentRef": {"name": "gw"}, "listeners": listeners},
+            }
+        )
+    compared = 0
+    compatible = gateways._compatible
+
+    def counting(one: str, other: str) -> bool:
+        nonlocal compared
+        compared += 1
+        return compatible(one, other)
+
+    monkeypatch.setattr(gateways, "_compatible", counting)
+    translation = translate(_snapshot(documents), TranslateOptions())
+    assert compared <= 2 * (1 + sets * per)  # was 820,000
+    statuses = _statuses(translation, "ListenerSet")
+    assert all(_condition(s, "Accepted")["status"] == "True" for s in statuses)
+    conflicted = [_condition(s["listeners"][0], "Conflicted") for s in statuses]
+    assert [c["reason"] for c in conflicted] == ["NoConflicts"] + ["HostnameConflict"] * 19
+    assert conflicted[1]["message"] == (
+        "listener l0 has the same port, protocol family and hostname"
+    )
