@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from twistgw.api.resource import ObjectKey, Resource
 from twistgw.snapshot import Snapshot
 from twistgw.sources.assembly import ObjectAssembler
 from twistgw.sources.generations import GenerationTracker
 from twistgw.translate import TranslateOptions, Translation, gateways, translate
+from twistgw.translate.conditions import Conditions
+from twistgw.translate.model import WILDCARD_ADDRESS
 
 GW_API = "gateway.networking.k8s.io/v1"
 CLASS = {
@@ -91,3 +94,34 @@ def test_listener_set_listeners_are_checked_in_constant_work(monkeypatch):
     assert conflicted[1]["message"] == (
         "listener l0 has the same port, protocol family and hostname"
     )
+
+
+def _gateway_state(name: str, address: str, ports: list[int]) -> gateways.GatewayState:
+    """A Gateway on ``address`` with an accepted HTTP listener on each of ``ports``."""
+    key = ObjectKey("Gateway", "default", name)
+    resource = Resource(key, GW_API, 1, "", name, {}, {}, {})
+    gateway = gateways.GatewayState(resource, Conditions(1), addresses=[address])
+    for index, port in enumerate(ports):
+        spec = {"name": f"l{index}", "port": port, "protocol": "HTTP"}
+        listener = gateways.ListenerState(gateway, index, spec, Conditions(1))
+        listener.conditions.set("Accepted", True, "Accepted")
+        gateway.listeners.append(listener)
+    return gateway
+
+
+def test_port_owners_are_looked_up_not_searched():
+    """1,000 Gateways on the wildcard address, 64 ports each: each listener looks its
+    port up among the 64,000 claimed before it (a search of them all took minutes)."""
+    states = [
+        _gateway_state(f"gw{i}", WILDCARD_ADDRESS, [1 + 64 * i + k for k in range(64)])
+        for i in range(1000)
+    ]
+    states.append(_gateway_state("specific", "10.0.0.1", [65000]))
+    late = _gateway_state("late", WILDCARD_ADDRESS, [1, 65000, 65001])
+    gateways._port_clashes([*states, late])
+    assert all(li.accepted for gateway in states for li in gateway.listeners)
+    assert [li.conditions.get("Accepted")["message"] for li in late.listeners] == [
+        "port 1 on 0.0.0.0 is already used by Gateway default/gw0",
+        "port 65000 on 0.0.0.0 is already used by Gateway default/specific",
+        "Accepted",
+    ]

@@ -457,6 +457,9 @@ def _port_clashes(gateways: list[GatewayState]) -> None:
     """A listener whose address, port and transport an older Gateway already uses is
     not accepted."""
     owners: dict[tuple[str, int, str], ObjectKey] = {}
+    #: the first owner of each port and transport, on whichever address (what a
+    #: listener on the wildcard address clashes with)
+    first_owners: dict[tuple[int, str], ObjectKey] = {}
     for gateway in gateways:
         claimed = set()
         for listener in gateway.all_listeners:
@@ -468,14 +471,7 @@ def _port_clashes(gateways: list[GatewayState]) -> None:
                 wildcard_owner = owners.get((WILDCARD_ADDRESS, listener.port, transport))
                 clash = owner or (wildcard_owner if address != WILDCARD_ADDRESS else None)
                 if clash is None and address == WILDCARD_ADDRESS:
-                    clash = next(
-                        (
-                            o
-                            for (_, p, t), o in owners.items()
-                            if (p, t) == (listener.port, transport)
-                        ),
-                        None,
-                    )
+                    clash = first_owners.get((listener.port, transport))
                 if clash is not None and clash != gateway.key:
                     message = (
                         f"port {listener.port} on {address} is already used by Gateway "
@@ -487,6 +483,7 @@ def _port_clashes(gateways: list[GatewayState]) -> None:
                 claimed.add((address, listener.port, transport))
         for item in claimed:
             owners[item] = gateway.key
+            first_owners.setdefault(item[1:], gateway.key)
 
 
 def _bind_failures(gateway: GatewayState, options: TranslateOptions) -> None:
