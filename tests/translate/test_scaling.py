@@ -4,13 +4,15 @@ checked at a size that quadratic work would take minutes to reach."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from tests.support.certs import CA, ca_config_map, tls_secret
 from twistgw.api.resource import ObjectKey, Resource
 from twistgw.snapshot import Snapshot
 from twistgw.sources.assembly import ObjectAssembler
 from twistgw.sources.generations import GenerationTracker
-from twistgw.translate import TranslateOptions, Translation, gateways, translate
+from twistgw.translate import TranslateOptions, Translation, certificates, gateways, translate
 from twistgw.translate.conditions import Conditions
 from twistgw.translate.model import WILDCARD_ADDRESS
 
@@ -125,3 +127,61 @@ def test_port_owners_are_looked_up_not_searched():
         "port 65000 on 0.0.0.0 is already used by Gateway default/specific",
         "Accepted",
     ]
+
+
+def _noting(parse: Callable[[Resource], Any], kinds: list[str]) -> Callable[[Resource], Any]:
+    """``parse``, noting the kind of each object it is given in ``kinds``."""
+
+    def noted(resource: Resource) -> Any:
+        kinds.append(resource.kind)
+        return parse(resource)
+
+    return noted
+
+
+def test_certificates_and_ca_bundles_are_parsed_once(monkeypatch):
+    """4 Gateways of 64 HTTPS listeners naming one Secret, and the same ConfigMap 8
+    times for client validation: each is parsed once (not 256 and 2,048 times) and the
+    listeners share one bundle holding the CA once."""
+    ca = CA()
+    documents = [CLASS, tls_secret("cert", ca.issue("h.example")), ca_config_map("ca", ca.pem)]
+    refs = [{"group": "", "kind": "ConfigMap", "name": "ca"}] * 4
+    refs += [{"group": "", "kind": "ConfigMap", "name": "ca", "namespace": "default"}] * 4
+    for g in range(4):
+        listeners = [
+            {
+                "name": f"l{k}",
+                "port": 443 + g,
+                "protocol": "HTTPS",
+                "hostname": f"h{k}.example",
+                "tls": {"certificateRefs": [{"name": "cert"}]},
+            }
+            for k in range(64)
+        ]
+        validation = {"caCertificateRefs": refs}
+        spec = {
+            "gatewayClassName": "gc",
+            "tls": {"frontend": {"default": {"validation": validation}}},
+            "listeners": listeners,
+        }
+        documents.append(
+            {
+                "apiVersion": GW_API,
+                "kind": "Gateway",
+                "metadata": {"name": f"gw{g}", "namespace": "default"},
+                "spec": spec,
+            }
+        )
+    parsed: list[str] = []
+    for name in ("_pair", "_ca_certificates"):
+        monkeypatch.setattr(certificates, name, _noting(getattr(certificates, name), parsed))
+    translation = translate(_snapshot(documents), TranslateOptions())
+    assert sorted(parsed) == ["ConfigMap", "Secret"]
+    bundles = [
+        listener.tls.client_validation.ca_certificates
+        for bind in translation.table.binds
+        for listener in bind.listeners
+    ]
+    assert len(bundles) == 256
+    assert bundles[0] == ca.pem
+    assert all(bundle is bundles[0] for bundle in bundles)

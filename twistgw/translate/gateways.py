@@ -286,11 +286,25 @@ class ListenerIndex:
         return None if first is None else _conflict_between(listener, first[1])
 
 
-def _frontend_validation(
-    snapshot: Snapshot, gateway: Resource, port: int
-) -> tuple[ClientValidation | None, BackendError | None]:
+#: A frontend client-certificate validation and the first bad caCertificateRef.
+_FrontendValidation = tuple[ClientValidation | None, BackendError | None]
+
+
+def _frontend_validation(snapshot: Snapshot, gateway: Resource, port: int) -> _FrontendValidation:
     """The client-certificate validation for HTTPS listeners on ``port`` (the
-    Gateway's perPort entry, else its default) and the first bad caCertificateRef."""
+    Gateway's perPort entry, else its default) and the first bad caCertificateRef,
+    made once per Gateway and port: its listeners share one."""
+    made: dict[tuple[ObjectKey, int], _FrontendValidation]
+    made = snapshot.index("frontend-validation", lambda _: {})
+    key = (gateway.key, port)
+    if key not in made:
+        made[key] = _resolve_frontend_validation(snapshot, gateway, port)
+    return made[key]
+
+
+def _resolve_frontend_validation(
+    snapshot: Snapshot, gateway: Resource, port: int
+) -> _FrontendValidation:
     frontend = (gateway.spec.get("tls") or {}).get("frontend") or {}
     config = frontend.get("default") or {}
     for entry in frontend.get("perPort") or []:
