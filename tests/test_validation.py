@@ -349,6 +349,39 @@ def test_null_list_items_are_refused(kind: str, spec: Any, message: str) -> None
     assert _refused(manifest).startswith(message)
 
 
+@pytest.mark.parametrize(
+    ("frontend", "message"),
+    [
+        (
+            {"default": {"validation": {"caCertificateRefs": [None]}}},
+            "spec.tls.frontend.default.validation.caCertificateRefs[0]: must be an object, "
+            "not NoneType",
+        ),
+        ({"perPort": [None]}, "spec.tls.frontend.perPort[0]: must be an object, not NoneType"),
+        (
+            {"perPort": [{"port": 443, "tls": {"validation": {"caCertificateRefs": [{}]}}}]},
+            "spec.tls.frontend.perPort[0].tls.validation.caCertificateRefs[0].name: is required",
+        ),
+        (
+            {"default": {"validation": {"caCertificateRefs": [{"name": "ca", "kind": 1}]}}},
+            "spec.tls.frontend.default.validation.caCertificateRefs[0].kind: must be a string",
+        ),
+        (
+            {"default": {"validation": {"caCertificateRefs": [{"name": "ca"}] * 9}}},
+            "spec.tls.frontend.default.validation.caCertificateRefs: must have at most 8 items",
+        ),
+    ],
+)
+def test_gateway_frontend_validation_refs(frontend: dict, message: str) -> None:
+    """A null caCertificateRef crashed translation (tests/translate/test_fuzz.py)."""
+    spec = {
+        "gatewayClassName": "c",
+        "listeners": [{"name": "a", "port": 1, "protocol": "HTTP"}],
+        "tls": {"frontend": frontend},
+    }
+    assert _refused(_manifest("Gateway", spec)).startswith(message)
+
+
 def test_grpc_regular_expressions_re2_refuses_are_named():
     rule = {
         "matches": [

@@ -588,6 +588,9 @@ LIST_BOUNDS: dict[str, dict[str, int]] = {
         "spec.listeners[].allowedRoutes.kinds": 8,
         "spec.listeners[].tls.certificateRefs": 64,
         "spec.addresses": 16,
+        "spec.tls.frontend.default.validation.caCertificateRefs": 8,
+        "spec.tls.frontend.perPort": 64,
+        "spec.tls.frontend.perPort[].tls.validation.caCertificateRefs": 8,
     },
     "ListenerSet": {
         "spec.listeners": 64,
@@ -777,6 +780,20 @@ def _listener(listener: Any, where: str) -> None:
         _string(kind, "kind", f"{where}.allowedRoutes.kinds[{i}]", required=True)
 
 
+def _frontend_tls(value: Any, where: str) -> None:
+    """A Gateway's frontend TLS (its default or a port's): the client validation's
+    mode and caCertificateRefs, objects with string group, kind, name and namespace."""
+    at = f"{where}.validation"
+    validation = _mapping(_mapping(value, where).get("validation"), at)
+    _string(validation, "mode", at, enum=("AllowValidOnly", "AllowInsecureFallback"))
+    for i, ref in enumerate(_list(validation.get("caCertificateRefs"), f"{at}.caCertificateRefs")):
+        item = f"{at}.caCertificateRefs[{i}]"
+        ref = _item(ref, item)
+        _string(ref, "name", item, required=True)
+        for key in ("group", "kind", "namespace"):
+            _string(ref, key, item)
+
+
 def _gateway(body: dict) -> None:
     spec = _mapping(body.get("spec"), "spec")
     _string(spec, "gatewayClassName", "spec", required=True)
@@ -793,7 +810,13 @@ def _gateway(body: dict) -> None:
     tls = _mapping(spec.get("tls"), "spec.tls")
     backend = _mapping(tls.get("backend"), "spec.tls.backend")
     _local_ref(backend.get("clientCertificateRef"), "spec.tls.backend.clientCertificateRef")
-    _mapping(tls.get("frontend"), "spec.tls.frontend")
+    frontend = _mapping(tls.get("frontend"), "spec.tls.frontend")
+    _frontend_tls(frontend.get("default"), "spec.tls.frontend.default")
+    for i, entry in enumerate(_list(frontend.get("perPort"), "spec.tls.frontend.perPort")):
+        where = f"spec.tls.frontend.perPort[{i}]"
+        entry = _item(entry, where)
+        _int(entry, "port", where, 1, 65535, required=True)
+        _frontend_tls(entry.get("tls"), f"{where}.tls")
     allowed = _mapping(spec.get("allowedListeners"), "spec.allowedListeners")
     namespaces = _mapping(allowed.get("namespaces"), "spec.allowedListeners.namespaces")
     _selector(namespaces.get("selector"), "spec.allowedListeners.namespaces.selector")

@@ -5,53 +5,84 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from twistgw.api.resource import Resource
+from twistgw.api.resource import ObjectKey, Resource
 from twistgw.routing.ir import CertificateKey
 from twistgw.snapshot import Snapshot
 from twistgw.translate.references import BackendError, referenced
 
 TLS_SECRET_TYPE = "kubernetes.io/tls"
 
+T = TypeVar("T")
 
-def _decoded(secret: Resource, key: str, reason: str) -> bytes:
+
+class _Unusable(Exception):
+    """Why a Secret's certificate pair or a ConfigMap's CA bundle is unusable."""
+
+
+def _once(snapshot: Snapshot, name: str, resource: Resource, parse: Callable[[Resource], T]) -> T:
+    """``parse(resource)``, made once per snapshot (however many listeners name the
+    object) and kept under ``name``; ``_Unusable`` is raised again when it was then."""
+    done: dict[ObjectKey, T | str] = snapshot.index(name, lambda _: {})
+    if resource.key not in done:
+        try:
+            done[resource.key] = parse(resource)
+        except _Unusable as exc:
+            done[resource.key] = str(exc)
+    found = done[resource.key]
+    if isinstance(found, str):
+        raise _Unusable(found)
+    return found
+
+
+def _decoded(secret: Resource, key: str) -> bytes:
     value = (secret.body.get("data") or {}).get(key)
     if value is None:
         string = (secret.body.get("stringData") or {}).get(key)
         if string is None:
-            raise BackendError(reason, f"Secret {secret.namespace}/{secret.name} has no {key}")
+            raise _Unusable(f"Secret {secret.namespace}/{secret.name} has no {key}")
         return string.encode()
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError, TypeError) as exc:
-        raise BackendError(
-            reason, f"Secret {secret.namespace}/{secret.name} {key} is not base64"
-        ) from exc
+        raise _Unusable(f"Secret {secret.namespace}/{secret.name} {key} is not base64") from exc
 
 
-def checked_pair(secret: Resource, reason: str = "InvalidCertificateRef") -> CertificateKey:
-    """The Secret's certificate chain and key, if they parse and belong together;
-    otherwise BackendError with ``reason``."""
+def _pair(secret: Resource) -> CertificateKey:
+    """The Secret's certificate chain and key; _Unusable unless they parse and belong
+    together."""
     where = f"Secret {secret.namespace}/{secret.name}"
     if secret.body.get("type", TLS_SECRET_TYPE) != TLS_SECRET_TYPE:
-        raise BackendError(reason, f"{where} is not of type {TLS_SECRET_TYPE}")
-    chain, key = _decoded(secret, "tls.crt", reason), _decoded(secret, "tls.key", reason)
+        raise _Unusable(f"{where} is not of type {TLS_SECRET_TYPE}")
+    chain, key = _decoded(secret, "tls.crt"), _decoded(secret, "tls.key")
     try:
         certificates = x509.load_pem_x509_certificates(chain)
         private_key = serialization.load_pem_private_key(key, password=None)
     except (ValueError, TypeError) as exc:
-        raise BackendError(reason, f"{where} does not hold a PEM certificate and key") from exc
+        raise _Unusable(f"{where} does not hold a PEM certificate and key") from exc
     public = serialization.PublicFormat.SubjectPublicKeyInfo
     encoding = serialization.Encoding.DER
     if certificates[0].public_key().public_bytes(
         encoding, public
     ) != private_key.public_key().public_bytes(encoding, public):
-        raise BackendError(reason, f"{where}: tls.key does not match tls.crt")
+        raise _Unusable(f"{where}: tls.key does not match tls.crt")
     return CertificateKey(chain, key)
+
+
+def checked_pair(
+    snapshot: Snapshot, secret: Resource, reason: str = "InvalidCertificateRef"
+) -> CertificateKey:
+    """The Secret's certificate chain and key (parsed once per snapshot), if they parse
+    and belong together; otherwise BackendError with ``reason``."""
+    try:
+        return _once(snapshot, "certificate-pairs", secret, _pair)
+    except _Unusable as exc:
+        raise BackendError(reason, str(exc)) from None
 
 
 def listener_certificate(
@@ -71,7 +102,7 @@ def listener_certificate(
         "InvalidCertificateRef",
         "InvalidCertificateRef",
     )
-    return checked_pair(secret)
+    return checked_pair(snapshot, secret)
 
 
 def client_certificate(snapshot: Snapshot, gateway: Resource) -> CertificateKey | None:
@@ -82,38 +113,18 @@ def client_certificate(snapshot: Snapshot, gateway: Resource) -> CertificateKey 
         return None
     reason = "InvalidClientCertificateRef"
     secret = referenced(snapshot, gateway, ref, "Secret", "clientCertificateRef", reason, reason)
-    return checked_pair(secret, reason)
+    return checked_pair(snapshot, secret, reason)
 
 
-def ca_bundle(
-    snapshot: Snapshot,
-    referrer: Resource,
-    ref: dict[str, Any],
-    kind_reason: str,
-    cross_namespace: bool = True,
-) -> bytes:
-    """The PEM certificates in a ConfigMap's ``ca.crt``. Raises BackendError:
-    ``kind_reason`` for another kind, RefNotPermitted across namespaces without a
-    ReferenceGrant (or at all, when ``cross_namespace`` is False), and
-    InvalidCACertificateRef for a missing ConfigMap or one without usable ``ca.crt``."""
-    reason = "InvalidCACertificateRef"
-    config_map = referenced(
-        snapshot,
-        referrer,
-        ref,
-        "ConfigMap",
-        "caCertificateRef",
-        kind_reason,
-        reason,
-        cross_namespace,
-    )
-    namespace, name = config_map.namespace, config_map.name
+def _ca_certificates(config_map: Resource) -> bytes:
+    """The PEM certificates in a ConfigMap's ``ca.crt``, re-encoded; _Unusable when it
+    holds none."""
     pem = (config_map.body.get("data") or {}).get("ca.crt") or ""
     try:
         certificates = x509.load_pem_x509_certificates(pem.encode())
     except (ValueError, TypeError, AttributeError) as exc:
-        raise BackendError(
-            reason, f"ConfigMap {namespace}/{name} ca.crt holds no PEM certificate"
+        raise _Unusable(
+            f"ConfigMap {config_map.namespace}/{config_map.name} ca.crt holds no PEM certificate"
         ) from exc
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
 
@@ -125,11 +136,34 @@ def ca_bundles(
     kind_reason: str,
     cross_namespace: bool = True,
 ) -> tuple[bytes, BackendError | None]:
-    """Every usable CA certificate of ``refs`` and the first problem, if any."""
-    found, error = b"", None
+    """The PEM certificates in the ``ca.crt`` of the ConfigMaps ``refs`` name (each
+    ConfigMap's once, parsed once per snapshot) and the first problem, if any: a
+    BackendError with ``kind_reason`` for another kind, RefNotPermitted across
+    namespaces without a ReferenceGrant (or at all, when ``cross_namespace`` is False),
+    and InvalidCACertificateRef for a missing ConfigMap or one without usable
+    ``ca.crt``."""
+    reason = "InvalidCACertificateRef"
+    found: list[bytes] = []
+    seen: set[ObjectKey] = set()
+    error = None
     for ref in refs:
         try:
-            found += ca_bundle(snapshot, referrer, ref, kind_reason, cross_namespace)
+            config_map = referenced(
+                snapshot,
+                referrer,
+                ref,
+                "ConfigMap",
+                "caCertificateRef",
+                kind_reason,
+                reason,
+                cross_namespace,
+            )
+            if config_map.key in seen:
+                continue
+            seen.add(config_map.key)
+            found.append(_once(snapshot, "ca-certificates", config_map, _ca_certificates))
         except BackendError as exc:
             error = error or exc
-    return found, error
+        except _Unusable as exc:
+            error = error or BackendError(reason, str(exc))
+    return b"".join(found), error

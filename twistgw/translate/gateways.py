@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -211,37 +211,100 @@ def _compatible(one: str, other: str) -> bool:
     return one == other or (one in SNI_PROTOCOLS and other in SNI_PROTOCOLS)
 
 
-def _conflict(listener: ListenerState, same_port: list[ListenerState]) -> tuple[str, str] | None:
-    """Why the listener cannot share its port (UDP and the TCP-based protocols use
-    different sockets, so they never meet)."""
-    transport = transport_of(listener.protocol)
-    for other in same_port:
-        if other is listener or transport_of(other.protocol) != transport:
-            continue
-        if not _compatible(other.protocol, listener.protocol):
-            return (
-                "ProtocolConflict",
-                f"listener {other.name} uses port {listener.port} with protocol {other.protocol}",
-            )
-        if listener.protocol in PORT_ONLY_PROTOCOLS:
-            return (
-                "ProtocolConflict",
-                f"listener {other.name} is also {listener.protocol} on port {listener.port}; "
-                f"{listener.protocol} listeners are told apart by port alone",
-            )
-        if other.hostname == listener.hostname:
-            return (
-                "HostnameConflict",
-                f"listener {other.name} has the same port, protocol family and hostname",
-            )
+def _conflict_between(listener: ListenerState, other: ListenerState) -> tuple[str, str] | None:
+    """Why ``listener`` cannot share its port and transport with ``other``, if so."""
+    if not _compatible(other.protocol, listener.protocol):
+        return (
+            "ProtocolConflict",
+            f"listener {other.name} uses port {listener.port} with protocol {other.protocol}",
+        )
+    if listener.protocol in PORT_ONLY_PROTOCOLS:
+        return (
+            "ProtocolConflict",
+            f"listener {other.name} is also {listener.protocol} on port {listener.port}; "
+            f"{listener.protocol} listeners are told apart by port alone",
+        )
+    if other.hostname == listener.hostname:
+        return (
+            "HostnameConflict",
+            f"listener {other.name} has the same port, protocol family and hostname",
+        )
     return None
 
 
-def _frontend_validation(
-    snapshot: Snapshot, gateway: Resource, port: int
-) -> tuple[ClientValidation | None, BackendError | None]:
+#: A listener and its place in a ListenerIndex's order of insertion.
+_Entry = tuple[int, ListenerState]
+
+
+@attrs.define
+class _PortListeners:
+    """The listeners on one port and transport: the first two of each protocol and of
+    each protocol and hostname (two, so that one of them is not the listener checked)."""
+
+    by_protocol: dict[str, list[_Entry]] = attrs.field(factory=dict)
+    by_hostname: dict[tuple[str, str | None], list[_Entry]] = attrs.field(factory=dict)
+
+
+class ListenerIndex:
+    """Listeners by port and transport (UDP and the TCP-based protocols use different
+    sockets, so they never meet), so that a listener's conflict, the first listener in
+    order of insertion it cannot share its port with, is found in time that does not
+    grow with the listeners on its port."""
+
+    def __init__(self, listeners: Iterable[ListenerState] = ()) -> None:
+        self._ports: dict[tuple[int, str], _PortListeners] = {}
+        self._added = 0
+        for listener in listeners:
+            self.add(listener)
+
+    def add(self, listener: ListenerState) -> None:
+        key = (listener.port, transport_of(listener.protocol))
+        port = self._ports.setdefault(key, _PortListeners())
+        entry = (self._added, listener)
+        self._added += 1
+        for firsts in (
+            port.by_protocol.setdefault(listener.protocol, []),
+            port.by_hostname.setdefault((listener.protocol, listener.hostname), []),
+        ):
+            if len(firsts) < 2:
+                firsts.append(entry)
+
+    def conflict(self, listener: ListenerState) -> tuple[str, str] | None:
+        """Why the listener cannot share its port with the first other listener that it
+        conflicts with: of a protocol it is incompatible with, of its own protocol when
+        that is told apart by port alone, else of a compatible one with its hostname."""
+        port = self._ports.get((listener.port, transport_of(listener.protocol)))
+        if port is None:
+            return None
+        first: _Entry | None = None
+        for protocol, firsts in port.by_protocol.items():
+            if _compatible(protocol, listener.protocol) and protocol not in PORT_ONLY_PROTOCOLS:
+                firsts = port.by_hostname.get((protocol, listener.hostname), [])
+            other = next((entry for entry in firsts if entry[1] is not listener), None)
+            if other is not None and (first is None or other[0] < first[0]):
+                first = other
+        return None if first is None else _conflict_between(listener, first[1])
+
+
+#: A frontend client-certificate validation and the first bad caCertificateRef.
+_FrontendValidation = tuple[ClientValidation | None, BackendError | None]
+
+
+def _frontend_validation(snapshot: Snapshot, gateway: Resource, port: int) -> _FrontendValidation:
     """The client-certificate validation for HTTPS listeners on ``port`` (the
-    Gateway's perPort entry, else its default) and the first bad caCertificateRef."""
+    Gateway's perPort entry, else its default) and the first bad caCertificateRef,
+    made once per Gateway and port: its listeners share one."""
+    made: dict[tuple[ObjectKey, int], _FrontendValidation]
+    made = snapshot.index("frontend-validation", lambda _: {})
+    key = (gateway.key, port)
+    if key not in made:
+        made[key] = _resolve_frontend_validation(snapshot, gateway, port)
+    return made[key]
+
+
+def _resolve_frontend_validation(
+    snapshot: Snapshot, gateway: Resource, port: int
+) -> _FrontendValidation:
     frontend = (gateway.spec.get("tls") or {}).get("frontend") or {}
     config = frontend.get("default") or {}
     for entry in frontend.get("perPort") or []:
@@ -293,15 +356,13 @@ def _tls_mode(listener: ListenerState) -> str:
 
 
 def check_listeners(
-    snapshot: Snapshot, listeners: list[ListenerState], prior: list[ListenerState] | None = None
+    snapshot: Snapshot, listeners: list[ListenerState], prior: ListenerIndex | None = None
 ) -> None:
     """Set each listener's conditions. With ``prior`` (the accepted listeners of higher
     precedence: a ListenerSet's), a listener conflicts with those and with the earlier
-    listeners of ``listeners`` that are accepted; without, the listeners conflict with
-    one another (a Gateway's own)."""
-    by_port: dict[int, list[ListenerState]] = {}
-    for listener in listeners if prior is None else prior:
-        by_port.setdefault(listener.port, []).append(listener)
+    listeners of ``listeners`` that are accepted, which are added to ``prior``; without,
+    the listeners conflict with one another (a Gateway's own)."""
+    index = ListenerIndex(listeners) if prior is None else prior
     for listener in listeners:
         c = listener.conditions
         kinds_ok = _supported_kinds(listener)
@@ -319,7 +380,7 @@ def check_listeners(
             refs_ok = _listener_tls(snapshot, listener)
         if c.get("ResolvedRefs") is None:
             c.set("ResolvedRefs", True, "ResolvedRefs", "All references are resolved")
-        conflict = _conflict(listener, by_port.get(listener.port, []))
+        conflict = index.conflict(listener)
         if conflict:
             c.set("Conflicted", True, conflict[0], conflict[1])
         else:
@@ -343,7 +404,7 @@ def check_listeners(
         else:
             c.set("Programmed", False, "Invalid", "Listener is not valid")
         if prior is not None and c.is_true("Accepted"):
-            by_port.setdefault(listener.port, []).append(listener)
+            prior.add(listener)
 
 
 def _backend_client_certificate(snapshot: Snapshot, gateway: GatewayState) -> None:
@@ -410,6 +471,9 @@ def _port_clashes(gateways: list[GatewayState]) -> None:
     """A listener whose address, port and transport an older Gateway already uses is
     not accepted."""
     owners: dict[tuple[str, int, str], ObjectKey] = {}
+    #: the first owner of each port and transport, on whichever address (what a
+    #: listener on the wildcard address clashes with)
+    first_owners: dict[tuple[int, str], ObjectKey] = {}
     for gateway in gateways:
         claimed = set()
         for listener in gateway.all_listeners:
@@ -421,14 +485,7 @@ def _port_clashes(gateways: list[GatewayState]) -> None:
                 wildcard_owner = owners.get((WILDCARD_ADDRESS, listener.port, transport))
                 clash = owner or (wildcard_owner if address != WILDCARD_ADDRESS else None)
                 if clash is None and address == WILDCARD_ADDRESS:
-                    clash = next(
-                        (
-                            o
-                            for (_, p, t), o in owners.items()
-                            if (p, t) == (listener.port, transport)
-                        ),
-                        None,
-                    )
+                    clash = first_owners.get((listener.port, transport))
                 if clash is not None and clash != gateway.key:
                     message = (
                         f"port {listener.port} on {address} is already used by Gateway "
@@ -440,6 +497,7 @@ def _port_clashes(gateways: list[GatewayState]) -> None:
                 claimed.add((address, listener.port, transport))
         for item in claimed:
             owners[item] = gateway.key
+            first_owners.setdefault(item[1:], gateway.key)
 
 
 def _bind_failures(gateway: GatewayState, options: TranslateOptions) -> None:

@@ -10,7 +10,12 @@ import attrs
 from twistgw.api.resource import GATEWAY_GROUP, ObjectKey, ObjectStatus, Resource
 from twistgw.snapshot import Snapshot
 from twistgw.translate.conditions import Conditions
-from twistgw.translate.gateways import GatewayState, ListenerState, check_listeners
+from twistgw.translate.gateways import (
+    GatewayState,
+    ListenerIndex,
+    ListenerState,
+    check_listeners,
+)
 from twistgw.translate.selectors import namespace_selected
 
 
@@ -61,6 +66,8 @@ class ListenerSets:
         """Attach each ListenerSet naming one of ``gateways``, oldest first; check the
         listeners of those allowed against the listeners of higher precedence."""
         by_name = {(g.key.namespace, g.key.name): g for g in gateways}
+        #: each Gateway's accepted listeners, its own then its sets' in precedence order
+        accepted: dict[ObjectKey, ListenerIndex] = {}
         for resource in sorted(snapshot.of_kind("ListenerSet"), key=Resource.age_key):
             gateway = by_name.get(_parent_key(resource) or ("", ""))
             if gateway is None:
@@ -76,7 +83,10 @@ class ListenerSets:
                         gateway, index, spec, Conditions(resource.generation), owner=resource
                     )
                 )
-            prior = [li for li in gateway.all_listeners if li.accepted]
+            prior = accepted.get(gateway.key)
+            if prior is None:
+                own = [listener for listener in gateway.listeners if listener.accepted]
+                prior = accepted[gateway.key] = ListenerIndex(own)
             check_listeners(snapshot, state.listeners, prior)
             gateway.set_listeners.extend(state.listeners)
 
