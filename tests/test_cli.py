@@ -1,0 +1,169 @@
+"""The ``twistgw`` command, installed as a console script: ``validate`` on the bundled
+example and on broken manifests, ``translate`` against what a running gateway reports
+for the same directory, and ``status`` against a running gateway."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+import yaml
+
+from tests.support.gateway import GatewayProcess, wait_until
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE = os.path.join(ROOT, "etc", "example")
+TWISTGW = os.path.join(os.path.dirname(sys.executable), "twistgw")
+
+BROKEN = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: no-backend, namespace: demo}
+spec:
+  parentRefs: [{name: demo}]
+  rules:
+  - backendRefs: [{name: missing, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: invalid, namespace: demo}
+spec:
+  parentRefs: [{name: demo}]
+  rules:
+  - matches: [{path: {type: Bogus, value: /x}}]
+"""
+
+
+def twistgw(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([TWISTGW, *args], capture_output=True, text=True, timeout=60)
+
+
+#: The example's Gateway asks for 127.0.0.1 (port 8080): the test gateways take their
+#: pool's address instead, so they neither clash with ./run-demo nor with each other.
+STATIC_ADDRESS = "  addresses:\n  - type: IPAddress\n    value: 127.0.0.1\n"
+
+
+def copy_example(directory: str) -> None:
+    for name in os.listdir(EXAMPLE):
+        with open(os.path.join(EXAMPLE, name)) as source:
+            text = source.read()
+        assert name != "gateway.yaml" or STATIC_ADDRESS in text
+        with open(os.path.join(directory, name), "w") as copy:
+            copy.write(text.replace(STATIC_ADDRESS, ""))
+
+
+@pytest.fixture
+def broken() -> Iterator[str]:
+    directory = tempfile.mkdtemp(prefix="twistgw-cli-")
+    copy_example(directory)
+    with open(os.path.join(directory, "broken.yaml"), "w") as handle:
+        handle.write(BROKEN)
+    with open(os.path.join(directory, "unparsable.yaml"), "w") as handle:
+        handle.write("key: [unclosed\n")
+    yield directory
+    shutil.rmtree(directory)
+
+
+def test_validate_passes_the_example() -> None:
+    done = twistgw("validate", EXAMPLE)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout == ""
+    assert "no problems" in done.stderr
+
+
+def test_validate_lists_each_problem_with_file_object_and_field(broken: str) -> None:
+    done = twistgw("validate", broken)
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    broken_file, unparsable = (os.path.join(broken, n) for n in ("broken.yaml", "unparsable.yaml"))
+    assert any(line.startswith(f"{unparsable}: ") for line in lines), lines
+    assert (
+        f"{broken_file}: HTTPRoute demo/invalid is invalid: spec.rules[0].matches[0].path.type:"
+        in done.stdout
+    )
+    missing = [line for line in lines if "HTTPRoute demo/no-backend parent demo" in line]
+    assert missing and missing[0].startswith(f"{broken_file}: "), lines
+    assert "ResolvedRefs False (BackendNotFound): Service demo/missing not found" in missing[0]
+    assert "3 problem(s)" in done.stderr
+
+
+def test_validate_refuses_bad_options_and_missing_directories() -> None:
+    done = twistgw("validate", "--address-pool", "nonsense", EXAMPLE)
+    assert done.returncode == 2 and "--address-pool" in done.stderr
+    done = twistgw("translate", os.path.join(EXAMPLE, "no-such-directory"))
+    assert done.returncode == 2 and "is not a directory" in done.stderr
+
+
+def _without_times(document: dict) -> dict:
+    text = json.dumps(document)
+    return json.loads(
+        text, object_hook=lambda d: {k: v for k, v in d.items() if k != "lastTransitionTime"}
+    )
+
+
+def test_translate_says_what_a_running_gateway_reports(broken: str) -> None:
+    gateway = GatewayProcess(("--workers", "1"))
+    shutil.rmtree(gateway.config_dir)
+    shutil.copytree(broken, gateway.config_dir)
+    gateway.start()
+    try:
+        wait_until(lambda: gateway.status_document()["items"], what="statuses")
+        served = _without_times(gateway.status_document())
+        done = twistgw("translate", "--address-pool", gateway.pool, gateway.config_dir)
+        assert done.returncode == 0, done.stderr
+        offline = _without_times(yaml.safe_load(done.stdout))
+        assert offline.pop("routingTable")["binds"]
+        assert offline == served
+        as_json = twistgw(
+            "translate", "-o", "json", "--address-pool", gateway.pool, gateway.config_dir
+        )
+        assert _without_times(json.loads(as_json.stdout)) == {**offline, "routingTable": ANY_TABLE}
+    finally:
+        gateway.stop()
+
+
+class _AnyTable:
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, dict) and "binds" in other
+
+
+ANY_TABLE = _AnyTable()
+
+
+def test_status_of_a_running_gateway(tmp_path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    gateway = GatewayProcess(("--workers", "1", "--admin-token-file", str(token)))
+    copy_example(gateway.config_dir)
+    gateway.start()
+    admin = f"http://127.0.0.1:{gateway.admin_port}"
+    try:
+
+        def healthy() -> subprocess.CompletedProcess | None:
+            done = twistgw("status", "--admin", admin, "--token-file", str(token))
+            return done if done.returncode == 0 else None
+
+        done = wait_until(healthy, what="a healthy status")
+        assert "Gateway demo/demo" in done.stdout
+        assert "listener http" in done.stdout and "Programmed" in done.stdout
+        assert "HTTPRoute demo/" in done.stdout
+        assert twistgw("status", "--admin", admin).returncode == 2  # (no token: 401)
+        gateway.write("broken.yaml", BROKEN)
+
+        def unhealthy() -> subprocess.CompletedProcess | None:
+            done = twistgw("status", "--admin", admin, "--token-file", str(token))
+            return done if done.returncode == 1 else None
+
+        done = wait_until(unhealthy, what="the broken route reported")
+        assert "!! HTTPRoute demo/no-backend" in done.stdout
+        assert "ResolvedRefs=False (BackendNotFound" in done.stdout
+        assert "errors:" in done.stdout and "HTTPRoute demo/invalid is invalid" in done.stdout
+    finally:
+        gateway.stop()
+    assert twistgw("status", "--admin", admin).returncode == 2  # (nothing listens)

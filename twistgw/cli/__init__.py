@@ -1,0 +1,1 @@
+"""The ``twistgw`` command: offline checks of manifests and a running gateway's status."""

@@ -1,0 +1,134 @@
+"""``twistgw status``: a running gateway's /status as a tree, Gateways -> listeners ->
+routes, with conditions, attached-route counts and addresses."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from typing import Any, TextIO
+
+#: Conditions that say something is wrong when they hold (others when they do not).
+TRUE_IS_WRONG = frozenset({"Conflicted", "PartiallyInvalid"})
+#: How long to wait for the admin endpoint.
+TIMEOUT = 10.0
+
+
+def fetch(admin: str, token_file: str | None) -> dict[str, Any]:
+    """The gateway's /status document (raises OSError or ValueError)."""
+    request = urllib.request.Request(admin.rstrip("/") + "/status")
+    if token_file:
+        with open(token_file) as handle:
+            request.add_header("Authorization", f"Bearer {handle.read().strip()}")
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310 (an operator's URL)
+        return json.load(response)
+
+
+def _wrong(condition: Mapping[str, Any]) -> bool:
+    return condition.get("status") == (
+        "True" if condition.get("type") in TRUE_IS_WRONG else "False"
+    )
+
+
+def _conditions(conditions: list[dict]) -> tuple[str, bool]:
+    """Conditions in a line (those that hold by name, the others with their reason and
+    message), and whether any is wrong."""
+    words, wrong = [], False
+    for condition in conditions:
+        if _wrong(condition):
+            wrong = True
+            words.append(
+                f"{condition['type']}={condition['status']} ({condition.get('reason')}: "
+                f"{condition.get('message')})"
+            )
+        elif condition.get("status") == "True":
+            words.append(condition["type"])
+    return "  ".join(words), wrong
+
+
+def _name(item: Mapping[str, Any]) -> str:
+    metadata = item.get("metadata") or {}
+    namespace = metadata.get("namespace")
+    return f"{namespace}/{metadata.get('name')}" if namespace else str(metadata.get("name"))
+
+
+def _parents(route: Mapping[str, Any]) -> Iterator[tuple[str, str, dict]]:
+    """(Gateway "ns/name", section or "", the parent's status) of a route's parents."""
+    namespace = (route.get("metadata") or {}).get("namespace", "default")
+    for parent in (route.get("status") or {}).get("parents") or []:
+        ref = parent.get("parentRef") or {}
+        if ref.get("kind", "Gateway") == "Gateway":
+            yield (
+                f"{ref.get('namespace') or namespace}/{ref.get('name')}",
+                ref.get("sectionName", ""),
+                parent,
+            )
+
+
+def render(document: Mapping[str, Any], out: TextIO) -> bool:
+    """Print the tree; whether everything is as it should be."""
+    items = document.get("items") or []
+    healthy = True
+
+    def line(depth: int, text: str, conditions: list[dict]) -> None:
+        nonlocal healthy
+        shown, wrong = _conditions(conditions)
+        healthy = healthy and not wrong
+        out.write(f"{'  ' * depth}{'!! ' if wrong else ''}{text}  {shown}".rstrip() + "\n")
+
+    by_kind: dict[str, list[dict]] = {}
+    for item in items:
+        by_kind.setdefault(item.get("kind", "?"), []).append(item)
+    routes = [item for item in items if item.get("kind", "").endswith("Route")]
+    shown_routes: set[int] = set()
+    for item in by_kind.get("GatewayClass", []):
+        line(0, f"GatewayClass {_name(item)}", (item.get("status") or {}).get("conditions") or [])
+    for gateway in by_kind.get("Gateway", []):
+        status = gateway.get("status") or {}
+        addresses = ", ".join(a.get("value", "") for a in status.get("addresses") or [])
+        where = f" [{addresses}]" if addresses else ""
+        line(0, f"Gateway {_name(gateway)}{where}", status.get("conditions") or [])
+        for listener in status.get("listeners") or []:
+            text = f"listener {listener.get('name')} ({listener.get('attachedRoutes', 0)} routes)"
+            line(1, text, listener.get("conditions") or [])
+        for index, route in enumerate(routes):
+            for parent, section, parent_status in _parents(route):
+                if parent == _name(gateway):
+                    shown_routes.add(index)
+                    at = f" (section {section})" if section else ""
+                    text = f"{route['kind']} {_name(route)}{at}"
+                    line(1, text, parent_status.get("conditions") or [])
+    for index, route in enumerate(routes):
+        if index not in shown_routes:
+            for parent_status in (route.get("status") or {}).get("parents") or []:
+                ref = parent_status.get("parentRef") or {}
+                text = f"{route['kind']} {_name(route)} -> {ref.get('kind')} {ref.get('name')}"
+                line(0, text, parent_status.get("conditions") or [])
+    for kind, kind_items in sorted(by_kind.items()):
+        if kind in ("GatewayClass", "Gateway") or kind.endswith("Route"):
+            continue
+        for item in kind_items:
+            status = item.get("status") or {}
+            line(0, f"{kind} {_name(item)}", status.get("conditions") or [])
+            for ancestor in status.get("ancestors") or []:
+                ref = ancestor.get("ancestorRef") or {}
+                line(
+                    1, f"for {ref.get('kind')} {ref.get('name')}", ancestor.get("conditions") or []
+                )
+    errors = document.get("errors") or []
+    if errors:
+        healthy = False
+        out.write("errors:\n")
+        for error in errors:
+            out.write(f"  {error.get('source')}: {error.get('message')}\n")
+    return healthy
+
+
+def run(admin: str, token_file: str | None, out: TextIO) -> int:
+    try:
+        document = fetch(admin, token_file)
+    except (OSError, ValueError) as exc:
+        out.write(f"twistgw status: cannot read {admin}/status: {exc}\n")
+        return 2
+    return 0 if render(document, out) else 1
