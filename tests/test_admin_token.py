@@ -39,7 +39,20 @@ def test_probes_need_no_token(guarded, path):
     assert code in (200, 503)  # /readyz: 503 until the first configuration
 
 
-@pytest.mark.parametrize("path", ["/status", "/config_dump", "/metrics"])
+@pytest.mark.parametrize(
+    "path, content_type",
+    [("/", "text/html"), ("/dashboard.js", "text/javascript"), ("/dashboard.css", "text/css")],
+)
+def test_dashboard_files_need_no_token(guarded, path, content_type):
+    """The page holds no data (it asks for the token), and no inline script may run."""
+    code, headers = _get(guarded, path)
+    assert code == 200
+    assert headers["Content-Type"].startswith(content_type)
+    assert "script-src 'self';" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize("path", ["/status", "/config_dump", "/metrics", "/dashboard.json"])
 def test_the_rest_needs_the_bearer_token(guarded, path):
     for authorization in (None, f"Bearer {TOKEN}x", f"Basic {TOKEN}", TOKEN):
         code, headers = _get(guarded, path, authorization)

@@ -9,6 +9,7 @@ from twisted.application.service import MultiService
 from twisted.application.strports import service as endpoint_service
 from twisted.logger import Logger
 
+from twistgw.admin.dashboard import summary
 from twistgw.admin.server import admin_site
 from twistgw.cluster.mode import ClusterMode
 from twistgw.metrics import Metrics
@@ -55,6 +56,7 @@ class GatewayService(MultiService):
             self.control.ready,
             lambda: generate_latest(registry),
             self.control.config_dump,
+            lambda: summary(self.control.status_document(), self.control.table, registry),
             token=options["admin-token"],
         )
         endpoint_service(options["admin-endpoint"], site, reactor=reactor).setServiceParent(self)

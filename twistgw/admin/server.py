@@ -1,14 +1,18 @@
-"""The admin endpoint: /status, /healthz, /readyz, /metrics and /config_dump.
+"""The admin endpoint: /status, /healthz, /readyz, /metrics, /config_dump, and the
+dashboard (its page at /, its data at /dashboard.json).
 
-With a token, /status, /config_dump and /metrics answer only requests carrying
-``Authorization: Bearer TOKEN`` (401 otherwise); the probes /healthz and /readyz stay
-open, since kubelets and load balancers send no credentials."""
+With a token, /status, /config_dump, /metrics and /dashboard.json answer only requests
+carrying ``Authorization: Bearer TOKEN`` (401 otherwise); the probes /healthz and
+/readyz stay open, since kubelets and load balancers send no credentials, and so do the
+dashboard's page, script and style sheet, which hold no data (the page asks for the
+token)."""
 
 from __future__ import annotations
 
 import hmac
 import json
 from collections.abc import Callable
+from importlib.resources import files
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -39,10 +43,35 @@ class _Leaf(Resource):
         return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self._token)
 
 
-def _json(request: Request, document: Any, code: int = 200) -> bytes:
+#: The dashboard's files: path, file in this package, content type.
+_ASSETS = (
+    (b"", "dashboard.html", b"text/html; charset=utf-8"),
+    (b"dashboard.js", "dashboard.js", b"text/javascript; charset=utf-8"),
+    (b"dashboard.css", "dashboard.css", b"text/css; charset=utf-8"),
+)
+#: Scripts and styles from these files only: no inline script, nothing from elsewhere.
+_CSP = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    b"img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+def _asset(body: bytes, content_type: bytes) -> Callable[[Request], bytes]:
+    def render(request: Request) -> bytes:
+        request.setHeader(b"content-type", content_type)
+        request.setHeader(b"content-security-policy", _CSP)
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"cache-control", b"no-cache")
+        return body
+
+    return render
+
+
+def _json(request: Request, document: Any, code: int = 200, indent: int | None = 1) -> bytes:
     request.setResponseCode(code)
     request.setHeader(b"content-type", b"application/json")
-    return json.dumps(document, indent=1).encode() + b"\n"
+    request.setHeader(b"cache-control", b"no-store")
+    return json.dumps(document, indent=indent).encode() + b"\n"
 
 
 def admin_site(
@@ -50,10 +79,11 @@ def admin_site(
     ready: Callable[[], tuple[bool, str]],
     metrics: Callable[[], bytes],
     config: Callable[[], dict],
+    dashboard: Callable[[], dict],
     token: str | None = None,
 ) -> Site:
     """A Site serving the admin resources from the given providers; with a ``token``,
-    all but the probes require it as a bearer token."""
+    all but the probes and the dashboard's files require it as a bearer token."""
 
     def render_ready(request: Request) -> bytes:
         ok, why = ready()
@@ -65,6 +95,9 @@ def admin_site(
         request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
         return metrics()
 
+    def render_dashboard(request: Request) -> bytes:
+        return _json(request, dashboard(), indent=None)  # polled: compact
+
     def render_health(request: Request) -> bytes:
         request.setHeader(b"content-type", b"text/plain")
         return b"ok\n"
@@ -75,6 +108,10 @@ def admin_site(
     root.putChild(b"readyz", _Leaf(render_ready))
     root.putChild(b"metrics", _Leaf(render_metrics, token))
     root.putChild(b"config_dump", _Leaf(lambda request: _json(request, config()), token))
+    root.putChild(b"dashboard.json", _Leaf(render_dashboard, token))
+    here = files(__package__)
+    for path, name, content_type in _ASSETS:
+        root.putChild(path, _Leaf(_asset(here.joinpath(name).read_bytes(), content_type)))
     site = Site(root)
     site.log = lambda request: None  # admin polls are not traffic worth a log line
     site.noisy = False
