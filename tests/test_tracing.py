@@ -195,3 +195,21 @@ def test_requests_answered_by_the_gateway_have_spans_too(traced) -> None:
     assert gateway.request("/", host="unknown.example", headers={"traceparent": client})[0] == 404
     span = wait_until(lambda: receiver.found(trace_id=CLIENT_TRACE[::-1]), what="the 404's span")
     assert span["http.response.status_code"] == 404 and "twistgw.route" not in span
+
+
+def test_propagation_without_export() -> None:
+    """--trace-propagation alone (no export): the client's trace goes on."""
+    gateway = GatewayProcess(("--workers", "1", "--trace-propagation")).start()
+    server = RawBackend()
+    try:
+        documents = [gateway_class(), gateway_manifest(), *service("plain", [server.address])]
+        documents.append(http_route("plain", [{"backendRefs": [backend("plain")]}]))
+        gateway.write("plain.yaml", documents)
+        wait_until(lambda: gateway.request("/ready")[0] == 200, what="the route to be served")
+        client = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"
+        assert gateway.request("/kept", headers={"traceparent": client})[0] == 200
+        trace_id, parent_id, sampled = _sent_traceparent(server, b"/kept")
+        assert (trace_id, sampled) == (CLIENT_TRACE, True) and parent_id != CLIENT_SPAN
+    finally:
+        gateway.stop()
+        server.close()
