@@ -190,3 +190,30 @@ def test_a_missing_or_empty_admin_token_file_is_refused(tmp_path):
     (tmp_path / "empty").write_text(" \n")
     with pytest.raises(usage.UsageError, match="--admin-token-file: .* is empty"):
         _parse(tmp_path, f"--admin-token-file={tmp_path / 'empty'}")
+
+
+def test_tracing_options_reach_the_data_plane_settings(tmp_path):
+    settings = data_plane_settings(
+        _parse(tmp_path, "--otlp-endpoint=http://127.0.0.1:4318", "--trace-sampling-ratio=0.5")
+    )
+    assert (settings.otlp_endpoint, settings.trace_sampling_ratio) == (
+        "http://127.0.0.1:4318",
+        0.5,
+    )
+    assert settings.trace_propagation  # (implied by the endpoint)
+    assert data_plane_settings(_parse(tmp_path, "--trace-propagation")).trace_propagation
+    assert not data_plane_settings(_parse(tmp_path)).trace_propagation
+    for args, message in [
+        (["--otlp-endpoint=127.0.0.1:4318"], "not an http"),
+        (["--otlp-endpoint=ftp://collector"], "not an http"),
+        (["--trace-sampling-ratio=1.5"], "from 0 to 1"),
+        (["--trace-sampling-ratio=-0.1"], "from 0 to 1"),
+    ]:
+        with pytest.raises(usage.UsageError, match=message):
+            _parse(tmp_path, *args)
+
+
+def test_tracing_options_are_in_the_help():
+    text = str(GatewayOptions())
+    for option in ("--otlp-endpoint", "--trace-sampling-ratio", "--trace-propagation"):
+        assert option in text

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.python import usage
 
@@ -65,6 +67,24 @@ def _access_log(path: str) -> str:
     return path
 
 
+def _otlp_endpoint(url: str) -> str:
+    """The OTLP receiver's URL, checked, and the tracing extra's presence with it."""
+    if not url:
+        return url
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise usage.UsageError(f"--otlp-endpoint: {url!r} is not an http(s) URL")
+    try:
+        found = importlib.util.find_spec("opentelemetry.exporter.otlp.proto.http")
+    except ModuleNotFoundError:
+        found = None
+    if found is None:
+        raise usage.UsageError(
+            "--otlp-endpoint needs the OpenTelemetry packages: pip install 'twistgw[tracing]'"
+        )
+    return url
+
+
 def _admin_token(path: str) -> str:
     """The admin token: the file's content, stripped; a missing or empty file is refused."""
     try:
@@ -91,6 +111,14 @@ class GatewayOptions(usage.Options):
             "k",
             "Cluster mode: read the configuration from the Kubernetes API (in-cluster "
             "credentials, or --kubeconfig) and write statuses there.",
+        ],
+        [
+            "trace-propagation",
+            None,
+            "Send backends W3C trace context of the gateway's own: a traceparent continuing "
+            "the client's valid one (else a new trace) with a span id per attempt, trace ids "
+            "in the access log (implied by --otlp-endpoint; without either, the client's "
+            "traceparent and tracestate pass as sent).",
         ],
         [
             "leader-elect",
@@ -374,6 +402,22 @@ class GatewayOptions(usage.Options):
             "output); none by default.",
         ],
         [
+            "otlp-endpoint",
+            None,
+            None,
+            "Base URL of an OpenTelemetry OTLP/HTTP receiver (e.g. http://127.0.0.1:4318) "
+            "to export a span per request and per backend attempt to, at /v1/traces; needs "
+            "the tracing extra (pip install twistgw[tracing]); implies --trace-propagation.",
+        ],
+        [
+            "trace-sampling-ratio",
+            None,
+            0.01,
+            "Share of traces, 0 to 1 and chosen by trace id, whose spans go to "
+            "--otlp-endpoint (each exported request costs the worker more than proxying it).",
+            float,
+        ],
+        [
             "kubeconfig",
             None,
             None,
@@ -463,6 +507,9 @@ class GatewayOptions(usage.Options):
                 f"--headers-with-underscores must be one of {', '.join(UNDERSCORE_ACTIONS)}"
             )
         self["access-log"] = _access_log(self["access-log"] or "")
+        self["otlp-endpoint"] = _otlp_endpoint(self["otlp-endpoint"] or "")
+        if not 0.0 <= self["trace-sampling-ratio"] <= 1.0:
+            raise usage.UsageError("--trace-sampling-ratio must be from 0 to 1")
         token_file = self["admin-token-file"]
         self["admin-token"] = _admin_token(token_file) if token_file else None
         if self["watch"] not in ("auto", "poll"):
@@ -497,6 +544,9 @@ def data_plane_settings(options: Mapping[str, Any]) -> DataPlaneSettings:
         worker_memory_limit_mb=options["worker-memory-limit"],
         headers_with_underscores=options["headers-with-underscores"],
         access_log=options["access-log"],
+        trace_propagation=bool(options["trace-propagation"] or options["otlp-endpoint"]),
+        otlp_endpoint=options["otlp-endpoint"],
+        trace_sampling_ratio=options["trace-sampling-ratio"],
     )
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from time import monotonic
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 from twisted.internet import defer
@@ -29,6 +29,9 @@ from twistgw.dataplane.tls import SNIContexts
 from twistgw.ipc.settings import DEFAULT_SETTINGS, DataPlaneSettings
 from twistgw.metrics import Metrics
 from twistgw.routing.ir import Bind, BindKey, HTTPListener, RoutingTable
+
+if TYPE_CHECKING:
+    from twistgw.dataplane.http.otlp import SpanExport
 
 log = Logger()
 
@@ -166,8 +169,10 @@ class DataPlane:
         metrics: Metrics,
         settings: DataPlaneSettings = DEFAULT_SETTINGS,
         resident: Callable[[], int] = resident_bytes,
+        spans: SpanExport | None = None,
     ) -> None:
         self.reactor = reactor
+        self.spans = spans
         self.metrics = metrics
         self.settings = settings
         self.min_tls_version = settings.tls_min_version
@@ -219,6 +224,7 @@ class DataPlane:
             self.reactor,
             settings=self.settings,
             access_log=access_log.emit if self.settings.access_log else None,
+            spans=self.spans,
         )
         return BindServer(factory, bind, self.min_tls_version, self.open_connections)
 

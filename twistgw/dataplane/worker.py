@@ -149,8 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     from twistgw.metrics import Metrics
 
     settings = DataPlaneSettings.from_json(args.settings)
+    spans = None
+    if settings.otlp_endpoint:  # (built here, in the worker: its thread is this process's)
+        from twistgw.dataplane.http.otlp import SpanExport
+
+        spans = SpanExport(settings.otlp_endpoint, settings.trace_sampling_ratio, args.index)
+        reactor.addSystemEventTrigger("before", "shutdown", spans.shutdown, reactor)
     worker = Worker(
-        reactor, DataPlane(reactor, Metrics(), settings), args.index, args.drain_timeout
+        reactor,
+        DataPlane(reactor, Metrics(), settings, spans=spans),
+        args.index,
+        args.drain_timeout,
     )
     worker.plane.on_stuck = worker.drain
     observers = [

@@ -44,6 +44,11 @@ class DataPlaneSettings:
     ``headers_with_underscores``: request header names with "_" are dropped ("drop"),
     answered 400 ("reject") or forwarded ("allow"). ``access_log``: path of a JSON-lines
     access log, "-" for stdout, "" for none.
+
+    Tracing: ``trace_propagation``: backends get W3C trace context from the gateway (a
+    span id per attempt; else the client's fields as sent); ``otlp_endpoint``: base URL
+    of an OTLP/HTTP receiver the workers export spans to ("" for none);
+    ``trace_sampling_ratio``: the share of traces (by trace id) whose spans are exported.
     """
 
     tls_min_version: str = "1.2"
@@ -67,6 +72,9 @@ class DataPlaneSettings:
     h2_connection_window: int = 1048576
     headers_with_underscores: str = "drop"
     access_log: str = ""
+    trace_propagation: bool = False
+    otlp_endpoint: str = ""
+    trace_sampling_ratio: float = 0.01
 
     def to_json(self) -> str:
         return json.dumps(attrs.asdict(self))

@@ -42,6 +42,8 @@ FIELDS = (
     "endpoint",
     "user_agent",
     "request_id",
+    "trace_id",
+    "span_id",
 )
 FORMAT = "{method} {authority}{path} {protocol} {status}"
 
@@ -74,6 +76,7 @@ def record(exchange: Exchange, now: float) -> dict:
     """The access-log fields of a finished exchange."""
     request = exchange.request
     endpoint = exchange.endpoint
+    trace = exchange.trace
     user_agent = None
     for name, value in request.headers:
         if name == b"user-agent":
@@ -100,6 +103,8 @@ def record(exchange: Exchange, now: float) -> dict:
         "endpoint": f"{endpoint.address}:{endpoint.port}" if endpoint is not None else None,
         "user_agent": user_agent,
         "request_id": exchange.request_id.decode("latin-1") or None,
+        "trace_id": trace.trace_id.decode() if trace is not None else None,
+        "span_id": trace.span_id.decode() if trace is not None else None,
     }
 
 

@@ -23,9 +23,11 @@ from twistgw.dataplane.http.messages import Headers, Request, Response
 from twistgw.dataplane.http.mirror import Mirror
 from twistgw.dataplane.http.resilience import BodyProducer, Guard
 from twistgw.dataplane.http.router import CompiledBackend, CompiledRoute
+from twistgw.dataplane.http.tracing import Trace, new_span_id
 
 if TYPE_CHECKING:
     from twistgw.dataplane.http.h1.server import ServerCodec
+    from twistgw.dataplane.http.otlp import SpanExport
     from twistgw.dataplane.http.server import HTTPServerProtocol
     from twistgw.dataplane.http.upstream import UpstreamConnection
     from twistgw.routing.ir import Endpoint, RequestRedirect, URLRewrite
@@ -75,6 +77,7 @@ class Exchange:
         "guard",
         "mirrors",
         "cors",
+        "trace",
         "__weakref__",  # (tests check that a finished exchange is freed)
     )
 
@@ -109,6 +112,7 @@ class Exchange:
         self.mirrors: list[Mirror] | None = None  # copies still taking the body
         # the CORS fields every response gets (None: no CORS filter, or no Origin)
         self.cors: Headers | None = None
+        self.trace: Trace | None = None  # made with the first attempt's request head
 
     # -- request side
 
@@ -175,7 +179,27 @@ class Exchange:
         backendRef's (its URLRewrite replaces the rule's). On the ``first`` attempt,
         the rule's mirrors get a copy with the rule's filters applied."""
         route, backend, conn, request = self.route, self.backend, self.conn, self.request
-        headers, self.request_id = forwarded(request.headers, conn.peer_host, conn.scheme_bytes)
+        headers, self.request_id, traceparent, tracestate = forwarded(
+            request.headers, conn.peer_host, conn.scheme_bytes
+        )
+        if conn.factory.tracing:
+            trace = self.trace
+            if trace is None:
+                spans = conn.factory.spans
+                trace = self.trace = Trace(
+                    traceparent, tracestate, spans.sample_below if spans is not None else None
+                )
+            span_id = trace.new_attempt()
+            headers += trace.fields(span_id)
+            if trace.spans is not None:
+                trace.spans.append(
+                    [span_id, conn.clock.seconds(), 0.0, 0, backend.name, self.endpoint, None]
+                )
+        else:  # (without --trace-propagation: as the client sent them)
+            if traceparent:
+                headers.append((b"traceparent", traceparent))
+            if tracestate is not None:
+                headers.append((b"tracestate", tracestate))
         target, host = self._rewritten(route.rewrite, path, query, request.target)
         host = host or request.authority
         if not host:  # HTTP/1.0 without Host: name the backend as an HTTP/1.1 Host
@@ -209,11 +233,16 @@ class Exchange:
         """Send a copy of the request to each mirror chosen for it (by its share)."""
         conn, route = self.conn, self.route
         certificate = self.listener.spec.client_certificate
-        head = (self.method, target, list(headers), self.request.length)
+        trace = self.trace
         started = []
         for backend, share in route.mirrors:
             if share < 1.0 and random.random() >= share:
                 continue
+            fields = list(headers)
+            if trace is not None:
+                traceparent = trace.traceparent(new_span_id())  # a span id of its own
+                fields = [(n, traceparent if n == b"traceparent" else v) for n, v in fields]
+            head = (self.method, target, fields, self.request.length)
             mirror = Mirror(conn.pool, conn.metrics, route.name, backend, head)
             mirror.start(certificate)
             if self.request_done:
@@ -314,6 +343,7 @@ class Exchange:
             backend=self.backend.name if self.backend else "?",
             reason=reason,
         )
+        self._attempt_failed("connect")
         if not self._retry("connect"):
             self.respond_local(503, b"the backend is unavailable\n")
 
@@ -329,6 +359,7 @@ class Exchange:
         """The backend connection failed mid-exchange (``started``: after the response
         head), broke the protocol, or did not answer in time."""
         upstream = self.upstream
+        self._attempt_failed("timeout" if status == 504 else "reset")
         self._detach_upstream()
         if self.finished:
             return
@@ -353,6 +384,9 @@ class Exchange:
             and self.request.upgrade is None
         ):
             self.retried = True  # a pooled connection the backend had closed: try again
+            if self.trace is not None and self.trace.spans:
+                span = self.trace.spans[-1]  # (the same attempt goes on)
+                span[2], span[6] = 0.0, None
             self._connect()
             return
         if status == 502:
@@ -362,6 +396,9 @@ class Exchange:
         self.respond_local(status, reason.encode() + b"\n")
 
     def response_head(self, response: Response, upgrade: bytes | None) -> None:
+        trace = self.trace
+        if trace is not None and trace.spans:
+            trace.spans[-1][3] = response.status
         guard = self.guard
         if guard is not None and guard.retry_on(response.status) and self._retry("status"):
             return
@@ -417,6 +454,9 @@ class Exchange:
         next exchange on that connection would never be read."""
         upstream, self.upstream = self.upstream, None
         conn = self.conn
+        trace = self.trace
+        if trace is not None and trace.spans and not trace.spans[-1][2]:
+            trace.spans[-1][2] = conn.clock.seconds()  # the attempt's end
         transport = conn.transport
         if transport is not None and transport.producer is not None:
             transport.unregisterProducer()
@@ -475,6 +515,7 @@ class Exchange:
     def _timed_out(self, which: str) -> None:
         if self.finished:
             return
+        self._attempt_failed("timeout")
         self.conn.metrics.timed_out(self.route.name, which)
         if self.responded:  # the response was cut short: the client cannot be told
             upstream = self.upstream
@@ -488,6 +529,12 @@ class Exchange:
             self.conn.pool.cancel(self)  # (it may be waiting for a connection)
         self.respond_local(504, b"the backend did not answer in time\n")
         self.down.flush()
+
+    def _attempt_failed(self, error: str) -> None:
+        """Note why the current attempt failed on its span (if recorded)."""
+        trace = self.trace
+        if trace is not None and trace.spans and not trace.spans[-1][2]:
+            trace.spans[-1][6] = error
 
     # -- tunnels (after a 101)
 
@@ -596,8 +643,27 @@ class Exchange:
             self.request.protocol,
             self.grpc_status,
         )
+        spans = conn.factory.spans
+        if self.trace is None and (
+            spans is not None or (conn.access_log is not None and conn.factory.tracing)
+        ):
+            self._local_trace(spans)
+        if spans is not None and self.trace.spans is not None:
+            spans.export(self, now)
         if conn.access_log is not None:
             conn.access_log(self, now)
+
+    def _local_trace(self, spans: SpanExport | None) -> None:
+        """The trace of a request answered before any attempt (for its span and log)."""
+        traceparent = tracestate = None
+        for name, value in self.request.headers:
+            if name == b"traceparent":
+                traceparent = value if traceparent is None else b""
+            elif name == b"tracestate" and tracestate is None:
+                tracestate = value
+        self.trace = Trace(
+            traceparent, tracestate, spans.sample_below if spans is not None else None
+        )
 
     def _cancel_mirrors(self) -> None:
         """The request's body will not be whole: its copies cannot be either."""

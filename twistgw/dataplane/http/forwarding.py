@@ -1,5 +1,7 @@
 """The fields a proxy adds to a forwarded request: ``X-Forwarded-For``,
-``X-Forwarded-Proto`` and ``X-Request-Id`` (kept when the client sent a valid one)."""
+``X-Forwarded-Proto`` and ``X-Request-Id`` (kept when the client sent a valid one);
+the client's ``traceparent`` and ``tracestate`` are taken out, for the exchange to
+replace (``tracing.py``)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,13 @@ import uuid
 from random import getrandbits
 
 from twistgw.dataplane.http.messages import Headers
+from twistgw.dataplane.http.tracing import MAX_TRACESTATE
 
 #: What a client's request id may look like to be kept (else one is made).
 VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:+/=-]{1,200}")
-FORWARDING = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-request-id"})
+FORWARDING = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-request-id", b"traceparent", b"tracestate"}
+)
 
 
 def _uuid_prefix() -> bytes:
@@ -32,10 +37,16 @@ def new_request_id() -> bytes:
     return b"%s%012x" % (_PREFIX, next(_sequence) & 0xFFFFFFFFFFFF)
 
 
-def forwarded(headers: Headers, client: bytes, scheme: bytes) -> tuple[Headers, bytes]:
-    """``headers`` with the forwarding fields set for ``client``, and the request id."""
+def forwarded(
+    headers: Headers, client: bytes, scheme: bytes
+) -> tuple[Headers, bytes, bytes | None, bytes | None]:
+    """``headers`` with the forwarding fields set for ``client``, the request id, and
+    the client's ``traceparent`` (b"" if it sent several: invalid) and ``tracestate``
+    (its fields joined, as far as to be past ``MAX_TRACESTATE``: too long), taken out."""
     forwarded_for = None
     request_id = None
+    traceparent = None
+    tracestate = None
     kept = []
     for field in headers:
         name = field[0]
@@ -44,10 +55,13 @@ def forwarded(headers: Headers, client: bytes, scheme: bytes) -> tuple[Headers, 
         elif name == b"x-forwarded-for":
             value = field[1]
             forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
-        elif (
-            name == b"x-request-id" and request_id is None and VALID_REQUEST_ID.fullmatch(field[1])
-        ):
-            request_id = field[1]  # the first valid x-request-id
+        elif name == b"x-request-id":
+            if request_id is None and VALID_REQUEST_ID.fullmatch(field[1]):
+                request_id = field[1]  # the first valid x-request-id
+        elif name == b"traceparent":
+            traceparent = field[1] if traceparent is None else b""
+        elif name == b"tracestate" and (tracestate is None or len(tracestate) <= MAX_TRACESTATE):
+            tracestate = field[1] if tracestate is None else tracestate + b"," + field[1]
     if request_id is None:
         request_id = new_request_id()
     kept += (
@@ -55,4 +69,4 @@ def forwarded(headers: Headers, client: bytes, scheme: bytes) -> tuple[Headers, 
         (b"x-forwarded-proto", scheme),
         (b"x-request-id", request_id),
     )
-    return kept, request_id
+    return kept, request_id, traceparent, tracestate

@@ -27,6 +27,7 @@ from twistgw.dataplane.tls import handshake_listener
 from twistgw.ipc.settings import DEFAULT_SETTINGS, DataPlaneSettings
 
 if TYPE_CHECKING:
+    from twistgw.dataplane.http.otlp import SpanExport
     from twistgw.metrics import Metrics
 
 AccessLog = Callable[[Exchange, float], None]
@@ -208,6 +209,7 @@ class HTTPProxyFactory(Factory):
         scheme: str = "http",
         settings: DataPlaneSettings = DEFAULT_SETTINGS,
         access_log: AccessLog | None = None,
+        spans: SpanExport | None = None,
     ) -> None:
         self.router = router
         self.pool = pool
@@ -216,6 +218,9 @@ class HTTPProxyFactory(Factory):
         self.scheme = scheme
         self.settings = settings
         self.access_log = access_log
+        self.spans = spans  # the worker's span exporter, if spans are exported
+        #: whether backends get the gateway's trace context (else the client's, as sent)
+        self.tracing = settings.trace_propagation or spans is not None
         self.open_connections = 0
         self.protocols: set[HTTPServerProtocol] = set()
         self.draining = False
