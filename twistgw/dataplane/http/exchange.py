@@ -23,7 +23,7 @@ from twistgw.dataplane.http.messages import Headers, Request, Response
 from twistgw.dataplane.http.mirror import Mirror
 from twistgw.dataplane.http.resilience import BodyProducer, Guard
 from twistgw.dataplane.http.router import CompiledBackend, CompiledRoute
-from twistgw.dataplane.http.tracing import Trace, new_span_id
+from twistgw.dataplane.http.tracing import AttemptSpan, Trace, new_span_id
 
 if TYPE_CHECKING:
     from twistgw.dataplane.http.h1.server import ServerCodec
@@ -192,9 +192,8 @@ class Exchange:
             span_id = trace.new_attempt()
             headers += trace.fields(span_id)
             if trace.spans is not None:
-                trace.spans.append(
-                    [span_id, conn.clock.seconds(), 0.0, 0, backend.name, self.endpoint, None]
-                )
+                start = conn.clock.seconds()
+                trace.spans.append(AttemptSpan(span_id, start, backend.name, self.endpoint))
         else:  # (without --trace-propagation: as the client sent them)
             if traceparent:
                 headers.append((b"traceparent", traceparent))
@@ -386,7 +385,7 @@ class Exchange:
             self.retried = True  # a pooled connection the backend had closed: try again
             if self.trace is not None and self.trace.spans:
                 span = self.trace.spans[-1]  # (the same attempt goes on)
-                span[2], span[6] = 0.0, None
+                span.end, span.error = 0.0, None
             self._connect()
             return
         if status == 502:
@@ -398,7 +397,7 @@ class Exchange:
     def response_head(self, response: Response, upgrade: bytes | None) -> None:
         trace = self.trace
         if trace is not None and trace.spans:
-            trace.spans[-1][3] = response.status
+            trace.spans[-1].status = response.status
         guard = self.guard
         if guard is not None and guard.retry_on(response.status) and self._retry("status"):
             return
@@ -455,8 +454,8 @@ class Exchange:
         upstream, self.upstream = self.upstream, None
         conn = self.conn
         trace = self.trace
-        if trace is not None and trace.spans and not trace.spans[-1][2]:
-            trace.spans[-1][2] = conn.clock.seconds()  # the attempt's end
+        if trace is not None and trace.spans and not trace.spans[-1].end:
+            trace.spans[-1].end = conn.clock.seconds()  # the attempt's end
         transport = conn.transport
         if transport is not None and transport.producer is not None:
             transport.unregisterProducer()
@@ -533,8 +532,8 @@ class Exchange:
     def _attempt_failed(self, error: str) -> None:
         """Note why the current attempt failed on its span (if recorded)."""
         trace = self.trace
-        if trace is not None and trace.spans and not trace.spans[-1][2]:
-            trace.spans[-1][6] = error
+        if trace is not None and trace.spans and not trace.spans[-1].end:
+            trace.spans[-1].error = error
 
     # -- tunnels (after a 101)
 

@@ -97,7 +97,9 @@ class SpanExport:
                 instrumentation_scope=_SCOPE,
             )
         )
-        for span_id, start, end, status, backend, endpoint, error in trace.spans:
+        for span in trace.spans:
+            span_id, start, end, status = span.span_id, span.start, span.end, span.status
+            backend, endpoint, error = span.backend, span.endpoint, span.error
             attempt = {
                 "http.request.method": method,
                 "twistgw.backend": backend,

@@ -72,12 +72,28 @@ def new_span_id() -> bytes:
     return span_id if span_id != _ZERO_SPAN else b"0000000000000001"
 
 
+class AttemptSpan:
+    """One attempt at a backend, as its span will say: its id, when it started and
+    ended (0: not yet), the response status (0: none), the backend and endpoint, and
+    why it failed (None: it did not)."""
+
+    __slots__ = ("span_id", "start", "end", "status", "backend", "endpoint", "error")
+
+    def __init__(self, span_id: bytes, start: float, backend: str, endpoint: object) -> None:
+        self.span_id = span_id
+        self.start = start
+        self.end = 0.0
+        self.status = 0
+        self.backend = backend
+        self.endpoint = endpoint
+        self.error: str | None = None
+
+
 class Trace:
     """The trace of one request: its ``trace_id``, the request span's ``span_id``,
     the client's span (``parent_id``, None when the trace starts here), whether it is
     ``sampled``, the client's ``tracestate`` if valid, and the attempts' ``spans``
-    when recorded: [span id, start, end (0: not yet), response status (0: none),
-    backend name, endpoint, error (None, or why it failed)] each."""
+    when recorded."""
 
     __slots__ = ("trace_id", "span_id", "parent_id", "sampled", "state", "spans", "next_id")
 
@@ -103,7 +119,7 @@ class Trace:
             self.trace_id, self.parent_id, self.sampled = parsed
             valid = tracestate is not None and valid_tracestate(tracestate)
             self.state = tracestate if valid else None
-        self.spans: list[list] | None = None
+        self.spans: list[AttemptSpan] | None = None
         if sample_below is not None:
             self.sampled = int(self.trace_id[16:], 16) < sample_below
             if self.sampled:
