@@ -25,6 +25,7 @@ DEPLOY = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "deploy")
 COMPONENT = os.path.join(DEPLOY, "observability")
 METRIC = re.compile(r"\btwistgw_[a-z0-9_]+\b")
 TCP_PORT = 7101
+WATCHDOG_KILLS = re.compile(r"^twistgw_worker_watchdog_kills_total [1-9]", re.MULTILINE)
 
 #: Counted only on events the test does not cause (overload, retries, timeouts, mirrors,
 #: HTTP/2 attacks): their series appear in
@@ -135,6 +136,11 @@ def test_the_dashboard_covers_what_the_issue_asks_for():
         assert label in text
 
 
+def _resume(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
+
+
 def _exposed_after_traffic(backends) -> set[str]:
     """The sample names of a real gateway's /metrics after a proxied request, a request
     the codec refuses, TCP connections, a broken manifest and a worker the watchdog
@@ -176,13 +182,17 @@ def _exposed_after_traffic(backends) -> set[str]:
         )
         wait_until(lambda: gateway.request("/")[0] == 200, what="the route served")
         gateway.write("broken.yaml", "kind: [unclosed\n")
-        pids = [w["pid"] for w in json.loads(gateway.admin("/config_dump")[1])["workers"]]
-        os.kill(pids[0], signal.SIGSTOP)  # silent: the watchdog kills and replaces it
+
+        def answering() -> int:  # the watchdog watches a worker from its first answer
+            workers = json.loads(gateway.admin("/config_dump")[1])["workers"]
+            return next((w["pid"] for w in workers if w["alive"] and w["heartbeat"] > 0), 0)
+
+        victim = wait_until(answering, what="a worker answering the watchdog")
+        os.kill(victim, signal.SIGSTOP)  # silent: the watchdog kills and replaces it
+        stack.callback(_resume, victim)  # should the watchdog not have killed it
         wait_until(
-            lambda: (
-                "twistgw_worker_watchdog_kills_total 1.0" in gateway.admin("/metrics")[1].decode()
-            ),
-            timeout=30,
+            lambda: WATCHDOG_KILLS.search(gateway.admin("/metrics")[1].decode()),
+            timeout=60,
             what="the watchdog's kill",
         )
         wait_until(lambda: gateway.admin("/readyz")[0] == 200, what="a replacement worker")
