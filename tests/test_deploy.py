@@ -5,12 +5,12 @@ endpoint, a locked-down security context, leader election, and the rest."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 import pytest
 import yaml
 
+from tests.support.kubectl import kubectl_or_skip
 from twistgw.cluster.resources import LEASE, WATCHED
 from twistgw.options import DEFAULT_CONTROLLER
 
@@ -19,9 +19,7 @@ DEPLOY = os.path.join(os.path.dirname(__file__), "..", "deploy")
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[tuple[str, str], dict]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed (Debian/apt package kubectl)")
+    kubectl = kubectl_or_skip()
     output = subprocess.run(
         [kubectl, "kustomize", DEPLOY], capture_output=True, text=True, check=True, timeout=60
     ).stdout
