@@ -1,21 +1,26 @@
 """The ``twistgw`` command, installed as a console script: ``validate`` on the bundled
 example and on broken manifests, ``translate`` against what a running gateway reports
-for the same directory, and ``status`` against a running gateway."""
+for the same directory, and ``status`` against a running gateway and against answers
+that are no /status document (exit 2, never a traceback; control characters escaped)."""
 
 from __future__ import annotations
 
+import http.server
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 
 import pytest
 import yaml
 
 from tests.support.gateway import GatewayProcess, wait_until
+from twistgw.cli import status
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "etc", "example")
@@ -167,3 +172,55 @@ def test_status_of_a_running_gateway(tmp_path) -> None:
     finally:
         gateway.stop()
     assert twistgw("status", "--admin", admin).returncode == 2  # (nothing listens)
+
+
+HOSTILE = {
+    "/list/status": b"[]",
+    "/kind/status": b'{"items": [{"kind": 7}]}',
+    "/condition/status": b'{"items": [{"kind": "Gateway", "metadata": {"name": "g"},'
+    b' "status": {"conditions": [{"status": "False"}]}}]}',
+    "/strings/status": b'{"items": ["x"], "errors": "y"}',
+    "/deep/status": b"[" * 100_000,
+    "/escape/status": b'{"items": [], "errors": [{"source": "\\u001b]0;pwned\\u0007",'
+    b' "message": "\\u001b[2J"}]}',
+    "/big/status": b'{"items": [], "pad": "' + b"x" * 4096 + b'"}',
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_admin() -> Iterator[str]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+            body = HOSTILE.get(self.path, b"{}")
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("case", ["list", "kind", "condition", "strings", "deep"])
+def test_status_refuses_what_is_no_status_document(hostile_admin: str, case: str) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert status.run(f"{hostile_admin}/{case}", None, out, err) == 2
+    assert out.getvalue() == "" and "twistgw status:" in err.getvalue()
+
+
+def test_status_shows_control_characters_as_escapes(hostile_admin: str) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert status.run(f"{hostile_admin}/escape", None, out, err) == 1  # (errors: unhealthy)
+    assert "\x1b" not in out.getvalue() and "\\x1b]0;pwned\\x07: \\x1b[2J" in out.getvalue()
+
+
+def test_status_reads_a_bounded_answer(hostile_admin: str, monkeypatch) -> None:
+    monkeypatch.setattr(status, "MAX_BYTES", 1024)
+    out, err = io.StringIO(), io.StringIO()
+    assert status.run(f"{hostile_admin}/big", None, out, err) == 2
+    assert "larger than 1,024 bytes" in err.getvalue()

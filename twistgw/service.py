@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 
 from twisted.application.service import MultiService
 from twisted.application.strports import service as endpoint_service
@@ -51,12 +52,17 @@ class GatewayService(MultiService):
         registry = self.metrics.exposition_registry()
         from prometheus_client import generate_latest
 
+        def dashboard() -> Callable[[], dict]:
+            status, table = self.control.status_document(), self.control.table
+            return lambda: summary(status, table, registry)
+
         site = admin_site(
             self.control.status_document,
             self.control.ready,
-            lambda: generate_latest(registry),
+            lambda: lambda: generate_latest(registry),
             self.control.config_dump,
-            lambda: summary(self.control.status_document(), self.control.table, registry),
+            dashboard,
+            reactor,
             token=options["admin-token"],
         )
         endpoint_service(options["admin-endpoint"], site, reactor=reactor).setServiceParent(self)

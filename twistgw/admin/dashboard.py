@@ -149,6 +149,9 @@ def summary(status: dict, table: RoutingTable, registry: CollectorRegistry) -> d
             if ref.get("kind", "Gateway") == "Gateway":
                 parents_of[f"{namespace}/{ref.get('name')}"].add(name)
             route["problems"] += problems(parent.get("conditions", ()))
+    by_gateway: dict[str, list[str]] = defaultdict(list)
+    for name, found in listeners.items():
+        by_gateway[found["gateway"]].append(name)
     gateways = []
     for item in status.get("items", ()):
         if item["kind"] != "Gateway":
@@ -158,9 +161,9 @@ def summary(status: dict, table: RoutingTable, registry: CollectorRegistry) -> d
         shown: list[dict] = []
         listed: set[str] = set()
         in_status = {listener["name"]: listener for listener in state.get("listeners", ())}
-        in_table = [name for name, found in listeners.items() if found["gateway"] == gateway]
         names = [f"{gateway}/{name}" for name in in_status]
-        names += [name for name in in_table if name not in names]
+        known = set(names)
+        names += [name for name in by_gateway.get(gateway, ()) if name not in known]
         for full in names:
             found = listeners.get(full, {})
             written = in_status.get(full[len(gateway) + 1 :], {})

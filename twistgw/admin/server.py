@@ -16,8 +16,18 @@ from importlib.resources import files
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from twistgw.admin.shared import Prepare, SharedAnswer
+
+log = Logger()
+#: How long a computed /metrics or /dashboard.json answers later requests too.
+FRESH_SECONDS = 1.0
 
 
 class _Leaf(Resource):
@@ -25,18 +35,28 @@ class _Leaf(Resource):
 
     isLeaf = True
 
-    def __init__(self, render: Callable[[Request], bytes], token: str | None = None) -> None:
+    def __init__(
+        self, render: Callable[[Request], bytes | Deferred], token: str | None = None
+    ) -> None:
         super().__init__()
         self._render = render
         self._token = None if token is None else token.encode()
 
-    def render_GET(self, request: Request) -> bytes:
+    def render_GET(self, request: Request) -> bytes | int:
         if self._token is not None and not self._bears_token(request):
             request.setResponseCode(401)
             request.setHeader(b"www-authenticate", b'Bearer realm="twistgw-admin"')
             request.setHeader(b"content-type", b"text/plain")
             return b"a bearer token is required\n"
-        return self._render(request)
+        body = self._render(request)
+        if not isinstance(body, Deferred):
+            return body
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+        body.addCallbacks(
+            lambda data: _finish(request, gone, data), lambda f: _fail(request, gone, f)
+        )
+        return NOT_DONE_YET
 
     def _bears_token(self, request: Request) -> bool:
         scheme, _, credentials = (request.getHeader(b"authorization") or b"").partition(b" ")
@@ -56,6 +76,20 @@ _CSP = (
 )
 
 
+def _finish(request: Request, gone: list[bool], data: bytes) -> None:
+    if not gone:
+        request.write(data)
+        request.finish()
+
+
+def _fail(request: Request, gone: list[bool], failure: Failure) -> None:
+    log.failure("rendering {path} failed", failure, path=request.path)
+    if not gone:
+        request.setResponseCode(500)
+        request.setHeader(b"content-type", b"text/plain")
+        _finish(request, gone, b"the answer could not be computed\n")
+
+
 def _asset(body: bytes, content_type: bytes) -> Callable[[Request], bytes]:
     def render(request: Request) -> bytes:
         request.setHeader(b"content-type", content_type)
@@ -67,23 +101,33 @@ def _asset(body: bytes, content_type: bytes) -> Callable[[Request], bytes]:
     return render
 
 
-def _json(request: Request, document: Any, code: int = 200, indent: int | None = 1) -> bytes:
+def _json(request: Request, document: Any, code: int = 200) -> bytes:
     request.setResponseCode(code)
     request.setHeader(b"content-type", b"application/json")
     request.setHeader(b"cache-control", b"no-store")
-    return json.dumps(document, indent=indent).encode() + b"\n"
+    return json.dumps(document, indent=1).encode() + b"\n"
 
 
 def admin_site(
     status: Callable[[], dict],
     ready: Callable[[], tuple[bool, str]],
-    metrics: Callable[[], bytes],
+    metrics: Prepare,
     config: Callable[[], dict],
-    dashboard: Callable[[], dict],
+    dashboard: Callable[[], Callable[[], dict]],
+    clock: IReactorTime,
     token: str | None = None,
 ) -> Site:
     """A Site serving the admin resources from the given providers; with a ``token``,
-    all but the probes and the dashboard's files require it as a bearer token."""
+    all but the probes and the dashboard's files require it as a bearer token.
+    ``metrics`` and ``dashboard`` prepare on the reactor the work that then runs in a
+    thread (see shared.py)."""
+    shared_metrics = SharedAnswer(metrics, clock, FRESH_SECONDS)
+
+    def dashboard_body() -> Callable[[], bytes]:
+        work = dashboard()
+        return lambda: json.dumps(work()).encode() + b"\n"
+
+    shared_dashboard = SharedAnswer(dashboard_body, clock, FRESH_SECONDS)
 
     def render_ready(request: Request) -> bytes:
         ok, why = ready()
@@ -91,12 +135,14 @@ def admin_site(
         request.setHeader(b"content-type", b"text/plain")
         return (why + "\n").encode()
 
-    def render_metrics(request: Request) -> bytes:
+    def render_metrics(request: Request) -> Deferred:
         request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
-        return metrics()
+        return shared_metrics.get()
 
-    def render_dashboard(request: Request) -> bytes:
-        return _json(request, dashboard(), indent=None)  # polled: compact
+    def render_dashboard(request: Request) -> Deferred:
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return shared_dashboard.get()
 
     def render_health(request: Request) -> bytes:
         request.setHeader(b"content-type", b"text/plain")

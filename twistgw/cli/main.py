@@ -13,6 +13,7 @@ import yaml
 from twisted.python import usage
 
 from twistgw.cli import offline, status
+from twistgw.cli.printable import printable
 from twistgw.options import GatewayOptions
 from twistgw.translate import Translation
 
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "status":
-            return status.run(args.admin, args.token_file, sys.stdout)
+            return status.run(args.admin, args.token_file, sys.stdout, sys.stderr)
         loaded, translation = _offline(args)
     except usage.UsageError as exc:
         print(f"twistgw {args.command}: {exc}", file=sys.stderr)
@@ -94,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     found = list(offline.problems(loaded, translation))
     for line in found:
-        print(line)
+        print(printable(line))
     count = len(loaded.snapshot.objects)
     summary = f"{len(found)} problem(s)" if found else "no problems"
     print(f"{summary}; {count} object(s) read", file=sys.stderr)

@@ -3,26 +3,49 @@ routes, with conditions, attached-route counts and addresses."""
 
 from __future__ import annotations
 
+import io
 import json
-import urllib.error
+import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
+from twistgw.cli.printable import printable
+
 #: Conditions that say something is wrong when they hold (others when they do not).
 TRUE_IS_WRONG = frozenset({"Conflicted", "PartiallyInvalid"})
-#: How long to wait for the admin endpoint.
+#: How long to wait for the admin endpoint's whole answer, and its largest size.
 TIMEOUT = 10.0
+MAX_BYTES = 64 * 1024 * 1024
+
+
+class Unreadable(ValueError):
+    """The admin endpoint's answer is not a /status document twistgw can show."""
 
 
 def fetch(admin: str, token_file: str | None) -> dict[str, Any]:
-    """The gateway's /status document (raises OSError or ValueError)."""
+    """The gateway's /status document, read within ``TIMEOUT`` and ``MAX_BYTES``
+    (raises OSError or ValueError)."""
     request = urllib.request.Request(admin.rstrip("/") + "/status")
     if token_file:
         with open(token_file) as handle:
             request.add_header("Authorization", f"Bearer {handle.read().strip()}")
+    deadline = time.monotonic() + TIMEOUT
+    body = bytearray()
     with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310 (an operator's URL)
-        return json.load(response)
+        while chunk := response.read1(65536):
+            body += chunk
+            if len(body) > MAX_BYTES:
+                raise Unreadable(f"the answer is larger than {MAX_BYTES:,} bytes")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no whole answer within {TIMEOUT:.0f} s")
+    try:
+        document = json.loads(body)
+    except RecursionError:
+        raise Unreadable("the answer nests too deeply") from None
+    if not isinstance(document, dict):
+        raise Unreadable("the answer is not a /status document")
+    return document
 
 
 def _wrong(condition: Mapping[str, Any]) -> bool:
@@ -75,7 +98,8 @@ def render(document: Mapping[str, Any], out: TextIO) -> bool:
         nonlocal healthy
         shown, wrong = _conditions(conditions)
         healthy = healthy and not wrong
-        out.write(f"{'  ' * depth}{'!! ' if wrong else ''}{text}  {shown}".rstrip() + "\n")
+        text = f"{'  ' * depth}{'!! ' if wrong else ''}{text}  {shown}".rstrip()
+        out.write(printable(text) + "\n")
 
     by_kind: dict[str, list[dict]] = {}
     for item in items:
@@ -121,14 +145,22 @@ def render(document: Mapping[str, Any], out: TextIO) -> bool:
         healthy = False
         out.write("errors:\n")
         for error in errors:
-            out.write(f"  {error.get('source')}: {error.get('message')}\n")
+            out.write(printable(f"  {error.get('source')}: {error.get('message')}") + "\n")
     return healthy
 
 
-def run(admin: str, token_file: str | None, out: TextIO) -> int:
+def run(admin: str, token_file: str | None, out: TextIO, err: TextIO) -> int:
+    """Ask and print; the exit status (0 all is well, 1 something is wrong, 2 the
+    gateway cannot be asked or its answer cannot be shown)."""
     try:
         document = fetch(admin, token_file)
+        lines = io.StringIO()
+        healthy = render(document, lines)
     except (OSError, ValueError) as exc:
-        out.write(f"twistgw status: cannot read {admin}/status: {exc}\n")
+        err.write(printable(f"twistgw status: cannot read {admin}/status: {exc}") + "\n")
         return 2
-    return 0 if render(document, out) else 1
+    except (AttributeError, KeyError, TypeError, RecursionError) as exc:
+        err.write(printable(f"twistgw status: {admin}/status is not as expected: {exc!r}") + "\n")
+        return 2
+    out.write(lines.getvalue())
+    return 0 if healthy else 1
