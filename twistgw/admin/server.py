@@ -26,8 +26,9 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from twistgw.admin.shared import Prepare, SharedAnswer
 
 log = Logger()
-#: How long a computed /metrics or /dashboard.json answers later requests too.
-FRESH_SECONDS = 1.0
+#: How long a computed /dashboard.json answers later requests too (pollers share it);
+#: /metrics is computed for each scrape (one at a time), so it is never stale.
+DASHBOARD_FRESH_SECONDS = 1.0
 
 
 class _Leaf(Resource):
@@ -121,13 +122,13 @@ def admin_site(
     all but the probes and the dashboard's files require it as a bearer token.
     ``metrics`` and ``dashboard`` prepare on the reactor the work that then runs in a
     thread (see shared.py)."""
-    shared_metrics = SharedAnswer(metrics, clock, FRESH_SECONDS)
+    shared_metrics = SharedAnswer(metrics, clock, 0.0)
 
     def dashboard_body() -> Callable[[], bytes]:
         work = dashboard()
         return lambda: json.dumps(work()).encode() + b"\n"
 
-    shared_dashboard = SharedAnswer(dashboard_body, clock, FRESH_SECONDS)
+    shared_dashboard = SharedAnswer(dashboard_body, clock, DASHBOARD_FRESH_SECONDS)
 
     def render_ready(request: Request) -> bytes:
         ok, why = ready()
