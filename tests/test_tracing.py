@@ -9,6 +9,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -92,6 +93,21 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+SEEN_PATHS: set[bytes] = set()
+
+
+def _slow_the_first_time(conn) -> None:
+    """Answers a path the second time it is asked; the first time, only after a second
+    (past the rule's backendRequest timeout)."""
+    while (request := conn.read_request()) is not None:
+        path = request.split(b" ", 2)[1]
+        if path not in SEEN_PATHS:
+            SEEN_PATHS.add(path)
+            time.sleep(1)
+            return
+        conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+
 @pytest.fixture(scope="module")
 def traced() -> Iterator[tuple[GatewayProcess, RawBackend, Receiver, str]]:
     receiver = Receiver()
@@ -108,15 +124,25 @@ def traced() -> Iterator[tuple[GatewayProcess, RawBackend, Receiver, str]]:
             log_path,
         )
     ).start()
-    server = RawBackend()
+    server, slow_once = RawBackend(), RawBackend(_slow_the_first_time)
     documents = [gateway_class(), gateway_manifest(), *service("traced", [server.address])]
-    rules = [{"backendRefs": [backend("traced")]}]
+    documents += service("slow-once", [slow_once.address])
+    rules = [
+        {"backendRefs": [backend("traced")]},
+        {
+            "matches": [{"path": {"type": "PathPrefix", "value": "/retried"}}],
+            "backendRefs": [backend("slow-once")],
+            "timeouts": {"backendRequest": "300ms"},
+            "retry": {"attempts": 1, "backoff": "10ms"},
+        },
+    ]
     documents.append(http_route("traced-route", rules, hostnames=["example.com"]))
     gateway.write("traced.yaml", documents)
     wait_until(lambda: gateway.request("/ready")[0] == 200, what="the route to be served")
     yield gateway, server, receiver, log_path
     gateway.stop()
     server.close()
+    slow_once.close()
     receiver.shutdown()
     receiver.server_close()
 
@@ -213,3 +239,19 @@ def test_propagation_without_export() -> None:
     finally:
         gateway.stop()
         server.close()
+
+
+def test_a_retried_timeout_is_a_failed_attempt_span(traced) -> None:
+    gateway, _, receiver, _ = traced
+    trace = "ab" * 16
+    headers = {"traceparent": f"00-{trace}-{CLIENT_SPAN}-01"}
+    assert gateway.request("/retried/once", headers=headers)[0] == 200
+
+    def attempts() -> list[dict]:
+        with receiver.lock:
+            found = [s for s in receiver.spans if s["trace_id"] == trace and s["kind"] == 3]
+        return sorted(found, key=lambda span: span["start"]) if len(found) == 2 else []
+
+    first, second = wait_until(attempts, what="both attempts exported")
+    assert first.get("error.type") == "timeout" and "http.response.status_code" not in first
+    assert second.get("http.response.status_code") == 200 and "error.type" not in second

@@ -118,7 +118,8 @@ class GatewayOptions(usage.Options):
             "Send backends W3C trace context of the gateway's own: a traceparent continuing "
             "the client's valid one (else a new trace) with a span id per attempt, trace ids "
             "in the access log (implied by --otlp-endpoint; without either, the client's "
-            "traceparent and tracestate pass as sent).",
+            "traceparent and tracestate go on: one traceparent, the tracestate fields "
+            "joined, up to 512 bytes).",
         ],
         [
             "leader-elect",

@@ -507,8 +507,10 @@ class Exchange:
         """This attempt's backendRequest timeout passed before its response ended."""
         if self.finished:
             return
-        if not self.responded and self.upstream is not None and self._retry("timeout"):
-            return
+        if not self.responded and self.upstream is not None:
+            self._attempt_failed("timeout")
+            if self._retry("timeout"):
+                return
         self._timed_out("backend_request")
 
     def _timed_out(self, which: str) -> None:

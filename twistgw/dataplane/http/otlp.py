@@ -11,6 +11,7 @@ the reactor never waits on the receiver (a full queue drops spans).
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -19,17 +20,18 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.defer import Deferred
 
 if TYPE_CHECKING:
-    from twisted.internet.defer import Deferred
-
     from twistgw.dataplane.http.exchange import Exchange
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _SCOPE = InstrumentationScope("twistgw")
 _OK = Status(StatusCode.UNSET)
 _ERROR = Status(StatusCode.ERROR)
+#: How long a stopping worker waits for its queued spans to be sent: a receiver that is
+#: down or silent must not hold the worker's exit (the SDK's own wait is 30 s).
+FLUSH_SECONDS = 2.0
 
 
 def traces_url(endpoint: str) -> str:
@@ -128,8 +130,18 @@ class SpanExport:
             )
 
     def shutdown(self, reactor) -> Deferred:
-        """Export what is queued and stop, in a thread (it may wait on the receiver)."""
-        return deferToThreadPool(reactor, reactor.getThreadPool(), self.processor.shutdown)
+        """Send what is queued, for at most ``FLUSH_SECONDS``, from a daemon thread (not
+        the reactor's pool, which the reactor waits for as it stops); what is left is
+        dropped with the exporter's daemon thread when the worker exits."""
+        done: Deferred = Deferred()
+
+        def flush() -> None:
+            self.processor.force_flush(timeout_millis=int(FLUSH_SECONDS * 1000))
+            reactor.callFromThread(lambda: done.called or done.callback(None))
+
+        threading.Thread(target=flush, name="span-flush", daemon=True).start()
+        reactor.callLater(FLUSH_SECONDS + 0.5, lambda: done.called or done.callback(None))
+        return done
 
 
 def _ns(seconds: float) -> int:
