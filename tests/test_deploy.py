@@ -99,6 +99,9 @@ def test_deployment_probes_security_and_arguments(rendered):
     assert security["readOnlyRootFilesystem"] is True
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
+    # (no_new_privs voids the file capability: the pod's sysctl opens ports 80 and 443)
+    sysctls = {s["name"]: s["value"] for s in pod["securityContext"]["sysctls"]}
+    assert sysctls["net.ipv4.ip_unprivileged_port_start"] == "0"
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     assert mounts["tmp"]["mountPath"] == "/tmp"  # metrics files
     assert set(mounts) == {"tmp", "admin-token"}
