@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from twistgw.admin.dashboard import problems, summary
 from twistgw.metrics import Metrics
 from twistgw.routing.ir import (
@@ -76,9 +74,8 @@ def test_a_thousand_routes_with_traffic_and_problems():
         metrics.request("ns/gw", "ns/r7", "0", "ns/svc:80", code, seconds)
     metrics.flush()
 
-    started = time.perf_counter()
+    # (its cost on 1,000 routes is a benchmark's business, not a test's: ~35 ms here)
     document = summary({"items": items, "errors": []}, table, metrics.registry)
-    assert time.perf_counter() - started < 1.0
 
     (shown,) = document["gateways"]
     assert shown["name"] == "ns/gw" and shown["addresses"] == ["10.1.1.1"]
