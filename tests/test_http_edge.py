@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.gateway import GatewayProcess, wait_until
+from tests.support.gateway import GatewayProcess, access_record, wait_until
 from tests.support.manifests import backend, gateway_class, gateway_manifest, http_route, service
 from tests.support.rawbackend import Conn, RawBackend
 
@@ -359,12 +359,7 @@ def test_request_ids_and_access_log(edge) -> None:
     assert h2.returncode == 0
 
     def logged(path: str = "/ok/logged") -> dict | None:
-        with open(log_path) as handle:
-            for line in handle:
-                record = json.loads(line)
-                if record["path"] == path:
-                    return record
-        return None
+        return access_record(log_path, path)
 
     assert wait_until(lambda: logged("/ok/h2"), what="the HTTP/2 record")["protocol"] == "HTTP/2"
     record = wait_until(logged, what="the access-log record")

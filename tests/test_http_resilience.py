@@ -5,7 +5,6 @@ large to replay, and the request timeout bounding every attempt."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import struct
@@ -19,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.support.gateway import GatewayProcess, wait_until
+from tests.support.gateway import GatewayProcess, access_record, wait_until
 from tests.support.h2backends import H2Echo
 from tests.support.manifests import backend, gateway_class, gateway_manifest, http_route, service
 from tests.support.rawbackend import Conn, RawBackend
@@ -113,15 +112,6 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def logged(log_path: str, path: str) -> dict | None:
-    with open(log_path) as handle:
-        for line in handle:
-            record = json.loads(line)
-            if record["path"] == path:
-                return record
-    return None
-
-
 def test_backend_request_timeout_answers_504_and_closes_the_backend(resilient) -> None:
     gateway, log_path, *_ = resilient
     key = new_id()
@@ -134,7 +124,7 @@ def test_backend_request_timeout_answers_504_and_closes_the_backend(resilient) -
     assert time.monotonic() - started >= 0.25
     wait_until(lambda: key in CLOSED, what="the backend connection to be closed")
     assert len(SEEN[key]) == 1  # no retry policy: one attempt
-    record = wait_until(lambda: logged(log_path, path), what="the access-log record")
+    record = wait_until(lambda: access_record(log_path, path), what="the access-log record")
     assert record["status"] == 504 and record["attempts"] == 1
     assert record["route"] == "default/resilient" and record["rule"] == "0"  # (unnamed)
     fast = f"/timeout?id={new_id()}"
@@ -163,7 +153,7 @@ def test_a_connection_reset_is_retried(resilient) -> None:
     code, _, _ = gateway.request(path)
     assert code == 200
     assert len(SEEN[key]) == 3
-    record = wait_until(lambda: logged(log_path, path), what="the access-log record")
+    record = wait_until(lambda: access_record(log_path, path), what="the access-log record")
     assert record["attempts"] == 3
 
     def counted() -> bool:

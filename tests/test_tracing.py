@@ -5,7 +5,6 @@ and the trace ids in the access log."""
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import tempfile
 import threading
@@ -19,7 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tests.support.gateway import GatewayProcess, wait_until
+from tests.support.gateway import GatewayProcess, access_record, wait_until
 from tests.support.manifests import backend, gateway_class, gateway_manifest, http_route, service
 from tests.support.rawbackend import RawBackend
 from twistgw.dataplane.http.tracing import parse_traceparent
@@ -202,15 +201,7 @@ def test_traceparent_reaches_the_backend_and_spans_are_exported(traced) -> None:
     assert request_span["start"] <= attempt["start"] <= attempt["end"] <= request_span["end"]
     assert wait_until(lambda: receiver.found(trace_id=new_trace, parent_span_id=""))
 
-    def logged() -> dict | None:
-        with open(log_path) as handle:
-            for line in handle:
-                record = json.loads(line)
-                if record["path"] == "/continued":
-                    return record
-        return None
-
-    record = wait_until(logged, what="the access-log record")
+    record = wait_until(lambda: access_record(log_path, "/continued"), what="the access-log record")
     assert record["trace_id"] == CLIENT_TRACE
     assert record["span_id"] == request_span["span_id"]
 

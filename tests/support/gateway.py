@@ -231,3 +231,13 @@ class GatewayProcess:
         code, _, body = self.request(path, **kwargs)
         assert code == 200, (code, body)
         return json.loads(body)
+
+
+def access_record(log_path: str, path: str) -> dict | None:
+    """The first access-log record (JSON lines, ``--access-log``) for ``path``."""
+    with open(log_path) as handle:
+        for line in handle:
+            record = json.loads(line)
+            if record["path"] == path:
+                return record
+    return None
