@@ -6,7 +6,7 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
-from twistgw.admin.shared import SharedAnswer
+from twistgw.admin.shared import MAX_WAITING, Busy, SharedAnswer
 
 
 class Threads:
@@ -72,3 +72,35 @@ def test_a_failed_computation_fails_its_requests_and_is_not_kept() -> None:
     shared.get().addCallback(got.append)
     threads.run()
     assert got == [b"ok"]
+
+
+def test_a_failed_preparation_does_not_wedge_later_requests() -> None:
+    clock, threads = Clock(), Threads()
+    preparations = iter([RuntimeError("no table yet"), lambda: b"ok"])
+
+    def prepare():
+        outcome = next(preparations)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    shared = SharedAnswer(prepare, clock, fresh=0.0, in_thread=threads)
+    failures: list = []
+    shared.get().addErrback(failures.append)
+    assert failures[0].value.args == ("no table yet",) and not threads.queued
+    got: list[bytes] = []
+    shared.get().addCallback(got.append)
+    threads.run()
+    assert got == [b"ok"]
+
+
+def test_waiting_requests_are_bounded() -> None:
+    clock, threads = Clock(), Threads()
+    shared = SharedAnswer(lambda: lambda: b"body", clock, fresh=0.0, in_thread=threads)
+    got: list[bytes] = []
+    refused: list = []
+    for _ in range(MAX_WAITING + 3):
+        shared.get().addCallbacks(got.append, refused.append)
+    assert len(refused) == 3 and all(f.check(Busy) for f in refused)
+    threads.run()
+    assert got == [b"body"] * MAX_WAITING

@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from twistgw.admin.shared import Prepare, SharedAnswer
+from twistgw.admin.shared import Busy, Prepare, SharedAnswer
 
 log = Logger()
 #: How long a computed /dashboard.json answers later requests too (pollers share it);
@@ -84,11 +84,15 @@ def _finish(request: Request, gone: list[bool], data: bytes) -> None:
 
 
 def _fail(request: Request, gone: list[bool], failure: Failure) -> None:
-    log.failure("rendering {path} failed", failure, path=request.path)
+    if failure.check(Busy):
+        code, body = 503, b"too many requests wait for this answer; try again\n"
+    else:
+        log.failure("rendering {path} failed", failure, path=request.path)
+        code, body = 500, b"the answer could not be computed\n"
     if not gone:
-        request.setResponseCode(500)
+        request.setResponseCode(code)
         request.setHeader(b"content-type", b"text/plain")
-        _finish(request, gone, b"the answer could not be computed\n")
+        _finish(request, gone, body)
 
 
 def _asset(body: bytes, content_type: bytes) -> Callable[[Request], bytes]:

@@ -13,12 +13,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.internet import threads
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 #: Work prepared on the reactor: what then runs in a thread and returns the body.
 Prepare = Callable[[], Callable[[], bytes]]
+#: Requests that may wait for one computation; more are refused at once.
+MAX_WAITING = 64
+
+
+class Busy(Exception):
+    """Too many requests wait for the answer already."""
 
 
 class SharedAnswer:
@@ -43,13 +49,14 @@ class SharedAnswer:
         """A Deferred firing with the body (a failure if the computation raised)."""
         if self._body is not None and self._clock.seconds() - self._at < self._fresh:
             return _fired(self._body)
+        if self._waiting is not None and len(self._waiting) >= MAX_WAITING:
+            return fail(Busy(f"{MAX_WAITING} requests already wait for this answer"))
         waiter: Deferred = Deferred()
         if self._waiting is not None:
             self._waiting.append(waiter)
             return waiter
         self._waiting = [waiter]
-        work = self._prepare()
-        self._in_thread(work).addBoth(self._done)
+        maybeDeferred(self._prepare).addCallback(self._in_thread).addBoth(self._done)
         return waiter
 
     def _done(self, result: object) -> None:
@@ -64,6 +71,4 @@ class SharedAnswer:
 
 
 def _fired(body: bytes) -> Deferred:
-    done: Deferred = Deferred()
-    done.callback(body)
-    return done
+    return succeed(body)
