@@ -224,3 +224,9 @@ def test_status_reads_a_bounded_answer(hostile_admin: str, monkeypatch) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert status.run(f"{hostile_admin}/big", None, out, err) == 2
     assert "larger than 1,024 bytes" in err.getvalue()
+
+
+def test_validate_applies_the_directory_limits() -> None:
+    done = twistgw("validate", "--config-max-objects", "3", EXAMPLE)
+    assert done.returncode == 1
+    assert f"{EXAMPLE}: " in done.stdout and "--config-max-objects" in done.stdout

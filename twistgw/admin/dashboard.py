@@ -15,24 +15,18 @@ from prometheus_client import CollectorRegistry
 
 from twistgw.metrics import BUCKET_BOUNDS
 from twistgw.routing.ir import HTTPListener, RoutingTable, StreamListener, TLSListener
+from twistgw.status.store import is_wrong
 
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute")
-#: Condition types whose status "True" is the bad one.
-_TRUE_IS_BAD = ("Conflicted", "PartiallyInvalid")
 
 
 def problems(conditions: Iterable[dict]) -> list[str]:
     """The conditions that say something is wrong, as "Type (Reason): message"."""
-    found = []
-    for condition in conditions:
-        bad = condition.get("status") == "True"
-        if condition.get("type") not in _TRUE_IS_BAD:
-            bad = not bad
-        if bad:
-            found.append(
-                f"{condition.get('type')} ({condition.get('reason')}): {condition.get('message')}"
-            )
-    return found
+    return [
+        f"{condition.get('type')} ({condition.get('reason')}): {condition.get('message')}"
+        for condition in conditions
+        if is_wrong(condition)
+    ]
 
 
 def _name(item: dict) -> str:

@@ -15,8 +15,9 @@ from twistgw.options import GatewayOptions, config_limits, translate_options
 from twistgw.snapshot import ConfigError, Snapshot
 from twistgw.sources.assembly import ObjectAssembler, object_key
 from twistgw.sources.generations import GenerationTracker
+from twistgw.sources.limits import objects_refusal
 from twistgw.sources.manifests import scan_directory
-from twistgw.status.store import StatusStore
+from twistgw.status.store import StatusStore, condition_lists, is_wrong
 from twistgw.translate import Translation, translate
 
 #: The ``twistd gateway`` options that change what the translator makes of manifests;
@@ -31,8 +32,6 @@ TRANSLATION_OPTIONS = (
     "config-max-total-bytes",
     "config-max-objects",
 )
-#: Conditions that say something is wrong when they hold (others when they do not).
-TRUE_IS_WRONG = frozenset({"Conflicted", "PartiallyInvalid"})
 #: Conditions that say nothing of the manifests (the data plane's own).
 NOT_OFFLINE = frozenset({"Programmed"})
 
@@ -66,8 +65,10 @@ def load(directories: Sequence[str], options: GatewayOptions) -> Loaded:
     errors: list[ConfigError] = []
     for directory in directories:
         scan = scan_directory(directory, {}, limits)
-        if scan.refusal is not None:
-            errors.append(ConfigError(directory, scan.refusal.message))
+        counts = (len(parsed.documents) for parsed in scan.files.values())
+        refusal = scan.refusal or objects_refusal(counts, limits)
+        if refusal is not None:  # (as the gateway refuses a directory: none of it serves)
+            errors.append(ConfigError(directory, refusal.message))
             continue
         for name, parsed in scan.files.items():
             path = os.path.join(directory, name)
@@ -102,31 +103,10 @@ def problems(loaded: Loaded, translation: Translation) -> Iterator[str]:
         yield f"{error.source}: {error.message}"
     for status in translation.statuses:
         where = f"{loaded.sources.get(status.key, '?')}: {status.key}"
-        for place, conditions in _condition_places(status.status):
+        for _, place, conditions in condition_lists(status.status):
             for condition in conditions:
-                if _wrong(condition):
+                if condition["type"] not in NOT_OFFLINE and is_wrong(condition):
                     yield (
                         f"{where}{place}: {condition['type']} {condition['status']} "
                         f"({condition['reason']}): {condition['message']}"
                     )
-
-
-def _condition_places(body: Mapping[str, Any]) -> Iterator[tuple[str, list[dict]]]:
-    """(where, conditions) for each condition list of a status body, named as a
-    reader would: "", " listener NAME", " parent NAME[/SECTION]", " ancestor NAME"."""
-    yield "", body.get("conditions") or []
-    for listener in body.get("listeners") or []:
-        yield f" listener {listener.get('name')}", listener.get("conditions") or []
-    for parent in body.get("parents") or []:
-        ref = parent.get("parentRef") or {}
-        section = f"/{ref['sectionName']}" if ref.get("sectionName") else ""
-        yield f" parent {ref.get('name')}{section}", parent.get("conditions") or []
-    for ancestor in body.get("ancestors") or []:
-        ref = ancestor.get("ancestorRef") or {}
-        yield f" ancestor {ref.get('name')}", ancestor.get("conditions") or []
-
-
-def _wrong(condition: Mapping[str, Any]) -> bool:
-    if condition["type"] in NOT_OFFLINE:
-        return False
-    return condition["status"] == ("True" if condition["type"] in TRUE_IS_WRONG else "False")

@@ -11,9 +11,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
 from twistgw.cli.printable import printable
+from twistgw.status.store import is_wrong
 
-#: Conditions that say something is wrong when they hold (others when they do not).
-TRUE_IS_WRONG = frozenset({"Conflicted", "PartiallyInvalid"})
 #: How long to wait for the admin endpoint's whole answer, and its largest size.
 TIMEOUT = 10.0
 MAX_BYTES = 64 * 1024 * 1024
@@ -48,18 +47,12 @@ def fetch(admin: str, token_file: str | None) -> dict[str, Any]:
     return document
 
 
-def _wrong(condition: Mapping[str, Any]) -> bool:
-    return condition.get("status") == (
-        "True" if condition.get("type") in TRUE_IS_WRONG else "False"
-    )
-
-
 def _conditions(conditions: list[dict]) -> tuple[str, bool]:
     """Conditions in a line (those that hold by name, the others with their reason and
     message), and whether any is wrong."""
     words, wrong = [], False
     for condition in conditions:
-        if _wrong(condition):
+        if is_wrong(condition):
             wrong = True
             words.append(
                 f"{condition['type']}={condition['status']} ({condition.get('reason')}: "

@@ -50,9 +50,10 @@ def merged_status(current: dict, ours: dict, controller: str) -> dict:
             ]
             status[field] = theirs + list(ours.get(field) or [])
     before = {
-        where: {c["type"]: c for c in conditions} for where, conditions in condition_lists(current)
+        where: {c["type"]: c for c in conditions}
+        for where, _, conditions in condition_lists(current)
     }
-    for where, conditions in condition_lists(status):
+    for where, _, conditions in condition_lists(status):
         for condition in conditions:
             old = before.get(where, {}).get(condition["type"])
             if old is not None and old.get("status") == condition.get("status"):

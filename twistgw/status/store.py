@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from twistgw.api.resource import ObjectStatus, rfc3339
@@ -29,7 +29,7 @@ class StatusStore:
         items = []
         for status in statuses:
             body = json.loads(json.dumps(status.status))  # a private deep copy
-            for where, conditions in condition_lists(body):
+            for where, _, conditions in condition_lists(body):
                 for condition in conditions:
                     key = (status.key, where, condition["type"])
                     previous = self._times.get(key)
@@ -59,14 +59,31 @@ class StatusStore:
         return {"items": self._items, "errors": self._errors}
 
 
-def condition_lists(body: dict[str, Any]):
-    """(location, conditions) for every condition list of a status body."""
-    yield "", body.get("conditions") or []
+def condition_lists(body: Mapping[str, Any]) -> Iterator[tuple[str, str, list[dict]]]:
+    """(location, label, conditions) for every condition list of a status body: the
+    location a key that tells lists apart, the label how a reader names it ("",
+    " listener NAME", " parent NAME[/SECTION]", " ancestor NAME")."""
+    yield "", "", body.get("conditions") or []
     for listener in body.get("listeners") or []:
-        yield f"listener/{listener.get('name')}", listener.get("conditions") or []
+        name = listener.get("name")
+        yield f"listener/{name}", f" listener {name}", listener.get("conditions") or []
     for parent in body.get("parents") or []:
-        ref = json.dumps(parent.get("parentRef"), sort_keys=True)
-        yield f"parent/{parent.get('controllerName')}/{ref}", parent.get("conditions") or []
+        ref = parent.get("parentRef") or {}
+        where = f"parent/{parent.get('controllerName')}/{json.dumps(ref, sort_keys=True)}"
+        section = f"/{ref['sectionName']}" if ref.get("sectionName") else ""
+        yield where, f" parent {ref.get('name')}{section}", parent.get("conditions") or []
     for ancestor in body.get("ancestors") or []:
-        ref = json.dumps(ancestor.get("ancestorRef"), sort_keys=True)
-        yield f"ancestor/{ancestor.get('controllerName')}/{ref}", ancestor.get("conditions") or []
+        ref = ancestor.get("ancestorRef") or {}
+        where = f"ancestor/{ancestor.get('controllerName')}/{json.dumps(ref, sort_keys=True)}"
+        yield where, f" ancestor {ref.get('name')}", ancestor.get("conditions") or []
+
+
+#: Conditions whose status "True" says something is wrong; for every other type,
+#: any status but "True" does (Unknown included).
+TRUE_IS_WRONG = frozenset({"Conflicted", "PartiallyInvalid"})
+
+
+def is_wrong(condition: Mapping[str, Any]) -> bool:
+    """Whether a condition says something is wrong with its object."""
+    holds = condition.get("status") == "True"
+    return holds if condition.get("type") in TRUE_IS_WRONG else not holds
