@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from bisect import insort
+from collections.abc import Iterator, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 
 def wildcard_matches(host: str, pattern: str) -> bool:
@@ -46,3 +50,40 @@ def host_matches(host: str, pattern: str | None) -> bool:
     if not pattern or pattern == "*":
         return True
     return wildcard_matches(host, pattern)
+
+
+class WildcardIndex(Generic[T]):
+    """Values by ``*.`` wildcard, looked up by host, most specific first. A lookup
+    costs one slice and one dict lookup per distinct wildcard length configured,
+    whatever the host's length or number of labels (a client chooses those)."""
+
+    __slots__ = ("_by_suffix", "_lengths")
+
+    def __init__(self) -> None:
+        self._by_suffix: dict[str, T] = {}  # "*.example.com" as ".example.com"
+        self._lengths: list[int] = []  # the suffixes' lengths, ascending
+
+    def add(self, pattern: str, value: T) -> None:
+        """Index ``value`` under ``pattern`` ("*.example.com"); the first one stays."""
+        suffix = pattern[1:]
+        if suffix not in self._by_suffix:
+            self._by_suffix[suffix] = value
+            if len(suffix) not in self._lengths:
+                insort(self._lengths, len(suffix))
+
+    def __bool__(self) -> bool:
+        return bool(self._by_suffix)
+
+    def get(self, pattern: str) -> T | None:
+        """The value indexed under ``pattern`` itself, if any."""
+        return self._by_suffix.get(pattern[1:])
+
+    def matching(self, host: str) -> Iterator[T]:
+        """The values whose wildcard covers ``host`` (one or more labels before the
+        suffix), the longest suffix first."""
+        by_suffix = self._by_suffix
+        for length in reversed(self._lengths):
+            if len(host) > length:
+                found = by_suffix.get(host[-length:])
+                if found is not None:
+                    yield found

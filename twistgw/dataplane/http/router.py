@@ -9,12 +9,12 @@ import itertools
 import operator
 import random
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 from twistgw.dataplane.http.cors import CompiledCORS
 from twistgw.dataplane.http.resilience import compile_policy
-from twistgw.hostnames import specificity
+from twistgw.hostnames import WildcardIndex, specificity
 from twistgw.regex import compile_regex
 from twistgw.routing import ir
 
@@ -294,7 +294,7 @@ class CompiledListener:
         self.gateway = spec.gateway
         self.hostname = spec.hostname
         self.exact: dict[str, RouteIndex] = {}
-        self.wildcards: dict[str, RouteIndex] = {}  # "*.example.com" by ".example.com"
+        self.wildcards: WildcardIndex[RouteIndex] = WildcardIndex()
         self.any: RouteIndex | None = None
         self._candidates: dict[str, list[RouteIndex]] = {}
         for vhost in spec.virtual_hosts:
@@ -302,7 +302,7 @@ class CompiledListener:
             if vhost.hostname == "*":
                 self.any = routes
             elif vhost.hostname.startswith("*."):
-                self.wildcards.setdefault(vhost.hostname[1:], routes)
+                self.wildcards.add(vhost.hostname, routes)
             else:
                 self.exact[vhost.hostname] = routes
 
@@ -322,21 +322,10 @@ class CompiledListener:
         if exact is not None:
             found.append(exact)
         if self.wildcards:
-            found += (
-                self.wildcards[suffix] for suffix in _suffixes(host) if suffix in self.wildcards
-            )
+            found += self.wildcards.matching(host)
         if self.any is not None:
             found.append(self.any)
         return found
-
-
-def _suffixes(host: str) -> Iterator[str]:
-    """The domain suffixes a ``*.`` wildcard of ``host`` would name, longest (most
-    specific) first: "a.b.c" gives ".b.c" and ".c"."""
-    dot = host.find(".", 1)
-    while dot != -1:
-        yield host[dot:]
-        dot = host.find(".", dot + 1)
 
 
 class Router:
@@ -351,14 +340,14 @@ class Router:
             key=lambda li: specificity(li.hostname),
         )
         self._exact: dict[str, CompiledListener] = {}
-        self._wildcards: dict[str, CompiledListener] = {}  # by ".example.com"
+        self._wildcards: WildcardIndex[CompiledListener] = WildcardIndex()
         self._any: CompiledListener | None = None
         for listener in self.listeners:  # (the first of equals wins, as in a scan)
             hostname = listener.hostname
             if not hostname or hostname == "*":
                 self._any = self._any or listener
             elif hostname.startswith("*."):
-                self._wildcards.setdefault(hostname[1:], listener)
+                self._wildcards.add(hostname, listener)
             else:
                 self._exact.setdefault(hostname, listener)
         self._by_host: dict[str, CompiledListener | None] = {}
@@ -371,9 +360,7 @@ class Router:
             pass
         chosen = self._exact.get(host)
         if chosen is None and self._wildcards:
-            chosen = next(
-                (self._wildcards[s] for s in _suffixes(host) if s in self._wildcards), None
-            )
+            chosen = next(self._wildcards.matching(host), None)
         if chosen is None:
             chosen = self._any
         if len(self._by_host) < HOST_CACHE_SIZE:
