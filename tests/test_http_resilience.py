@@ -6,6 +6,7 @@ large to replay, and the request timeout bounding every attempt."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -26,6 +27,7 @@ from tests.support.rawbackend import Conn, RawBackend
 #: What the scripted backend saw, per request id: arrival times, bodies, and whether
 #: the gateway closed a connection it had left waiting.
 SEEN: dict[str, list[tuple[float, bytes]]] = {}
+REQUEST_IDS: dict[str, list[bytes]] = {}  # each attempt's x-request-id
 CLOSED: set[str] = set()
 LOCK = threading.Lock()
 
@@ -39,7 +41,9 @@ def scripted(conn: Conn) -> None:
         target = head.split(b" ", 2)[1].decode()
         query = {k: v[0] for k, v in parse_qs(urlsplit(target).query).items()}
         key = query["id"]
+        request_id = re.search(rb"\r\nx-request-id: *([^\r]*)", head, re.IGNORECASE)
         with LOCK:
+            REQUEST_IDS.setdefault(key, []).append(request_id.group(1) if request_id else b"")
             seen = SEEN.setdefault(key, [])
             seen.append((time.monotonic(), body))
             count = len(seen)
@@ -176,6 +180,8 @@ def test_a_listed_code_is_retried_after_the_backoff(resilient) -> None:
     key = new_id()
     code, _, body = gateway.request(f"/code?id={key}&fail=2", method="POST", body=b"payload")
     assert code == 200 and body == b"payload"
+    (request_id,) = set(REQUEST_IDS[key])  # every attempt carries the request's id
+    assert request_id
     seen = SEEN[key]
     assert [b for _, b in seen] == [b"payload"] * 3  # the body replayed each time
     first, second = seen[1][0] - seen[0][0], seen[2][0] - seen[1][0]

@@ -180,7 +180,7 @@ class Exchange:
         the rule's mirrors get a copy with the rule's filters applied."""
         route, backend, conn, request = self.route, self.backend, self.conn, self.request
         headers, self.request_id, traceparent, tracestate = forwarded(
-            request.headers, conn.peer_host, conn.scheme_bytes
+            request.headers, conn.peer_host, conn.scheme_bytes, self.request_id or None
         )
         if conn.factory.tracing:
             trace = self.trace

@@ -38,13 +38,14 @@ def new_request_id() -> bytes:
 
 
 def forwarded(
-    headers: Headers, client: bytes, scheme: bytes
+    headers: Headers, client: bytes, scheme: bytes, request_id: bytes | None = None
 ) -> tuple[Headers, bytes, bytes | None, bytes | None]:
-    """``headers`` with the forwarding fields set for ``client``, the request id, and
-    the client's ``traceparent`` (b"" if it sent several: invalid) and ``tracestate``
-    (its fields joined, as far as to be past ``MAX_TRACESTATE``: too long), taken out."""
+    """``headers`` with the forwarding fields set for ``client``, the request id (the
+    given one: a retry keeps its request's; else the client's first valid one, else a
+    new one), and the client's ``traceparent`` (b"" if it sent several: invalid) and
+    ``tracestate`` (its fields joined, as far as to be past ``MAX_TRACESTATE``: too
+    long), taken out."""
     forwarded_for = None
-    request_id = None
     traceparent = None
     tracestate = None
     kept = []
