@@ -47,6 +47,10 @@ def _match(spec: dict[str, Any]) -> ir.Match:
 DEFAULT_RETRY_ATTEMPTS = 2
 #: The wait before a retry when a rule's retry sets no ``backoff``.
 DEFAULT_RETRY_BACKOFF = 0.025
+#: Retries a rule gets at most, whatever its ``attempts`` (the CRD sets no maximum):
+#: each is another request to a backend, so one client request costs at most this
+#: many more, even with a backoff of 0s against a backend that fails fast.
+MAX_RETRY_ATTEMPTS = 10
 
 
 def _seconds(spec: dict[str, Any], key: str) -> float | None:
@@ -69,7 +73,7 @@ def retry_of(rule: dict[str, Any]) -> ir.Retry | None:
         return None
     backoff = _seconds(spec, "backoff")
     return ir.Retry(
-        attempts=spec.get("attempts") or DEFAULT_RETRY_ATTEMPTS,
+        attempts=min(spec.get("attempts") or DEFAULT_RETRY_ATTEMPTS, MAX_RETRY_ATTEMPTS),
         codes=tuple(sorted(spec.get("codes") or ())),
         backoff=DEFAULT_RETRY_BACKOFF if backoff is None else backoff,
     )
