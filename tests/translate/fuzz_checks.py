@@ -53,7 +53,7 @@ def check_statuses(translation: Translation) -> None:
             assert parent["controllerName"] == CONTROLLER, where
         for ancestor in status.get("ancestors") or []:
             assert {"ancestorRef", "controllerName", "conditions"} <= set(ancestor), where
-        for location, conditions in condition_lists(status):
+        for location, _, conditions in condition_lists(status):
             if location or "conditions" in status:
                 _check_conditions(conditions, f"{where} {location}")
 
