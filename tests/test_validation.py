@@ -611,3 +611,20 @@ def test_a_cors_filter_is_defaulted_as_the_api_server_would():
 )
 def test_cors_filters_are_checked(filters: list, message: str) -> None:
     assert _refused(_cors_route(*filters)).startswith(message)
+
+
+@pytest.mark.parametrize("namespace", [{"": "/"}, "a/b", "Upper", 7, "x" * 64])
+def test_a_namespace_must_be_a_namespace_name(namespace) -> None:
+    """(Found by the translator fuzzing: a namespace holding "/" made listener names
+    the data plane and statuses split wrongly.)"""
+    message = _refused(_manifest("HTTPRoute", {}, namespace=namespace))
+    assert message.startswith("metadata.namespace")
+
+
+def test_a_reference_grant_target_name_is_a_string() -> None:
+    """(Found by the translator fuzzing: a list there broke the grant index.)"""
+    grant = {
+        "from": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": "other"}],
+        "to": [{"group": "", "kind": "Secret", "name": [None]}],
+    }
+    assert _refused(_manifest("ReferenceGrant", grant)).startswith("spec.to[0].name")

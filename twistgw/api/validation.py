@@ -21,6 +21,8 @@ from typing import Any
 
 from twistgw.regex import RegexError, compile_regex
 
+#: A namespace's name: an RFC 1123 label.
+NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 SECTION_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 HOSTNAME_RE = re.compile(
@@ -200,17 +202,19 @@ def _hostnames(spec: dict, path: str) -> None:
             _fail(f"{path}.hostnames[{i}]", f"{name!r} is not a valid hostname")
 
 
-def _backend_ref(ref: Any, where: str) -> None:
+def _backend_ref(ref: Any, where: str, weighted: bool = True) -> None:
+    """A BackendRef (``weighted``) or a BackendObjectReference (a mirror's)."""
     ref = _item(ref, where)
     ref.setdefault("group", "")
     ref.setdefault("kind", "Service")
-    ref.setdefault("weight", 1)
     _string(ref, "group", where)
     _string(ref, "kind", where)
     _string(ref, "name", where, required=True)
     _string(ref, "namespace", where, max_len=63)
     _int(ref, "port", where, 1, 65535)
-    _int(ref, "weight", where, 0, 1000000)
+    if weighted:
+        ref.setdefault("weight", 1)
+        _int(ref, "weight", where, 0, 1000000)
     if ref["group"] == "" and ref["kind"] == "Service" and ref.get("port") is None:
         _fail(f"{where}.port", "is required when referring to a Service")
 
@@ -357,14 +361,7 @@ def _mirror(value: Any, where: str) -> None:
     mirror = _mapping(value, where)
     if mirror.get("backendRef") is None:
         _fail(f"{where}.backendRef", "is required")
-    ref = _mapping(mirror["backendRef"], f"{where}.backendRef")
-    ref.setdefault("group", "")
-    ref.setdefault("kind", "Service")
-    _string(ref, "name", f"{where}.backendRef", required=True)
-    _string(ref, "namespace", f"{where}.backendRef", max_len=63)
-    _int(ref, "port", f"{where}.backendRef", 1, 65535)
-    if ref["group"] == "" and ref["kind"] == "Service" and ref.get("port") is None:
-        _fail(f"{where}.backendRef.port", "is required when referring to a Service")
+    _backend_ref(mirror["backendRef"], f"{where}.backendRef", weighted=False)
     _int(mirror, "percent", where, 0, 100)
     if mirror.get("fraction") is not None:
         if mirror.get("percent") is not None:
@@ -948,6 +945,8 @@ def _reference_grant(body: dict) -> None:
             _string(item, "kind", f"spec.{side}[{i}]", required=True)
             if side == "from":
                 _string(item, "namespace", f"spec.{side}[{i}]", required=True)
+            else:
+                _string(item, "name", f"spec.{side}[{i}]", max_len=253)
 
 
 def _backend_tls_policy(body: dict) -> None:
@@ -1058,6 +1057,7 @@ def validated_body(manifest: dict) -> dict:
     its bounds is refused before any work proportional to its size."""
     metadata = _mapping(manifest.get("metadata"), "metadata")
     _string(metadata, "name", "metadata", required=True, pattern=NAME_RE)
+    _string(metadata, "namespace", "metadata", pattern=NAMESPACE_RE, max_len=63)
     _check_metadata(metadata)
     kind = manifest.get("kind")
     _check_list_bounds(manifest, LIST_BOUNDS.get(kind, {}))

@@ -32,6 +32,9 @@ _ERROR = Status(StatusCode.ERROR)
 #: How long a stopping worker waits for its queued spans to be sent: a receiver that is
 #: down or silent must not hold the worker's exit (the SDK's own wait is 30 s).
 FLUSH_SECONDS = 2.0
+#: Bytes of a request's path a span keeps (a client's path may be as long as the
+#: request line allows; 2,048 queued spans of it would hold tens of MB).
+MAX_PATH_ATTRIBUTE = 1024
 
 
 def traces_url(endpoint: str) -> str:
@@ -70,7 +73,7 @@ class SpanExport:
             names["twistgw.route"] = route.name
             names["twistgw.rule"] = route.rule
         method = request.method.decode("latin-1")
-        path = request.target.partition(b"?")[0].decode("latin-1")
+        path = request.target.partition(b"?")[0][:MAX_PATH_ATTRIBUTE].decode("latin-1")
         code = exchange.code
         attributes = {
             "http.request.method": method,

@@ -53,7 +53,8 @@ class BodyProducer:
         self.conn = conn
 
     def pauseProducing(self) -> None:  # noqa: N802 (Twisted's interface)
-        self.conn.transport.pauseProducing()
+        if self.conn.transport is not None:  # (the client may be gone already)
+            self.conn.transport.pauseProducing()
 
     def resumeProducing(self) -> None:  # noqa: N802
         conn = self.conn
