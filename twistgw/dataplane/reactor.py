@@ -11,6 +11,10 @@ This overrides ``doPoll`` and uses the reactor's private ``_poller``,
 ``_selectables`` and ``_doReadOrWrite``: ``install`` checks that they are there and
 otherwise installs Twisted's default reactor, so a Twisted that changes them only
 loses the shortcut. ``tests/test_reactor.py`` runs it against real sockets.
+
+It also holds the ``WriteBatch`` of ``dataplane/fastwrite.py``: the writes of a turn
+are sent after its events are handled, and any made outside events (by timers, by
+threads' calls) before the reactor waits for the next ones.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import errno
 
 from twisted.logger import Logger
+
+from twistgw.dataplane.fastwrite import WriteBatch
 
 log = Logger()
 
@@ -29,7 +35,14 @@ def _fast_class():
         return None
 
     class FastEPollReactor(EPollReactor):
+        def __init__(self) -> None:
+            self.write_batch = WriteBatch()
+            super().__init__()
+
         def doPoll(self, timeout):
+            batch = self.write_batch
+            if batch.pending:
+                batch.send()
             if timeout is None:
                 timeout = -1
             try:
@@ -47,6 +60,8 @@ def _fast_class():
                         handle(selectable, fd, event)
                     except Exception:
                         log.failure("unhandled error handling an I/O event")
+            if batch.pending:
+                batch.send()
 
         doIteration = doPoll
 
