@@ -9,4 +9,6 @@ def test_fast_reactor_serves_and_survives_a_raising_protocol():
         "echoed": 300000,
         "broken": "",
         "after": "still serving",
+        "after_half_close": "got all of it",
+        "ended": ["done", "lost"],
     }

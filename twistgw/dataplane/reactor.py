@@ -21,15 +21,23 @@ from __future__ import annotations
 
 import errno
 
+from twisted.internet import tcp
+from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
 from twisted.logger import Logger
 
 from twistgw.dataplane.fastwrite import WriteBatch
 
 log = Logger()
 
+#: Connections whose read events ``FastEPollReactor._read`` handles itself: Twisted's
+#: own TCP classes, whose ``doRead`` it repeats.
+_PLAIN_TCP = frozenset({tcp.Server, tcp.Client})
+
 
 def _fast_class():
     try:
+        from select import EPOLLIN
+
         from twisted.internet.epollreactor import EPollReactor
     except ImportError:  # not Linux
         return None
@@ -55,15 +63,43 @@ def _fast_class():
             handle = self._doReadOrWrite
             for fd, event in events:
                 selectable = selectables.get(fd)
-                if selectable is not None:
-                    try:
-                        handle(selectable, fd, event)
-                    except Exception:
-                        log.failure("unhandled error handling an I/O event")
+                if selectable is None:
+                    continue
+                if (
+                    event == EPOLLIN
+                    and type(selectable) in _PLAIN_TCP
+                    and "doRead" not in selectable.__dict__  # (abortConnection sets one)
+                ):
+                    self._read(selectable)
+                    continue
+                try:
+                    handle(selectable, fd, event)
+                except Exception:
+                    log.failure("unhandled error handling an I/O event")
             if batch.pending:
                 batch.send()
 
         doIteration = doPoll
+
+        def _read(self, connection) -> None:
+            """What ``_doReadOrWrite`` does with a TCP connection's read event
+            (``Connection.doRead``: one ``recv``, then ``dataReceived`` or the
+            disconnection its outcome means), without its three calls' layers."""
+            try:
+                data = connection.socket.recv(connection.bufferSize)
+            except BlockingIOError:
+                return
+            except OSError:
+                self._disconnectSelectable(connection, CONNECTION_LOST, True)
+                return
+            if not data:
+                self._disconnectSelectable(connection, CONNECTION_DONE, True)
+                return
+            try:
+                connection.protocol.dataReceived(data)
+            except BaseException as error:
+                log.failure("unhandled error in dataReceived")
+                self._disconnectSelectable(connection, error, True)
 
     return FastEPollReactor
 
@@ -75,7 +111,8 @@ def install() -> str:
     if cls is not None:
         candidate = cls()
         if all(
-            hasattr(candidate, name) for name in ("_poller", "_selectables", "_doReadOrWrite")
+            hasattr(candidate, name)
+            for name in ("_poller", "_selectables", "_doReadOrWrite", "_disconnectSelectable")
         ) and isinstance(candidate._selectables, dict):
             from twisted.internet.main import installReactor
 
