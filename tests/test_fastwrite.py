@@ -16,4 +16,5 @@ def test_direct_writes_keep_order_under_backpressure_and_close_and_fall_back_els
         "tls_transport_falls_back": True,
         "batch_sent_before_close": "one two three",
         "timer_write_sent": "from a timer",
+        "bad_write_and_good_one": ["", "the other answer"],
     }

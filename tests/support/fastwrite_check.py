@@ -76,6 +76,46 @@ class WriteAndClose(protocol.Protocol):
         self.transport.loseConnection()
 
 
+class Pair(protocol.Protocol):
+    """Once two connections are open, a timer writes a str (a bug) to the first and
+    an answer to the second, in one turn, and closes both."""
+
+    def connectionMade(self):
+        self.write = writer_for(self.transport)
+        self.factory.open.append(self)
+        if len(self.factory.open) == 2:
+            reactor.callLater(0.05, self.both, *self.factory.open)
+
+    @staticmethod
+    def both(bad, good):
+        try:
+            bad.write("not bytes")
+        except TypeError:  # (sent at once, outside a batch: the writer's caller sees it)
+            bad.transport.abortConnection()
+        good.write(b"the other answer")
+        bad.transport.loseConnection()
+        good.transport.loseConnection()
+
+
+@defer.inlineCallbacks
+def bad_write_beside_a_good_one():
+    """What the two clients of a Pair got: the bad write ends its own connection
+    only (under the batch too, where it fails at the end of the turn)."""
+    pair = protocol.Factory.forProtocol(Pair)
+    pair.open = []
+    port = reactor.listenTCP(0, pair, interface="127.0.0.1")
+    received = []
+    for _ in range(2):
+        collect = protocol.ClientFactory.forProtocol(Collect)
+        collect.done = defer.Deferred()
+        reactor.connectTCP("127.0.0.1", port.getHost().port, collect)
+        received.append(collect.done)
+        yield task.deferLater(reactor, 0.02, lambda: None)  # (connected in this order)
+    results = yield defer.gatherResults(received)
+    yield port.stopListening()
+    return [data.decode() for data in results]
+
+
 @defer.inlineCallbacks
 def received_from(from_timer: bool):
     """What a WriteAndClose connection delivered before its close."""
@@ -116,6 +156,7 @@ def main(_):
     tls_falls_back = yield tls_done
     closed_after_batch = yield received_from(False)
     written_from_timer = yield received_from(True)
+    bad_and_good = yield bad_write_beside_a_good_one()
     print(
         json.dumps(
             {
@@ -127,6 +168,7 @@ def main(_):
                 "tls_transport_falls_back": tls_falls_back,
                 "batch_sent_before_close": closed_after_batch.decode(),
                 "timer_write_sent": written_from_timer.decode(),
+                "bad_write_and_good_one": bad_and_good,
             }
         )
     )

@@ -10,7 +10,9 @@ always takes the whole response, and the rest (if any) goes through
 Under the workers' reactor (``dataplane/reactor.py``), which has a ``WriteBatch``,
 the send waits for the end of the reactor turn: what a turn writes to a transport is
 sent with one ``send`` after all the turn's I/O events are handled (and before the
-reactor next waits for any). On a loaded gateway a turn handles many connections'
+reactor next waits for any). So once a transport has a writer, everything written to
+it must go through that writer: a ``transport.write`` in the same turn would overtake
+the batched bytes. On a loaded gateway a turn handles many connections'
 events, and sending each answer as it was made woke the peer (the backend, the
 client) once per answer; a batch wakes it once per turn, which cut the CPU time per
 proxied request of the gateway by a sixth and the backend's and the load generator's
@@ -34,6 +36,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.internet import tcp
+from twisted.logger import Logger
+
+log = Logger()
 
 Writer = Callable[[bytes], None]
 
@@ -60,6 +65,7 @@ def _check_shape(transport: object) -> bool:
         and isinstance(getattr(transport, "dataBuffer", None), bytes | memoryview)
         and isinstance(getattr(transport, "_tempDataBuffer", None), list)
         and hasattr(transport, "disconnecting")
+        and hasattr(transport, "_writeDisconnecting")
     )
 
 
@@ -90,7 +96,7 @@ def _send(transport, data: bytes) -> None:
         transport.write(data)  # let Twisted see and report the error its own way
         return
     if sent < len(data):
-        transport.write(data[sent:])
+        transport.write(bytes(data[sent:]))  # (Twisted takes bytes only, not views)
 
 
 class WriteBatch:
@@ -106,8 +112,13 @@ class WriteBatch:
         """Send each transport's bytes of the turn with one write."""
         pending, self.pending = self.pending, {}
         for transport, chunks in pending.items():
-            if transport.connected:  # (else it was lost in the same turn)
+            if not transport.connected:
+                continue  # lost in the same turn
+            try:
                 _send(transport, chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            except Exception:  # (a bug's bytes, e.g. a str): that connection only
+                log.failure("sending a connection's writes failed: the connection is aborted")
+                transport.abortConnection()
 
 
 def writer_for(transport) -> Writer:
@@ -129,6 +140,7 @@ def writer_for(transport) -> Writer:
             transport.dataBuffer
             or transport._tempDataBuffer
             or transport.disconnecting
+            or transport._writeDisconnecting
             or not transport.connected
         ):
             queued_write(data)

@@ -51,6 +51,8 @@ def _fast_class():
             batch = self.write_batch
             if batch.pending:
                 batch.send()
+                if self._newTimedCalls:  # (scheduled by the send: due before waiting)
+                    timeout = 0
             if timeout is None:
                 timeout = -1
             try:
@@ -112,7 +114,13 @@ def install() -> str:
         candidate = cls()
         if all(
             hasattr(candidate, name)
-            for name in ("_poller", "_selectables", "_doReadOrWrite", "_disconnectSelectable")
+            for name in (
+                "_poller",
+                "_selectables",
+                "_doReadOrWrite",
+                "_disconnectSelectable",
+                "_newTimedCalls",
+            )
         ) and isinstance(candidate._selectables, dict):
             from twisted.internet.main import installReactor
 

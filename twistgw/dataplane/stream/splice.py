@@ -155,9 +155,10 @@ class StreamClient(Side):
 
     def upstream_connected(self, upstream: Upstream) -> None:
         self.upstream = upstream
-        upstream.transport.write(self.buffered)
-        self.buffered = b""
         splice(self, upstream)
+        if self.buffered:  # (through the writer: the splice's writes follow it in order)
+            self.write_peer(self.buffered)
+            self.buffered = b""
         self.transport.resumeProducing()
 
     def connectionLost(self, reason=None) -> None:

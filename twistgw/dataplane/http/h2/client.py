@@ -29,6 +29,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from twistgw.dataplane.fastwrite import writer_for
 from twistgw.dataplane.http.deadline import Deadline
 from twistgw.dataplane.http.h2.flow import Session, StreamFlow, tolerate_goaway
 from twistgw.dataplane.http.messages import Headers, Response
@@ -98,6 +99,7 @@ class H2UpstreamConnection(Protocol):
 
     def connectionMade(self) -> None:  # noqa: N802 (Twisted's interface)
         self.connected = True
+        self.write = writer_for(self.transport)
         self.transport.setTcpNoDelay(True)
         h2 = self.session.h2
         h2.initiate_connection()
@@ -214,7 +216,7 @@ class H2UpstreamConnection(Protocol):
             session.dirty = False
             data = session.h2.data_to_send()
             if data:
-                self.transport.write(data)
+                self.write(data)
 
     def close(self) -> None:
         if self.connected:
