@@ -16,7 +16,7 @@ import grpc
 import pytest
 from h2.config import H2Configuration
 from h2.connection import H2Connection
-from h2.events import DataReceived, ResponseReceived, StreamEnded
+from h2.events import ConnectionTerminated, DataReceived, ResponseReceived, StreamEnded
 
 from tests.support.certs import CA, ca_config_map, tls_secret
 from tests.support.gateway import GatewayProcess, wait_until
@@ -360,5 +360,45 @@ def test_a_stalled_h2_upload_is_answered_408_and_its_backend_stream_cancelled(h2
                 sock.sendall(client.data_to_send())
         assert status == b"408"
         wait_until(lambda: h2echo.resets > resets, what="the backend stream to be reset")
+    finally:
+        gateway.stop()
+
+
+def test_an_idle_h2_connection_over_tls_is_sent_goaway_and_closed(ca, backends):
+    gateway = GatewayProcess(("--workers", "1", "--idle-timeout", "1")).start()
+    try:
+        listener = {
+            "name": "https",
+            "port": 8443,
+            "protocol": "HTTPS",
+            "tls": {"certificateRefs": [{"name": "cert"}]},
+        }
+        gateway.write(
+            "idle.yaml",
+            [
+                gateway_class(),
+                gateway_manifest(listeners=[listener]),
+                tls_secret("cert", ca.issue("secure.example.com")),
+                *service("app", [backends.start("idle-app")]),
+                http_route("app", [{"backendRefs": [backend("app")]}]),
+            ],
+        )
+        context = ssl.create_default_context(cadata=ca.pem.decode())
+        context.set_alpn_protocols(["h2"])
+
+        def connect():
+            raw = socket.create_connection((gateway.address, 8443), timeout=10)
+            return context.wrap_socket(raw, server_hostname="secure.example.com")
+
+        wait_until(lambda: connect().close() is None, what="the HTTPS listener")
+        with connect() as tls:
+            client = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+            client.initiate_connection()
+            tls.sendall(client.data_to_send())
+            received = b""
+            while data := tls.recv(65536):  # (the gateway closes it: recv ends)
+                received += data
+        goaways = [e for e in client.receive_data(received) if isinstance(e, ConnectionTerminated)]
+        assert goaways and goaways[0].error_code == 0
     finally:
         gateway.stop()

@@ -125,3 +125,30 @@ def test_rotated_secret_serves_new_handshakes_and_keeps_open_connections(https, 
     assert response.status == 200 and json.loads(response.read())["path"] == "/after"
     assert tls.getpeercert()["serialNumber"] == first_serial
     tls.close()
+
+
+def _read_answer(stream) -> bytes:
+    """The body of the next response on ``stream`` (a file over the connection)."""
+    assert stream.readline().startswith(b"HTTP/1.1 200")
+    length = None
+    while (line := stream.readline()) != b"\r\n":
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value)
+    return stream.read(length)
+
+
+def test_pipelined_and_keep_alive_requests_over_tls_are_answered_in_order(https, ca):
+    requests = b"".join(
+        b"GET /%s HTTP/1.1\r\nHost: a.example.com\r\n\r\n" % name for name in (b"one", b"two")
+    )
+    with (
+        socket.create_connection((https.address, PORT), timeout=10) as raw,
+        _context(ca).wrap_socket(raw, server_hostname="a.example.com") as tls,
+        tls.makefile("rb") as stream,
+    ):
+        tls.sendall(requests)  # two at once: the second waits for the first's answer
+        paths = [json.loads(_read_answer(stream))["path"] for _ in range(2)]
+        tls.sendall(b"GET /three HTTP/1.1\r\nHost: a.example.com\r\n\r\n")  # kept alive
+        paths.append(json.loads(_read_answer(stream))["path"])
+    assert paths == ["/one", "/two", "/three"]

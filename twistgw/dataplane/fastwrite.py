@@ -34,9 +34,12 @@ of reactor.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import suppress
+from typing import Protocol
 
 from twisted.internet import tcp
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 
 log = Logger()
 
@@ -70,11 +73,21 @@ def _check_shape(transport: object) -> bool:
 
 
 def has_pending(transport) -> bool:
-    """Whether bytes wait in the transport's buffer (True when that cannot be known,
-    so callers take the cautious path)."""
-    if not _has_expected_shape(transport):
-        return True
-    return bool(transport.dataBuffer or transport._tempDataBuffer)
+    """Whether bytes wait in the transport's buffer: a TCP transport's, or a TLS
+    layer's and its TCP transport's (True when that cannot be known, so callers take
+    the cautious path)."""
+    if _has_expected_shape(transport):
+        return bool(transport.dataBuffer or transport._tempDataBuffer)
+    if isinstance(transport, TLSMemoryBIOProtocol) and isinstance(
+        getattr(transport, "_appSendBuffer", None), list
+    ):
+        return bool(transport._appSendBuffer) or has_pending(transport.transport)
+    return True
+
+
+def _queue(transport, data: bytes) -> None:
+    """Twisted's own write (the class's, should the instance's be a writer)."""
+    type(transport).write(transport, data)
 
 
 def _send(transport, data: bytes) -> None:
@@ -86,30 +99,53 @@ def _send(transport, data: bytes) -> None:
         or transport.disconnecting
         or not transport.connected
     ):
-        transport.write(data)
+        _queue(transport, data)
         return
     try:
         sent = transport.socket.send(data)
     except BlockingIOError:
         sent = 0
     except OSError:
-        transport.write(data)  # let Twisted see and report the error its own way
+        _queue(transport, data)  # let Twisted see and report the error its own way
         return
     if sent < len(data):
-        transport.write(bytes(data[sent:]))  # (Twisted takes bytes only, not views)
+        _queue(transport, bytes(data[sent:]))  # (Twisted takes bytes only, not views)
+
+
+class Layer(Protocol):
+    """A protocol layer (TLS) that gathers a turn's writes in the batch too: they are
+    handed to ``send_batched`` at the end of the turn, before the sockets' writes."""
+
+    def send_batched(self, data: bytes) -> None: ...
+
+    def abortConnection(self) -> None: ...
 
 
 class WriteBatch:
     """What writers gave their transports during one reactor turn, in order; the
     reactor calls ``send`` after handling a turn's events and before waiting."""
 
-    __slots__ = ("pending",)
+    __slots__ = ("pending", "layers")
 
     def __init__(self) -> None:
         self.pending: dict[tcp.Connection, list[bytes]] = {}
+        self.layers: dict[Layer, list[bytes]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.pending or self.layers)
 
     def send(self) -> None:
-        """Send each transport's bytes of the turn with one write."""
+        """Hand each layer its turn's bytes (what they write joins ``pending``), then
+        send each transport's bytes of the turn with one write."""
+        while self.layers:  # (a layer's records may lead another layer to write)
+            layers, self.layers = self.layers, {}
+            for layer, chunks in layers.items():
+                try:
+                    layer.send_batched(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                except Exception:
+                    log.failure("a connection's writes failed: the connection is aborted")
+                    with suppress(Exception):
+                        layer.abortConnection()
         pending, self.pending = self.pending, {}
         for transport, chunks in pending.items():
             if not transport.connected:
@@ -117,8 +153,17 @@ class WriteBatch:
             try:
                 _send(transport, chunks[0] if len(chunks) == 1 else b"".join(chunks))
             except Exception:  # (a bug's bytes, e.g. a str): that connection only
-                log.failure("sending a connection's writes failed: the connection is aborted")
+                log.failure("a connection's writes failed: the connection is aborted")
                 transport.abortConnection()
+
+
+def write_batch_of(transport) -> WriteBatch | None:
+    """The batch of ``transport``'s reactor, if it has one and the transport is a
+    plain TCP connection whose writes may join it."""
+    if not _has_expected_shape(transport):
+        return None
+    batch = getattr(getattr(transport, "reactor", None), "write_batch", None)
+    return batch if isinstance(batch, WriteBatch) else None
 
 
 def writer_for(transport) -> Writer:
@@ -126,10 +171,9 @@ def writer_for(transport) -> Writer:
     of the reactor turn if the reactor has a ``write_batch``, else at once."""
     if not _has_expected_shape(transport):
         return transport.write
-    batch = getattr(getattr(transport, "reactor", None), "write_batch", None)
-    if not isinstance(batch, WriteBatch):
+    batch = write_batch_of(transport)
+    if batch is None:
         return lambda data: _send(transport, data)
-    queued_write = transport.write
 
     def write(data: bytes) -> None:
         pending = batch.pending
@@ -143,7 +187,7 @@ def writer_for(transport) -> Writer:
             or transport._writeDisconnecting
             or not transport.connected
         ):
-            queued_write(data)
+            _queue(transport, data)
         else:
             pending[transport] = [data]
 

@@ -16,7 +16,6 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from twistgw.dataplane.datagram import MAX_DATAGRAM, UDPServer
 from twistgw.dataplane.http import accesslog as access_log
@@ -26,6 +25,7 @@ from twistgw.dataplane.http.upstream import UpstreamPool
 from twistgw.dataplane.stream.tcp import TCPFrontFactory
 from twistgw.dataplane.stream.tlsfront import TLSFrontFactory
 from twistgw.dataplane.tls import SNIContexts
+from twistgw.dataplane.tlswrite import BatchedTLSFactory
 from twistgw.ipc.settings import DEFAULT_SETTINGS, DataPlaneSettings
 from twistgw.metrics import Metrics
 from twistgw.routing.ir import Bind, BindKey, HTTPListener, RoutingTable
@@ -134,7 +134,7 @@ class BindServer(Factory):
             return Prepared(router, "https", None, entry)
         if bind.protocol == "HTTPS":
             contexts = SNIContexts(bind, self.min_tls_version)
-            entry = TLSMemoryBIOFactory(contexts, False, http)
+            entry = BatchedTLSFactory(contexts, False, http)
             return Prepared(Router(bind), "https", contexts, entry)
         return Prepared(Router(bind), "http", None, http)
 

@@ -49,7 +49,7 @@ def _fast_class():
 
         def doPoll(self, timeout):
             batch = self.write_batch
-            if batch.pending:
+            if batch:
                 batch.send()
                 if self._newTimedCalls:  # (scheduled by the send: due before waiting)
                     timeout = 0
@@ -78,7 +78,7 @@ def _fast_class():
                     handle(selectable, fd, event)
                 except Exception:
                     log.failure("unhandled error handling an I/O event")
-            if batch.pending:
+            if batch:
                 batch.send()
 
         doIteration = doPoll

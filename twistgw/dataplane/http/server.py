@@ -130,6 +130,8 @@ class HTTPServerProtocol(Protocol):
     def close(self) -> None:
         self.closing = True
         if self.transport is not None:
+            if self.tls:  # a TLS layer closes only once no producer is registered
+                self.transport.unregisterProducer()
             self.transport.loseConnection()
 
     def abort(self) -> None:

@@ -10,7 +10,6 @@ listener without hostname can serve. A connection nobody serves is closed.
 from __future__ import annotations
 
 from twisted.internet.protocol import Factory, Protocol
-from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from twistgw.dataplane.backend_tls import BackendTLSCreators
 from twistgw.dataplane.http.router import WeightedBackends
@@ -18,6 +17,7 @@ from twistgw.dataplane.http.server import HTTPProxyFactory
 from twistgw.dataplane.stream.clienthello import NotTLS, server_name
 from twistgw.dataplane.stream.splice import StreamClient
 from twistgw.dataplane.tls import SNIContexts
+from twistgw.dataplane.tlswrite import BatchedTLSFactory
 from twistgw.hostnames import host_matches, specificity
 from twistgw.metrics import Metrics
 from twistgw.routing.ir import Bind, HTTPListener, TLSListener
@@ -49,7 +49,7 @@ class TLSFront:
 
     def __init__(self, bind: Bind, contexts: SNIContexts) -> None:
         self.terminators = {
-            name: TLSMemoryBIOFactory(context, False, None)
+            name: BatchedTLSFactory(context, False, None)
             for name, context in contexts.by_name.items()
         }
         self.listeners = [
@@ -64,10 +64,10 @@ class TLSFront:
         return None
 
 
-def start_tls(transport, hello: bytes, factory: TLSMemoryBIOFactory, application: Protocol) -> None:
+def start_tls(transport, hello: bytes, factory: BatchedTLSFactory, application: Protocol) -> None:
     """End TLS on ``transport`` for ``application``, feeding it the ClientHello bytes
     already read: the TLS layer takes the connection's place as its protocol."""
-    tls = factory.protocol(factory, application)  # Twisted's own: small writes gathered
+    tls = factory.protocol(factory, application)  # (a turn's writes gathered: tlswrite.py)
     transport.protocol = tls
     tls.makeConnection(transport)
     tls.dataReceived(hello)
