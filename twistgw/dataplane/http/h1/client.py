@@ -218,28 +218,19 @@ class ClientCodec:
         status = head.status
         if status == 204 or status == 304:
             return False
-        length = None
-        persistent = head.version == b"1.1"
-        close = False
-        for name, value in head.fields.connection:
-            if name == b"content-length" and length is None and value.isdigit():
-                if len(value) > MAX_LENGTH_DIGITS:
-                    return False
-                length = int(value)
-            elif name == b"connection" and value.lower() in PERSISTENCE:
-                if value.lower() == b"close":
-                    close = True
-                else:
-                    persistent = True
-            else:
-                return False
-        if length is None:
+        fields = head.fields
+        plain = fields.response_framing
+        if plain is None:
+            plain = fields.response_framing = _plain_framing(fields.connection)
+        if plain is False:
             return False
+        length, keep_alive, close = plain
+        persistent = head.version == b"1.1" or keep_alive
         self.deadline.clear()
         self.body = LengthBody(length) if length else EMPTY
         self.persistent = persistent and not close
         self.state = BODY
-        self.sink.response_head(Response(status, head.fields.headers, length), None)
+        self.sink.response_head(Response(status, fields.headers, length), None)
         if not length and self.state == BODY:
             self._end()
         return True
@@ -304,3 +295,24 @@ class ClientCodec:
         """The exchange no longer listens (its client went away)."""
         self.sink = None
         self.deadline.cancel()
+
+
+def _plain_framing(connection: tuple[tuple[bytes, bytes], ...]) -> tuple[int, bool, bool] | bool:
+    """(Content-Length, ``Connection: keep-alive``, ``Connection: close``) of a
+    response whose connection fields are only those, at most one of each kind;
+    False for any other."""
+    length = None
+    keep_alive = close = False
+    for name, value in connection:
+        if name == b"content-length" and length is None and value.isdigit():
+            if len(value) > MAX_LENGTH_DIGITS:
+                return False
+            length = int(value)
+        elif name == b"connection" and value.lower() in PERSISTENCE:
+            if value.lower() == b"close":
+                close = True
+            else:
+                keep_alive = True
+        else:
+            return False
+    return False if length is None else (length, keep_alive, close)

@@ -57,14 +57,19 @@ class ProtocolError(Exception):
 class Fields:
     """A head's fields as received (names lower-cased, values trimmed): the end-to-end
     ones in ``headers``, the CONNECTION_FIELDS in ``connection``; ``underscores`` says
-    whether an end-to-end name has a ``_``. Tuples: parsed heads are shared."""
+    whether an end-to-end name has a ``_``. Tuples: parsed heads are shared, and so is
+    what the codecs' fast paths concluded of them, None until they looked: the
+    client's of a response's framing (``response_framing``), the server's of a
+    request's Host (``request_host``)."""
 
-    __slots__ = ("headers", "connection", "underscores")
+    __slots__ = ("headers", "connection", "underscores", "response_framing", "request_host")
 
     def __init__(self, headers: FieldTuple, connection: FieldTuple, underscores: bool) -> None:
         self.headers = headers
         self.connection = connection
         self.underscores = underscores
+        self.response_framing: object = None
+        self.request_host: object = None
 
 
 class RequestHead:

@@ -30,6 +30,7 @@ from twistgw.dataplane.http.h1.bodies import (
 )
 from twistgw.dataplane.http.h1.framing import Connection, request_body
 from twistgw.dataplane.http.h1.heads import (
+    Fields,
     ProtocolError,
     RequestHead,
     has_bare_newline,
@@ -276,25 +277,21 @@ class ServerCodec:
 
     def _request(self, head: RequestHead) -> Request:
         """The exchange's view of a request head, after RFC 9112's checks."""
-        connection = head.fields.connection
-        if (
-            len(connection) == 1
-            and head.version == b"1.1"
-            and head.target[0] == 47
-            and connection[0][0] == b"host"
-            and not head.fields.underscores
-        ):
+        parsed = head.fields
+        host = parsed.request_host
+        if host is None:
+            host = parsed.request_host = _plain_host(parsed)
+        if host is not False and head.version == b"1.1" and head.target[0] == 47:
             # the commonest request (Host alone, origin-form, no body): what the full
             # rules below would conclude, without their bookkeeping
-            authority = connection[0][1]
-            if HOST.fullmatch(authority) is None:
+            if host is INVALID:
                 raise ProtocolError(400, "invalid Host")
             self.version = b"1.1"
             self.body = EMPTY
             self.persistent = not self.draining
             self.head_request = head.method == b"HEAD"
-            return Request(head.method, authority, head.target, head.fields.headers)
-        fields = Connection(head.fields)
+            return Request(head.method, host, head.target, parsed.headers)
+        fields = Connection(parsed)
         version = self.version = head.version
         method = head.method
         hosts = fields.hosts
@@ -562,3 +559,17 @@ class ServerCodec:
             sink, self.sink = self.sink, None
             if sink is not None:
                 sink.client_gone()
+
+
+#: ``_plain_host``'s answer for a Host that breaks RFC 9110's syntax.
+INVALID = object()
+
+
+def _plain_host(fields: Fields) -> bytes | bool | object:
+    """The Host of fields whose only connection field it is (none with ``_`` in
+    its name either), INVALID if it is malformed; False for other fields."""
+    connection = fields.connection
+    if len(connection) != 1 or connection[0][0] != b"host" or fields.underscores:
+        return False
+    authority = connection[0][1]
+    return authority if HOST.fullmatch(authority) is not None else INVALID
