@@ -14,7 +14,7 @@ import time
 from typing import IO, TYPE_CHECKING
 
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 if TYPE_CHECKING:
     from twistgw.dataplane.http.exchange import Exchange
@@ -121,8 +121,19 @@ _encode = json.JSONEncoder(ensure_ascii=True, check_circular=False).encode
 
 
 def emit(exchange: Exchange, now: float) -> None:
-    """Log one finished exchange (the exchange calls this when access logging is on)."""
-    log.info(FORMAT, **record(exchange, now))
+    """Log one finished exchange (the exchange calls this when access logging is on):
+    the event ``log.info`` would make, made here, as ``Logger.emit`` checking its level
+    and looking for a trace cost a third of what an access-log line costs."""
+    event = record(exchange, now)
+    event.update(
+        log_logger=log,
+        log_level=LogLevel.info,
+        log_namespace=NAMESPACE,
+        log_source=None,
+        log_format=FORMAT,
+        log_time=now,
+    )
+    log.observer(event)
 
 
 class JSONLinesObserver:
