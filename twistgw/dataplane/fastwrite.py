@@ -69,6 +69,7 @@ def _check_shape(transport: object) -> bool:
         and isinstance(getattr(transport, "_tempDataBuffer", None), list)
         and hasattr(transport, "disconnecting")
         and hasattr(transport, "_writeDisconnecting")
+        and hasattr(transport, "_aborting")
     )
 
 
@@ -148,8 +149,8 @@ class WriteBatch:
                         layer.abortConnection()
         pending, self.pending = self.pending, {}
         for transport, chunks in pending.items():
-            if not transport.connected:
-                continue  # lost in the same turn
+            if not transport.connected or transport._aborting:
+                continue  # lost or aborted in the same turn: Twisted drops its bytes
             try:
                 _send(transport, chunks[0] if len(chunks) == 1 else b"".join(chunks))
             except Exception:  # (a bug's bytes, e.g. a str): that connection only

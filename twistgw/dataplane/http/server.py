@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from twistgw.metrics import Metrics
 
 AccessLog = Callable[[Exchange, float], None]
+#: How often a TLS connection whose client is not reading is looked at for drained
+#: answers (a pipelined request waits for that; its header timeout still applies).
+DRAIN_LOOK_INTERVAL = 0.02
 
 
 @implementer(IHalfCloseableProtocol)
@@ -148,7 +151,20 @@ class HTTPServerProtocol(Protocol):
         if transport is None or transport.producer is not None:
             callback()  # (a producer is paired already: it paces the writes)
             return
+        if self.tls:
+            # Twisted's TLS layer turns a pull producer into a loop that asks it for
+            # more on every reactor turn (a busy wait): look now and then instead
+            self._look_drained(callback)
+            return
         transport.registerProducer(_DrainWaiter(transport, callback), False)
+
+    def _look_drained(self, callback: Callable[[], None]) -> None:
+        if self.closing or self.transport is None:
+            return  # (closed meanwhile: nothing waits any more)
+        if has_pending(self.transport):
+            self.clock.callLater(DRAIN_LOOK_INTERVAL, self._look_drained, callback)
+        else:
+            callback()
 
     def pause(self) -> None:
         self.pause_reading()
