@@ -91,15 +91,22 @@ def _queue(transport, data: bytes) -> None:
     type(transport).write(transport, data)
 
 
-def _send(transport, data: bytes) -> None:
-    """Send ``data`` now if nothing is queued ahead of it, else (and whatever the
-    socket does not take) through the transport's own buffer."""
-    if (
+def _through_twisted(transport) -> bool:
+    """Whether a write must go through the transport's own buffer: bytes wait there
+    already, or the transport is closing (its close follows that buffer)."""
+    return bool(
         transport.dataBuffer
         or transport._tempDataBuffer
         or transport.disconnecting
+        or transport._writeDisconnecting
         or not transport.connected
-    ):
+    )
+
+
+def _send(transport, data: bytes) -> None:
+    """Send ``data`` now if nothing is queued ahead of it, else (and whatever the
+    socket does not take) through the transport's own buffer."""
+    if _through_twisted(transport):
         _queue(transport, data)
         return
     try:
@@ -122,6 +129,12 @@ class Layer(Protocol):
     def abortConnection(self) -> None: ...
 
 
+#: Passes over the layers per ``send``: what they write in the last pass waits for
+#: the next send (before the reactor waits), so layers that keep writing to each
+#: other cannot hold the reactor in one turn.
+MAX_LAYER_PASSES = 4
+
+
 class WriteBatch:
     """What writers gave their transports during one reactor turn, in order; the
     reactor calls ``send`` after handling a turn's events and before waiting."""
@@ -138,7 +151,9 @@ class WriteBatch:
     def send(self) -> None:
         """Hand each layer its turn's bytes (what they write joins ``pending``), then
         send each transport's bytes of the turn with one write."""
-        while self.layers:  # (a layer's records may lead another layer to write)
+        for _ in range(MAX_LAYER_PASSES):  # (a layer's records may lead one to write)
+            if not self.layers:
+                break
             layers, self.layers = self.layers, {}
             for layer, chunks in layers.items():
                 try:
@@ -181,13 +196,7 @@ def writer_for(transport) -> Writer:
         chunks = pending.get(transport)
         if chunks is not None:
             chunks.append(data)
-        elif (
-            transport.dataBuffer
-            or transport._tempDataBuffer
-            or transport.disconnecting
-            or transport._writeDisconnecting
-            or not transport.connected
-        ):
+        elif _through_twisted(transport):
             _queue(transport, data)
         else:
             pending[transport] = [data]

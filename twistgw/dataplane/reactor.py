@@ -51,7 +51,7 @@ def _fast_class():
             batch = self.write_batch
             if batch:
                 batch.send()
-                if self._newTimedCalls:  # (scheduled by the send: due before waiting)
+                if batch or self._newTimedCalls:  # (left by the send, or due: no wait)
                     timeout = 0
             if timeout is None:
                 timeout = -1
