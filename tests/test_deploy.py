@@ -14,6 +14,8 @@ from tests.support.kubectl import kubectl_or_skip
 from twistgw.cluster.resources import LEASE, WATCHED
 from twistgw.options import DEFAULT_CONTROLLER
 
+#: The API groups whose objects get a status from twistgw.
+GROUPS_WITH_STATUS = ("gateway.networking.k8s.io", "gateway.twistgw.dev")
 DEPLOY = os.path.join(os.path.dirname(__file__), "..", "deploy")
 
 
@@ -52,6 +54,7 @@ def test_every_kind_is_there(rendered):
         "Service",
         "PodDisruptionBudget",
         "HorizontalPodAutoscaler",
+        "CustomResourceDefinition",
     }
     assert "namespace" not in rendered[("GatewayClass", "twistgw")]["metadata"]
     assert rendered[("GatewayClass", "twistgw")]["spec"]["controllerName"] == DEFAULT_CONTROLLER
@@ -62,7 +65,7 @@ def test_rbac_is_what_cluster_mode_needs_and_no_more(rendered):
     for resource in WATCHED:
         assert _allows(role, resource.group, resource.plural, {"get", "list", "watch"}), resource
         status = f"{resource.plural}/status"
-        if resource.group == "gateway.networking.k8s.io" and resource.kind != "ReferenceGrant":
+        if resource.group in GROUPS_WITH_STATUS and resource.kind != "ReferenceGrant":
             assert _allows(role, resource.group, status, {"get", "update"}), status
     granted = {verb for _, _, verbs in _rules(role) for verb in verbs}
     assert granted <= {"get", "list", "watch", "update", "patch"}  # no create or delete

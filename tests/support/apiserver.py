@@ -37,6 +37,8 @@ RESOURCES: dict[tuple[str, str, str], tuple[str, bool, bool]] = {
     (GATEWAY, "v1alpha2", "udproutes"): ("UDPRoute", True, True),
     (GATEWAY, "v1beta1", "referencegrants"): ("ReferenceGrant", True, False),
     (GATEWAY, "v1", "backendtlspolicies"): ("BackendTLSPolicy", True, True),
+    ("gateway.twistgw.dev", "v1alpha1", "trafficpolicies"): ("TrafficPolicy", True, True),
+    ("gateway.twistgw.dev", "v1alpha1", "securitypolicies"): ("SecurityPolicy", True, True),
 }
 PLURALS = {kind: key for key, (kind, _, _) in RESOURCES.items()}
 

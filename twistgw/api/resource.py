@@ -10,6 +10,8 @@ from typing import Any
 import attrs
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
+#: twistgw's own kinds (TrafficPolicy, SecurityPolicy).
+POLICY_GROUP = "gateway.twistgw.dev"
 CORE_GROUP = ""
 
 #: Kinds the translator reads, with the API group each belongs to.
@@ -24,6 +26,8 @@ KNOWN_KINDS: Mapping[str, str] = {
     "ListenerSet": GATEWAY_GROUP,
     "ReferenceGrant": GATEWAY_GROUP,
     "BackendTLSPolicy": GATEWAY_GROUP,
+    "TrafficPolicy": POLICY_GROUP,
+    "SecurityPolicy": POLICY_GROUP,
     "Namespace": CORE_GROUP,
     "Service": CORE_GROUP,
     "EndpointSlice": "discovery.k8s.io",

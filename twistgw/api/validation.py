@@ -19,12 +19,25 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from twistgw.api.fields import (
+    HEADER_NAME_RE,
+    NAME_RE,
+    SECTION_NAME_RE,
+)
+from twistgw.api.fields import (
+    InvalidObject as InvalidObject,  # (raised here, caught by importers of this module)
+)
+from twistgw.api.fields import fail as _fail
+from twistgw.api.fields import integer as _int
+from twistgw.api.fields import item as _item
+from twistgw.api.fields import list_of as _list
+from twistgw.api.fields import mapping as _mapping
+from twistgw.api.fields import string as _string
+from twistgw.api.policy_validation import POLICY_LISTS, POLICY_VALIDATORS
 from twistgw.regex import RegexError, compile_regex
 
 #: A namespace's name: an RFC 1123 label.
 NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-SECTION_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 HOSTNAME_RE = re.compile(
     r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
@@ -32,8 +45,6 @@ HOSTNAME_RE = re.compile(
 PRECISE_HOSTNAME_RE = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
-#: An RFC 9110 field name: a token (tchar+).
-HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
 PROTOCOL_RE = re.compile(
     r"^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[A-Za-z0-9]+$"
 )
@@ -65,80 +76,8 @@ _DURATION_PART = re.compile(r"([0-9]{1,5})(h|ms|m|s)")
 _DURATION_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
-class InvalidObject(ValueError):
-    """An object that its CRD's schema would reject; the message names the field."""
-
-
-def _fail(path: str, problem: str) -> None:
-    raise InvalidObject(f"{path}: {problem}")
-
-
 #: LabelSelector operators.
 SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
-
-
-def _mapping(value: Any, path: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        _fail(path, f"must be an object, not {type(value).__name__}")
-    return value
-
-
-def _item(value: Any, path: str) -> dict:
-    """A list item that must be an object (a null item is not one)."""
-    if not isinstance(value, dict):
-        _fail(path, f"must be an object, not {type(value).__name__}")
-    return value
-
-
-def _list(value: Any, path: str) -> list:
-    """``value`` as a list; its CRD bound is checked before (``LIST_BOUNDS``)."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        _fail(path, f"must be a list, not {type(value).__name__}")
-    return value
-
-
-def _string(
-    obj: dict,
-    key: str,
-    path: str,
-    required: bool = False,
-    pattern=None,
-    max_len: int = 253,
-    enum: tuple[str, ...] | None = None,
-) -> str | None:
-    value = obj.get(key)
-    where = f"{path}.{key}"
-    if value is None:
-        if required:
-            _fail(where, "is required")
-        return None
-    if not isinstance(value, str):
-        _fail(where, f"must be a string, not {type(value).__name__}")
-    if len(value) > max_len:
-        _fail(where, f"must be at most {max_len} characters")
-    if enum is not None and value not in enum:
-        _fail(where, f"must be one of {', '.join(enum)}; got {value!r}")
-    if pattern is not None and not pattern.fullmatch(value):
-        _fail(where, f"{value!r} is not valid")
-    return value
-
-
-def _int(obj: dict, key: str, path: str, lo: int, hi: int, required: bool = False) -> int | None:
-    value = obj.get(key)
-    where = f"{path}.{key}"
-    if value is None:
-        if required:
-            _fail(where, "is required")
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        _fail(where, f"must be an integer, not {type(value).__name__}")
-    if not lo <= value <= hi:
-        _fail(where, f"must be between {lo} and {hi}; got {value}")
-    return value
 
 
 def parse_duration(value: str) -> float:
@@ -629,6 +568,7 @@ LIST_BOUNDS: dict[str, dict[str, int]] = {
         "spec.validation.subjectAltNames": 5,
     },
     "EndpointSlice": {"endpoints": 1000, "endpoints[].addresses": 100, "ports": 100},
+    **POLICY_LISTS,
 }
 #: What the API server allows for all of an object's annotations (keys and values).
 MAX_ANNOTATIONS_BYTES = 256 * 1024
@@ -1037,6 +977,7 @@ VALIDATORS: dict[str, Callable[[dict], None]] = {
     "EndpointSlice": _endpoint_slice,
     "ConfigMap": _data,
     "Secret": _data,
+    **POLICY_VALIDATORS,
 }
 
 

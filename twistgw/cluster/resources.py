@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 GATEWAY = "gateway.networking.k8s.io"
+POLICIES = "gateway.twistgw.dev"
 
 
 @attrs.frozen
@@ -41,6 +42,8 @@ WATCHED: tuple[APIResource, ...] = (
     APIResource("UDPRoute", GATEWAY, "v1alpha2", "udproutes"),
     APIResource("ReferenceGrant", GATEWAY, "v1beta1", "referencegrants"),
     APIResource("BackendTLSPolicy", GATEWAY, "v1", "backendtlspolicies"),
+    APIResource("TrafficPolicy", POLICIES, "v1alpha1", "trafficpolicies"),
+    APIResource("SecurityPolicy", POLICIES, "v1alpha1", "securitypolicies"),
     APIResource("Service", "", "v1", "services"),
     APIResource("EndpointSlice", "discovery.k8s.io", "v1", "endpointslices"),
     APIResource("Namespace", "", "v1", "namespaces", namespaced=False),

@@ -124,8 +124,8 @@ class ObjectAssembler:
         if not isinstance(kind, str) or not document.get("apiVersion"):
             found.problems.append(ConfigError(source, "a document lacks apiVersion or kind"))
             return
-        if kind not in KNOWN_KINDS:
-            return
+        if KNOWN_KINDS.get(kind) != _group_of(document["apiVersion"]):
+            return  # (not a kind twistgw reads: another API's kind may share its name)
         digest = fingerprint(document)
         outcome = None
         if digest is not None:
@@ -171,3 +171,11 @@ class ObjectAssembler:
             annotations=dict(metadata.get("annotations") or {}),
             body=body,
         )
+
+
+def _group_of(api_version: object) -> str | None:
+    """The API group of an ``apiVersion`` ("" for the core group's "v1")."""
+    if not isinstance(api_version, str):
+        return None
+    group, _, _ = api_version.rpartition("/")
+    return group

@@ -1,0 +1,84 @@
+"""The building blocks of schema checks: typed field readers that fail with the field's
+path, and the name patterns the Kubernetes and Gateway API schemas share."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+SECTION_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+#: An RFC 9110 field name: a token (tchar+).
+HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
+
+
+class InvalidObject(ValueError):
+    """An object that its CRD's schema would reject; the message names the field."""
+
+
+def fail(path: str, problem: str) -> None:
+    raise InvalidObject(f"{path}: {problem}")
+
+
+def mapping(value: Any, path: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        fail(path, f"must be an object, not {type(value).__name__}")
+    return value
+
+
+def item(value: Any, path: str) -> dict:
+    """A list item that must be an object (a null item is not one)."""
+    if not isinstance(value, dict):
+        fail(path, f"must be an object, not {type(value).__name__}")
+    return value
+
+
+def list_of(value: Any, path: str) -> list:
+    """``value`` as a list; its CRD bound is checked before (``LIST_BOUNDS``)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        fail(path, f"must be a list, not {type(value).__name__}")
+    return value
+
+
+def string(
+    obj: dict,
+    key: str,
+    path: str,
+    required: bool = False,
+    pattern=None,
+    max_len: int = 253,
+    enum: tuple[str, ...] | None = None,
+) -> str | None:
+    value = obj.get(key)
+    where = f"{path}.{key}"
+    if value is None:
+        if required:
+            fail(where, "is required")
+        return None
+    if not isinstance(value, str):
+        fail(where, f"must be a string, not {type(value).__name__}")
+    if len(value) > max_len:
+        fail(where, f"must be at most {max_len} characters")
+    if enum is not None and value not in enum:
+        fail(where, f"must be one of {', '.join(enum)}; got {value!r}")
+    if pattern is not None and not pattern.fullmatch(value):
+        fail(where, f"{value!r} is not valid")
+    return value
+
+
+def integer(obj: dict, key: str, path: str, lo: int, hi: int, required: bool = False) -> int | None:
+    value = obj.get(key)
+    where = f"{path}.{key}"
+    if value is None:
+        if required:
+            fail(where, "is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        fail(where, f"must be an integer, not {type(value).__name__}")
+    if not lo <= value <= hi:
+        fail(where, f"must be between {lo} and {hi}; got {value}")
+    return value
