@@ -149,6 +149,65 @@ class Retry:
 
 
 @attrs.frozen
+class RateLimit:
+    """A TrafficPolicy's rate limit: ``requests`` per ``period`` seconds, refilled
+    evenly, in buckets of ``burst``; one bucket per key value (``key``: "ClientIP",
+    "Header" with ``header`` lower-case, or "Global") within ``bucket``, the policy and
+    target it counts for (every route under that target shares it)."""
+
+    policy: str  # "namespace/name"
+    bucket: str
+    requests: int
+    period: float
+    burst: int
+    key: str = "ClientIP"
+    header: str | None = None
+
+
+@attrs.frozen
+class Compression:
+    """A TrafficPolicy's response compression: the encodings offered (the server's
+    preference first), the smallest Content-Length compressed, the media types."""
+
+    policy: str
+    types: tuple[str, ...]
+    min_size: int
+    content_types: tuple[str, ...]
+
+
+@attrs.frozen
+class IPAccess:
+    """A SecurityPolicy's client address lists (CIDRs as written): a client in
+    ``deny``, or in none of a non-empty ``allow``, is answered 403."""
+
+    policy: str
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class BasicAuth:
+    """A SecurityPolicy's HTTP Basic authentication: (user, htpasswd hash) pairs."""
+
+    policy: str
+    realm: str
+    users: tuple[tuple[str, str], ...] = attrs.field(repr=False)
+
+
+@attrs.frozen
+class Policies:
+    """What TrafficPolicies and SecurityPolicies do to a route's requests, each section
+    from the most specific policy that sets it. ``refused``: a SecurityPolicy that
+    applies could not be used; the route answers 500 rather than go unprotected."""
+
+    rate_limit: RateLimit | None = None
+    compression: Compression | None = None
+    ip_access: IPAccess | None = None
+    basic_auth: BasicAuth | None = None
+    refused: str | None = None
+
+
+@attrs.frozen
 class Route:
     """One match of one rule, with what to do when it matches. Routes of a virtual
     host are listed in the spec's precedence order: the first that matches wins.
@@ -164,6 +223,7 @@ class Route:
     timeouts: Timeouts | None = None
     retry: Retry | None = None
     rule_name: str | None = None  # the rule's ``name``, if it has one
+    policies: Policies | None = None
 
 
 @attrs.frozen
@@ -291,7 +351,7 @@ class RoutingTable:
         """Plain data for the config dump; private keys are left out."""
 
         def redact(inst, field, value):
-            if field is not None and field.name == "private_key":
+            if field is not None and field.name in ("private_key", "users"):
                 return "<redacted>"
             if isinstance(value, bytes):
                 return value.decode("ascii", "replace")

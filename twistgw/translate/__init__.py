@@ -17,6 +17,7 @@ from twistgw.translate.grpcroutes import analyse_grpc_route, grpc_precedence
 from twistgw.translate.httproutes import analyse_route, http_precedence
 from twistgw.translate.listenersets import ListenerSets
 from twistgw.translate.model import TranslateOptions, Translation
+from twistgw.translate.policies import PolicyAttachment
 from twistgw.translate.tlsroutes import analyse_stream_route
 
 __all__ = ["TranslateOptions", "Translation", "translate"]
@@ -140,6 +141,8 @@ def translate(snapshot: Snapshot, options: TranslateOptions) -> Translation:
         EntryBudget(options.max_route_entries, options.max_table_entries),
         listener_sets.by_name(),
     )
+    policy_attachment = PolicyAttachment(snapshot, by_name, attachments)
+    attachments = policy_attachment.apply(attachments)
     per_listener: dict[int, list[Attachment]] = {}
     for attachment in attachments:
         per_listener.setdefault(id(attachment.listener), []).append(attachment)
@@ -175,5 +178,6 @@ def translate(snapshot: Snapshot, options: TranslateOptions) -> Translation:
     statuses.extend(gateway.status() for gateway in gateways)
     statuses.extend(route_statuses)
     statuses.extend(policies.statuses(_service_users(attachments), options.controller_name))
+    statuses.extend(policy_attachment.statuses(options.controller_name))
     assigned = {g.key: g.addresses[0] for g in gateways if g.addresses}
     return Translation(table, tuple(statuses), assigned)
