@@ -267,7 +267,7 @@ def test_h2_over_tls_to_a_backend_with_a_backend_tls_policy(h2):
     backend_ca = CA("h2 backend CA")
     server = H2Echo(backend_ca.issue("h2.backend.test"))
     policy = {
-        "apiVersion": "h2.networking.k8s.io/v1",
+        "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "BackendTLSPolicy",
         "metadata": {"name": "h2tls", "namespace": "default"},
         "spec": {

@@ -131,6 +131,14 @@ class Metrics:
             ["route", "timeout"],
             registry=self.registry,
         )
+        self.policy_denials = Counter(
+            "twistgw_policy_denials",
+            "Requests a TrafficPolicy or SecurityPolicy answered itself, by policy "
+            "(namespace/name) and reason: ip_access (403), rate_limit (429), basic_auth "
+            "(401), auth_busy (503: too many bcrypt checks at once)",
+            ["policy", "reason"],
+            registry=self.registry,
+        )
         self.mirrors = Counter(
             "twistgw_http_mirrors",
             "Request copies sent by RequestMirror filters, by route and outcome: completed "
@@ -258,6 +266,10 @@ class Metrics:
     def timed_out(self, route: str, timeout: str) -> None:
         """Count a request ended by a rule's timeout."""
         self.timeouts.labels(route, timeout).inc()
+
+    def policy_denied(self, policy: str, reason: str) -> None:
+        """Count a request a policy answered itself."""
+        self.policy_denials.labels(policy, reason).inc()
 
     def mirrored(self, route: str, outcome: str) -> None:
         """Count a request copy's outcome."""

@@ -396,6 +396,22 @@ class GatewayOptions(usage.Options):
             "allow them through.",
         ],
         [
+            "trusted-proxies",
+            None,
+            "",
+            "Comma-separated CIDRs of proxies in front of the gateway whose X-Forwarded-For "
+            "is believed: a SecurityPolicy's ipAccess and a ClientIP rate limit judge the "
+            "address they forwarded for (none by default: the connection's peer).",
+        ],
+        [
+            "rate-limit-keys",
+            None,
+            131072,
+            "Rate-limit buckets the workers share (16 bytes each; a multiple of 8): the "
+            "client addresses or header values counted at once before idle ones make room.",
+            int,
+        ],
+        [
             "access-log",
             None,
             None,
@@ -507,6 +523,10 @@ class GatewayOptions(usage.Options):
             raise usage.UsageError(
                 f"--headers-with-underscores must be one of {', '.join(UNDERSCORE_ACTIONS)}"
             )
+        self["trusted-proxies"] = _networks("--trusted-proxies", self["trusted-proxies"] or "")
+        keys = self["rate-limit-keys"]
+        if keys < 8 or keys % 8 or keys > 1 << 26:
+            raise usage.UsageError("--rate-limit-keys must be a multiple of 8 up to 67108864")
         self["access-log"] = _access_log(self["access-log"] or "")
         self["otlp-endpoint"] = _otlp_endpoint(self["otlp-endpoint"] or "")
         if not 0.0 <= self["trace-sampling-ratio"] <= 1.0:
@@ -544,11 +564,25 @@ def data_plane_settings(options: Mapping[str, Any]) -> DataPlaneSettings:
         h2_connection_window=options["http2-connection-window"],
         worker_memory_limit_mb=options["worker-memory-limit"],
         headers_with_underscores=options["headers-with-underscores"],
+        trusted_proxies=options["trusted-proxies"],
+        rate_limit_keys=options["rate-limit-keys"],
         access_log=options["access-log"],
         trace_propagation=bool(options["trace-propagation"] or options["otlp-endpoint"]),
         otlp_endpoint=options["otlp-endpoint"],
         trace_sampling_ratio=options["trace-sampling-ratio"],
     )
+
+
+def _networks(option: str, text: str) -> str:
+    """A comma-separated list of CIDRs, checked and normalised."""
+    found = []
+    for part in text.split(","):
+        if part.strip():
+            try:
+                found.append(str(ipaddress.ip_network(part.strip(), strict=False)))
+            except ValueError:
+                raise usage.UsageError(f"{option}: {part.strip()!r} is not a CIDR") from None
+    return ",".join(found)
 
 
 def config_limits(options: Mapping[str, Any]) -> ConfigLimits:

@@ -19,9 +19,12 @@ from twisted.logger import Logger
 
 from twistgw.dataplane.datagram import MAX_DATAGRAM, UDPServer
 from twistgw.dataplane.http import accesslog as access_log
+from twistgw.dataplane.http.clientaddr import Networks
+from twistgw.dataplane.http.policies import Guards
 from twistgw.dataplane.http.router import Router
 from twistgw.dataplane.http.server import HTTPProxyFactory
 from twistgw.dataplane.http.upstream import UpstreamPool
+from twistgw.dataplane.ratelimit import SharedBuckets
 from twistgw.dataplane.stream.tcp import TCPFrontFactory
 from twistgw.dataplane.stream.tlsfront import TLSFrontFactory
 from twistgw.dataplane.tls import SNIContexts
@@ -170,8 +173,15 @@ class DataPlane:
         settings: DataPlaneSettings = DEFAULT_SETTINGS,
         resident: Callable[[], int] = resident_bytes,
         spans: SpanExport | None = None,
+        buckets: SharedBuckets | None = None,
     ) -> None:
         self.reactor = reactor
+        self.guards = Guards(
+            reactor,
+            metrics,
+            Networks(filter(None, settings.trusted_proxies.split(","))),
+            buckets if buckets is not None else SharedBuckets(slots=settings.rate_limit_keys),
+        )
         self.spans = spans
         self.metrics = metrics
         self.settings = settings
@@ -225,6 +235,7 @@ class DataPlane:
             settings=self.settings,
             access_log=access_log.emit if self.settings.access_log else None,
             spans=self.spans,
+            guards=self.guards,
         )
         return BindServer(factory, bind, self.min_tls_version, self.open_connections)
 

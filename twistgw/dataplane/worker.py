@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--drain-timeout", type=float, default=30.0)
     parser.add_argument("--settings", default="{}", help="DataPlaneSettings as JSON")
+    parser.add_argument("--rate-limit-fd", type=int, help="the shared rate-limit table")
     args = parser.parse_args(argv)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:  # one descriptor per connection: take all the system allows
@@ -145,10 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.internet import reactor
 
     from twistgw.dataplane.plane import DataPlane
+    from twistgw.dataplane.ratelimit import SharedBuckets
     from twistgw.ipc.settings import DataPlaneSettings
     from twistgw.metrics import Metrics
 
     settings = DataPlaneSettings.from_json(args.settings)
+    buckets = None
+    if args.rate_limit_fd is not None:
+        buckets = SharedBuckets(args.rate_limit_fd, settings.rate_limit_keys)
     spans = None
     if settings.otlp_endpoint:  # (built here, in the worker: its thread is this process's)
         from twistgw.dataplane.http.otlp import SpanExport
@@ -157,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         reactor.addSystemEventTrigger("before", "shutdown", spans.shutdown, reactor)
     worker = Worker(
         reactor,
-        DataPlane(reactor, Metrics(), settings, spans=spans),
+        DataPlane(reactor, Metrics(), settings, spans=spans, buckets=buckets),
         args.index,
         args.drain_timeout,
     )

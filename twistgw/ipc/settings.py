@@ -42,8 +42,10 @@ class DataPlaneSettings:
     stream, and on the connection, before the gateway has passed them on.
 
     ``headers_with_underscores``: request header names with "_" are dropped ("drop"),
-    answered 400 ("reject") or forwarded ("allow"). ``access_log``: path of a JSON-lines
-    access log, "-" for stdout, "" for none.
+    answered 400 ("reject") or forwarded ("allow"). ``trusted_proxies``: comma-separated
+    CIDRs whose X-Forwarded-For is believed (policies judge the address it names);
+    ``rate_limit_keys``: slots of the rate-limit table the workers share.
+    ``access_log``: path of a JSON-lines access log, "-" for stdout, "" for none.
 
     Tracing: ``trace_propagation``: backends get W3C trace context from the gateway (a
     span id per attempt; else the client's fields as sent); ``otlp_endpoint``: base URL
@@ -71,6 +73,8 @@ class DataPlaneSettings:
     h2_stream_window: int = 65536
     h2_connection_window: int = 1048576
     headers_with_underscores: str = "drop"
+    trusted_proxies: str = ""
+    rate_limit_keys: int = 131072
     access_log: str = ""
     trace_propagation: bool = False
     otlp_endpoint: str = ""

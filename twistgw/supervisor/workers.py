@@ -17,6 +17,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
+from twistgw.dataplane.ratelimit import shared_file
 from twistgw.ipc.channel import ControlChannel, encode
 from twistgw.ipc.settings import DEFAULT_SETTINGS, DataPlaneSettings
 from twistgw.routing.ir import RoutingTable
@@ -146,6 +147,8 @@ class WorkerPool(Service):
         self.stopping = False
         self._ended: dict[int, defer.Deferred] = {}
         self._devnull = os.open(os.devnull, os.O_RDWR)
+        #: the rate-limit table every worker (and every replacement) shares
+        self.buckets_fd = shared_file(settings.rate_limit_keys)
 
     # -- the data plane interface the control plane uses
 
@@ -232,6 +235,8 @@ class WorkerPool(Service):
         child_fds = {0: self._devnull, 1: 1, 2: 2, 3: child_end.fileno()}
         for offset, key in enumerate(inherited):
             child_fds[4 + offset] = self.sockets.descriptor(key, index)
+        buckets_fd = 4 + len(inherited)
+        child_fds[buckets_fd] = self.buckets_fd
         args = [
             sys.executable,
             "-m",
@@ -244,6 +249,8 @@ class WorkerPool(Service):
             str(self.drain_timeout),
             "--settings",
             self.settings.to_json(),
+            "--rate-limit-fd",
+            str(buckets_fd),
         ]
         handle.process = self.reactor.spawnProcess(
             _WorkerProcess(self, handle),

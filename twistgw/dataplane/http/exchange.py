@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from twisted.logger import Logger
 
 from twistgw.dataplane.fastwrite import has_pending
+from twistgw.dataplane.http.compression import Encoder
 from twistgw.dataplane.http.cors import with_fields
 from twistgw.dataplane.http.deadline import Deadline
 from twistgw.dataplane.http.filters import redirect_location, rewrite_path
@@ -76,7 +77,8 @@ class Exchange:
         "grpc_status",
         "guard",
         "mirrors",
-        "cors",
+        "added",
+        "encoder",
         "trace",
         "__weakref__",  # (tests check that a finished exchange is freed)
     )
@@ -110,8 +112,10 @@ class Exchange:
         self.grpc_status: bytes | None = None
         self.guard: Guard | None = None  # the rule's timeouts and retries, if any
         self.mirrors: list[Mirror] | None = None  # copies still taking the body
-        # the CORS fields every response gets (None: no CORS filter, or no Origin)
-        self.cors: Headers | None = None
+        # fields every response gets: CORS (when the filter allowed the origin) and
+        # the rate limit's (None: none)
+        self.added: Headers | None = None
+        self.encoder: Encoder | None = None  # the response body's, when compressed
         self.trace: Trace | None = None  # made with the first attempt's request head
 
     # -- request side
@@ -135,12 +139,31 @@ class Exchange:
             self.respond_local(404, b"no route matches this request\n")
             return
         self.route = route
+        guards = route.guards
+        if guards is not None and not guards.screen(self):
+            return
         if route.cors is not None:
-            preflight, self.cors = route.cors.evaluate(self.method, request.headers)
+            preflight, self.added = route.cors.evaluate(self.method, request.headers)
             if preflight:  # answered here, with the CORS fields if the origin is allowed
-                fields, self.cors = self.cors, None
+                fields, self.added = self.added, None
                 self.respond_local(204, b"", fields)
                 return
+        if guards is not None and not guards.admit(self):
+            return
+        self.admitted(path, query, authority)
+
+    def resume(self) -> None:
+        """Go on with a request its policies let through later (a password checked in
+        a thread)."""
+        path_bytes, _, query_bytes = self.request.target.partition(b"?")
+        authority = (_hosts.get(self.request.authority) or _host_names(self.request.authority))[0]
+        self.admitted(path_bytes.decode("latin-1"), query_bytes.decode("latin-1"), authority)
+
+    def admitted(self, path: str, query: str, authority: str) -> None:
+        """Go on with a request its route's policies let through: redirect, or send
+        it to a backend."""
+        route = self.route
+        conn = self.conn
         if route.redirect is not None:
             self._redirect(route.redirect, path, query, authority)
             return
@@ -408,8 +431,13 @@ class Exchange:
             response.headers = route.response_headers.apply(response.headers)
         if backend.response_headers is not None:
             response.headers = backend.response_headers.apply(response.headers)
-        if self.cors is not None:
-            response.headers = with_fields(response.headers, self.cors)
+        if self.added is not None:
+            response.headers = with_fields(response.headers, self.added)
+        guards = route.guards
+        if guards is not None and guards.compression is not None and self.method != b"HEAD":
+            encoding = guards.compression.choose(self.request.headers)
+            if encoding is not None:
+                self.encoder = guards.compression.encoder_for(response, encoding)
         if backend.http2:  # (a gRPC answer with no message has its status here)
             self._grpc_status(response.headers)
         self.down.send_response(response, upgrade)
@@ -422,12 +450,18 @@ class Exchange:
                 self.grpc_status = value  # (a metrics label: the backend's text is bounded)
 
     def response_data(self, data: bytes) -> None:
+        if self.encoder is not None:
+            data = self.encoder.compress(data)
         self.sent += len(data)
         self.down.send_data(data)
 
     def flush(self) -> None:
         """Send what the last read from the backend produced, in one write."""
         down = self.down
+        if self.encoder is not None:
+            data = self.encoder.flush()
+            self.sent += len(data)
+            down.send_data(data)
         if down.out:
             down.flush()
             conn = self.conn
@@ -444,6 +478,10 @@ class Exchange:
             upstream.release()
         if trailers:
             self._grpc_status(trailers)
+        if self.encoder is not None:
+            data, self.encoder = self.encoder.finish(), None
+            self.sent += len(data)
+            self.down.send_data(data)
         self._finish()
         self.down.send_end(trailers)
 
@@ -596,8 +634,8 @@ class Exchange:
             upstream.abort()  # (its answer is no longer wanted, e.g. a 408 for the body)
         if self.method == b"HEAD":
             body = b""
-        if self.cors:
-            extra = [*(extra or ()), *self.cors]
+        if self.added:
+            extra = [*(extra or ()), *self.added]
         if self._is_grpc():
             # a gRPC client reads the status from trailers: answer "trailers only"
             self.grpc_status = b"%d" % GRPC_STATUS.get(code, 2)

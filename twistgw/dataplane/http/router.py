@@ -13,6 +13,7 @@ from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 from twistgw.dataplane.http.cors import CompiledCORS
+from twistgw.dataplane.http.policies import CompiledPolicies
 from twistgw.dataplane.http.resilience import compile_policy
 from twistgw.hostnames import WildcardIndex, specificity
 from twistgw.regex import compile_regex
@@ -105,7 +106,8 @@ class CompiledRoute:
     """One rule match, ready to test against a request. ``grpc``: a GRPCRoute's rule
     (its own answers are gRPC-shaped; its PathPrefix is a plain string prefix);
     ``policy``: its timeouts and retries, None when it has neither; ``cors``: its
-    CORS filter, if any."""
+    CORS filter, if any; ``guards``: its TrafficPolicy and SecurityPolicy sections, if
+    any reach it."""
 
     __slots__ = (
         "spec",
@@ -125,6 +127,7 @@ class CompiledRoute:
         "policy",
         "mirrors",
         "cors",
+        "guards",
     )
 
     def __init__(self, spec: ir.Route) -> None:
@@ -146,6 +149,7 @@ class CompiledRoute:
         self.cors = CompiledCORS(filters.cors) if filters.cors is not None else None
         self.backends = WeightedBackends(spec.backends)
         self.policy = compile_policy(spec)
+        self.guards = CompiledPolicies(spec.policies) if spec.policies is not None else None
         self.mirrors = [
             (CompiledBackend(m.backend), m.numerator / m.denominator) for m in filters.mirrors
         ]

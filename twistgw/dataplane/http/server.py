@@ -21,6 +21,7 @@ from twistgw.dataplane.http.exchange import Exchange
 from twistgw.dataplane.http.h1.server import ServerCodec
 from twistgw.dataplane.http.h2.server import PREFACE, H2ServerCodec, ServerStream
 from twistgw.dataplane.http.messages import Request
+from twistgw.dataplane.http.policies import Guards
 from twistgw.dataplane.http.router import Router
 from twistgw.dataplane.http.upstream import UpstreamConnection, UpstreamPool
 from twistgw.dataplane.tls import handshake_listener
@@ -228,8 +229,11 @@ class HTTPProxyFactory(Factory):
         settings: DataPlaneSettings = DEFAULT_SETTINGS,
         access_log: AccessLog | None = None,
         spans: SpanExport | None = None,
+        guards: Guards | None = None,
     ) -> None:
         self.router = router
+        #: what the policies of every route share (the worker's; else this factory's)
+        self.guards = guards if guards is not None else Guards(clock, metrics)
         self.pool = pool
         self.metrics = metrics
         self.clock = clock

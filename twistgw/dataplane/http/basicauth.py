@@ -1,0 +1,108 @@
+"""HTTP Basic authentication against htpasswd entries (a SecurityPolicy's basicAuth).
+
+``{SHA}`` entries are checked at once. bcrypt entries cost milliseconds of CPU by
+design, so they are checked in the reactor's thread pool, never on the reactor, at
+most ``MAX_CHECKING`` at a time per worker (beyond that: 503, rather than a queue an
+attacker could grow); a credential that passed is remembered (by a digest of it and
+the entry), so a client does not pay bcrypt on every request."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections import OrderedDict
+
+import bcrypt
+from twisted.internet import threads
+from twisted.internet.defer import Deferred
+
+from twistgw.dataplane.http.messages import Headers
+from twistgw.routing import ir
+
+#: bcrypt checks running at once per worker.
+MAX_CHECKING = 16
+#: Credentials remembered as good per worker.
+MAX_REMEMBERED = 10000
+#: The longest Authorization value read (user and password, base64).
+MAX_CREDENTIALS = 4096
+
+
+def credentials(headers: Headers) -> tuple[str, bytes] | None:
+    """The user and password of a request's Basic Authorization, if it has one."""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, encoded = value.strip().partition(b" ")
+            if scheme.lower() != b"basic" or len(encoded) > MAX_CREDENTIALS:
+                return None
+            try:
+                decoded = base64.b64decode(encoded.strip(), validate=True)
+            except (binascii.Error, ValueError):
+                return None
+            user, colon, password = decoded.partition(b":")
+            if not colon:
+                return None
+            try:
+                return user.decode("utf-8"), password
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
+class Verifier:
+    """Checks passwords for every basicAuth section of a worker; remembers good ones."""
+
+    def __init__(self, reactor, in_thread=threads.deferToThread) -> None:
+        self.reactor = reactor
+        self.in_thread = in_thread
+        self.checking = 0
+        self.remembered: OrderedDict[bytes, None] = OrderedDict()
+
+    def check(self, hashed: str, password: bytes) -> bool | Deferred | None:
+        """Whether ``password`` matches the entry: a bool, a Deferred firing with one
+        (bcrypt), or None when too many checks are running already."""
+        entry = hashed.encode()
+        if entry.startswith(b"{SHA}"):
+            digest = base64.b64encode(hashlib.sha1(password).digest())
+            return hmac.compare_digest(digest, entry[5:])
+        memo = hashlib.sha256(entry + b"\0" + password).digest()
+        if memo in self.remembered:
+            self.remembered.move_to_end(memo)
+            return True
+        if self.checking >= MAX_CHECKING:
+            return None
+        self.checking += 1
+        found = self.in_thread(_bcrypt_matches, password, entry)
+
+        def done(matched: bool) -> bool:
+            self.checking -= 1
+            if matched:
+                self.remembered[memo] = None
+                if len(self.remembered) > MAX_REMEMBERED:
+                    self.remembered.popitem(last=False)
+            return matched
+
+        def failed(_) -> bool:
+            self.checking -= 1
+            return False
+
+        return found.addCallbacks(done, failed)
+
+
+def _bcrypt_matches(password: bytes, entry: bytes) -> bool:
+    try:
+        return bcrypt.checkpw(password[:72], entry)
+    except ValueError:  # (a malformed hash)
+        return False
+
+
+class CompiledBasicAuth:
+    __slots__ = ("users", "challenge", "policy")
+
+    def __init__(self, spec: ir.BasicAuth) -> None:
+        self.policy = spec.policy
+        self.users = dict(spec.users)
+        self.challenge = [
+            (b"www-authenticate", b'Basic realm="%s", charset="UTF-8"' % spec.realm.encode())
+        ]

@@ -1,0 +1,176 @@
+"""A route's TrafficPolicy and SecurityPolicy sections at request time: who may pass
+(IP access lists, rate limit, Basic authentication) and how the response is encoded.
+
+Checks run in this order, each answering the request itself when it fails: the IP
+access list (403), the rate limit (429), Basic authentication (401). The CORS
+preflight is answered between the first two, so a browser's preflight needs no
+credentials and uses no quota."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from twisted.logger import Logger
+
+from twistgw.dataplane.http.basicauth import CompiledBasicAuth, Verifier, credentials
+from twistgw.dataplane.http.clientaddr import Address, Networks, client_address
+from twistgw.dataplane.http.compression import CompiledCompression
+from twistgw.dataplane.ratelimit import SharedBuckets
+from twistgw.routing import ir
+
+if TYPE_CHECKING:
+    from twistgw.dataplane.http.exchange import Exchange
+    from twistgw.metrics import Metrics
+
+log = Logger()
+Fields = list[tuple[bytes, bytes]]
+
+
+class Guards:
+    """What the policies of every route of a worker share: the proxies whose
+    X-Forwarded-For is believed, the rate-limit buckets, the password checker."""
+
+    def __init__(
+        self,
+        reactor,
+        metrics: Metrics,
+        trusted_proxies: Networks | None = None,
+        buckets: SharedBuckets | None = None,
+        verifier: Verifier | None = None,
+    ) -> None:
+        self.metrics = metrics
+        self.trusted = trusted_proxies if trusted_proxies is not None else Networks(())
+        self.buckets = buckets if buckets is not None else SharedBuckets(slots=1024)
+        self.verifier = verifier if verifier is not None else Verifier(reactor)
+
+
+class CompiledIPAccess:
+    __slots__ = ("policy", "allow", "deny")
+
+    def __init__(self, spec: ir.IPAccess) -> None:
+        self.policy = spec.policy
+        self.allow = Networks(spec.allow)
+        self.deny = Networks(spec.deny)
+
+    def permits(self, address: Address | None) -> bool:
+        if address is None:
+            return False
+        if address in self.deny:
+            return False
+        return not self.allow or address in self.allow
+
+
+class CompiledRateLimit:
+    __slots__ = ("policy", "bucket", "interval", "burst", "limit", "key", "header")
+
+    def __init__(self, spec: ir.RateLimit) -> None:
+        self.policy = spec.policy
+        self.bucket = spec.bucket.encode() + b"\0"
+        self.interval = spec.period / spec.requests
+        self.burst = spec.burst
+        self.limit = b"%d" % spec.burst
+        self.key = spec.key
+        self.header = spec.header.encode() if spec.header else None
+
+    def key_of(self, exchange: Exchange, address: Address | None) -> bytes:
+        if self.key == "ClientIP":
+            return self.bucket + (address.packed if address is not None else b"")
+        if self.key == "Header":
+            for name, value in exchange.request.headers:
+                if name == self.header:
+                    return self.bucket + value
+        return self.bucket
+
+
+class CompiledPolicies:
+    """An ``ir.Policies``, compiled once per table update."""
+
+    __slots__ = ("refused", "ip_access", "rate_limit", "basic_auth", "compression")
+
+    def __init__(self, spec: ir.Policies) -> None:
+        self.refused = spec.refused
+        self.ip_access = CompiledIPAccess(spec.ip_access) if spec.ip_access else None
+        self.rate_limit = CompiledRateLimit(spec.rate_limit) if spec.rate_limit else None
+        self.basic_auth = CompiledBasicAuth(spec.basic_auth) if spec.basic_auth else None
+        self.compression = CompiledCompression(spec.compression) if spec.compression else None
+
+    def screen(self, exchange: Exchange) -> bool:
+        """Check the request before its CORS preflight; whether it may go on (if not,
+        it has been answered)."""
+        if self.refused is not None:
+            log.warn("{route}: {why}", route=exchange.route.name, why=self.refused)
+            exchange.respond_local(500, b"the route's security policy cannot be used\n")
+            return False
+        access = self.ip_access
+        if access is not None and not access.permits(self._address(exchange)):
+            _denied(exchange, access.policy, "ip_access")
+            exchange.respond_local(403, b"your address may not use this route\n")
+            return False
+        return True
+
+    def admit(self, exchange: Exchange) -> bool:
+        """Check the rate limit and credentials; whether the request may go on now
+        (if not, it has been answered, or goes on later by ``exchange.resume``)."""
+        limit = self.rate_limit
+        if limit is not None and not self._within(limit, exchange):
+            return False
+        auth = self.basic_auth
+        if auth is None:
+            return True
+        given = credentials(exchange.request.headers)
+        hashed = auth.users.get(given[0]) if given is not None else None
+        if hashed is None:
+            return self._unauthorized(exchange, auth)
+        checked = exchange.conn.factory.guards.verifier.check(hashed, given[1])
+        if checked is None:
+            _denied(exchange, auth.policy, "auth_busy")
+            exchange.respond_local(503, b"too many logins being checked: retry\n")
+            return False
+        if isinstance(checked, bool):
+            return checked or self._unauthorized(exchange, auth)
+
+        def checked_later(matched: bool) -> None:
+            if exchange.finished:
+                return  # (the client went away meanwhile)
+            if matched:
+                exchange.resume()
+            else:
+                self._unauthorized(exchange, auth)
+
+        checked.addCallback(checked_later)
+        return False
+
+    @staticmethod
+    def _unauthorized(exchange: Exchange, auth: CompiledBasicAuth) -> bool:
+        _denied(exchange, auth.policy, "basic_auth")
+        exchange.respond_local(401, b"authentication required\n", list(auth.challenge))
+        return False
+
+    @staticmethod
+    def _address(exchange: Exchange) -> Address | None:
+        conn = exchange.conn
+        return client_address(conn.peer_host, exchange.request.headers, conn.factory.guards.trusted)
+
+    def _within(self, limit: CompiledRateLimit, exchange: Exchange) -> bool:
+        key = limit.key_of(exchange, self._address(exchange) if limit.key == "ClientIP" else None)
+        conn = exchange.conn
+        decision = conn.factory.guards.buckets.take(
+            key, limit.interval, limit.burst, conn.clock.seconds()
+        )
+        fields = [
+            (b"ratelimit-limit", limit.limit),
+            (b"ratelimit-remaining", b"%d" % decision.remaining),
+            (b"ratelimit-reset", b"%d" % math.ceil(decision.reset)),
+        ]
+        if decision.allowed:
+            exchange.added = [*exchange.added, *fields] if exchange.added else fields
+            return True
+        fields.append((b"retry-after", b"%d" % math.ceil(decision.retry_after)))
+        _denied(exchange, limit.policy, "rate_limit")
+        exchange.respond_local(429, b"too many requests: slow down\n", fields)
+        return False
+
+
+def _denied(exchange: Exchange, policy: str, reason: str) -> None:
+    exchange.conn.metrics.policy_denied(policy, reason)

@@ -1,0 +1,99 @@
+"""Rate-limit buckets that every worker of one gateway shares, so a limit is exact
+however many workers take the requests (not N times the limit).
+
+The buckets live in one shared memory file the supervisor makes and each worker
+inherits, as a set-associative table: a key's hash picks a set of ``WAYS`` slots, and
+the set is locked (a POSIX byte-range lock on the file) while a worker reads and
+writes it. A slot holds the key's 64-bit hash and its GCRA state, the "theoretical
+arrival time" of the next request; a bucket that has refilled (that time has passed)
+is as good as empty, so its slot is reused. When a set has no such slot, the one
+closest to refilled gives way: a flood of new keys can make others' buckets forget,
+never make them stricter.
+
+Times are the reactor's (``time.time``), the same in every worker; a bucket's state
+is clamped to what ``burst`` allows, so a clock stepping back cannot lock a key out
+for longer than a full bucket's refill."""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import mmap
+import os
+import struct
+from hashlib import blake2b
+
+import attrs
+
+SLOT = struct.Struct("<Qd")  # key hash (0: never used), theoretical arrival time
+WAYS = 8
+#: Slots in the table by default: 131,072 keys in 2 MiB.
+DEFAULT_SLOTS = 1 << 17
+
+
+@attrs.frozen
+class Decision:
+    """What a bucket said: ``allowed``, requests ``remaining`` after this one,
+    seconds until it is full again (``reset``) and, when refused, until a request
+    would be allowed (``retry_after``)."""
+
+    allowed: bool
+    remaining: int
+    reset: float
+    retry_after: float = 0.0
+
+
+def shared_file(slots: int = DEFAULT_SLOTS) -> int:
+    """A new shared memory file sized for ``slots`` (its descriptor, inheritable)."""
+    fd = os.memfd_create("twistgw-rate-limits", 0)
+    os.ftruncate(fd, slots * SLOT.size)
+    return fd
+
+
+class SharedBuckets:
+    """GCRA buckets in the table of ``fd`` (a ``shared_file``); without one, in this
+    process's memory (a single process, nothing to share)."""
+
+    def __init__(self, fd: int | None = None, slots: int = DEFAULT_SLOTS) -> None:
+        if slots < WAYS or slots % WAYS:
+            raise ValueError(f"slots must be a multiple of {WAYS}")
+        self.fd = fd
+        self.memory = mmap.mmap(-1 if fd is None else fd, slots * SLOT.size)
+        self.sets = slots // WAYS
+
+    def take(self, key: bytes, interval: float, burst: int, now: float) -> Decision:
+        """Count one request for ``key`` in a bucket of ``burst`` that refills one
+        request every ``interval`` seconds."""
+        digest = int.from_bytes(blake2b(key, digest_size=8).digest(), "little") or 1
+        start = (digest % self.sets) * WAYS * SLOT.size
+        length = WAYS * SLOT.size
+        fd = self.fd
+        if fd is not None:
+            fcntl.lockf(fd, fcntl.LOCK_EX, length, start)
+        try:
+            return self._take(digest, start, interval, burst, now)
+        finally:
+            if fd is not None:
+                fcntl.lockf(fd, fcntl.LOCK_UN, length, start)
+
+    def _take(self, digest: int, start: int, interval: float, burst: int, now: float) -> Decision:
+        memory = self.memory
+        unpack = SLOT.unpack_from
+        chosen = -1
+        arrival = now
+        oldest = math.inf
+        for offset in range(start, start + WAYS * SLOT.size, SLOT.size):
+            found, tat = unpack(memory, offset)
+            if found == digest:
+                chosen, arrival = offset, tat
+                break
+            if tat < oldest:  # (a never used slot has 0.0: it goes first)
+                chosen, oldest = offset, tat
+        window = burst * interval
+        tat = min(max(arrival, now), now + window)
+        due = tat + interval
+        allowed_at = due - window
+        if now < allowed_at:
+            return Decision(False, 0, tat - now, allowed_at - now)
+        SLOT.pack_into(memory, chosen, digest, due)
+        return Decision(True, int((now - allowed_at) / interval), due - now)
