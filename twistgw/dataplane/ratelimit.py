@@ -90,10 +90,13 @@ class SharedBuckets:
             if tat < oldest:  # (a never used slot has 0.0: it goes first)
                 chosen, oldest = offset, tat
         window = burst * interval
-        tat = min(max(arrival, now), now + window)
+        tat = max(arrival, now)
+        if tat > now + window:  # (only if the clock stepped back: an empty bucket now)
+            tat = now + window
+            SLOT.pack_into(memory, chosen, digest, tat)
         due = tat + interval
         allowed_at = due - window
         if now < allowed_at:
             return Decision(False, 0, tat - now, allowed_at - now)
         SLOT.pack_into(memory, chosen, digest, due)
-        return Decision(True, int((now - allowed_at) / interval), due - now)
+        return Decision(True, int((now - allowed_at) / interval + 1e-9), due - now)

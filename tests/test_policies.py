@@ -1,0 +1,252 @@
+"""TrafficPolicy and SecurityPolicy through a real gateway with two workers: a rate
+limit exact across the workers (429 with Retry-After and RateLimit fields), IP access
+lists on the real client address (X-Forwarded-For from a trusted proxy), Basic
+authentication with bcrypt and {SHA} entries, compressed responses that decompress to
+the original, a route refused for a policy it cannot use, and the policies' status."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import http.client
+import json
+from collections.abc import Iterator
+
+import bcrypt
+import brotli
+import pytest
+import zstandard
+
+from tests.support.gateway import GatewayProcess, wait_until
+from tests.support.manifests import backend, gateway_class, gateway_manifest, http_route, service
+from tests.support.procs import connection_owner
+from tests.support.rawbackend import Conn, RawBackend
+
+POLICIES = "gateway.twistgw.dev/v1alpha1"
+#: What the backend answers on /text: compressible, and long enough.
+TEXT = b"".join(b"line %d of a page worth compressing\n" % n for n in range(400))
+
+
+def answer(conn: Conn) -> None:
+    """/text: TEXT as text/html (/text/chunked: chunked); anything else: a short 200."""
+    while (request := conn.read_request()) is not None:
+        target = request.split(b" ", 2)[1]
+        if target == b"/text/chunked":
+            half = len(TEXT) // 2
+            conn.send(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+                b'Transfer-Encoding: chunked\r\nETag: "v1"\r\n\r\n'
+                b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n"
+                % (half, TEXT[:half], len(TEXT) - half, TEXT[half:])
+            )
+        elif target.startswith(b"/text"):
+            conn.send(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(TEXT), TEXT)
+            )
+        else:
+            conn.send(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
+            )
+
+
+def _policy(kind: str, name: str, target: dict, **spec) -> dict:
+    return {
+        "apiVersion": POLICIES,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", **target}], **spec},
+    }
+
+
+def _rule(name: str, path: str) -> dict:
+    return {
+        "name": name,
+        "matches": [{"path": {"type": "PathPrefix", "value": path}}],
+        "backendRefs": [backend("web")],
+    }
+
+
+ENCODINGS = {"types": ["zstd", "br", "gzip"]}
+GONE = {"name": "no-such-secret"}
+HTPASSWD = "\n".join(
+    [
+        "# users of the admin area",
+        "alice:" + bcrypt.hashpw(b"wonderland", bcrypt.gensalt(rounds=4)).decode(),
+        "bob:{SHA}" + base64.b64encode(hashlib.sha1(b"builder").digest()).decode(),
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[GatewayProcess]:
+    gateway = GatewayProcess(("--workers", "2", "--trusted-proxies", "127.0.0.1/32")).start()
+    server = RawBackend(answer)
+    route = "web"
+    rules = [
+        _rule("limited", "/limited"),
+        _rule("denied", "/denied"),
+        _rule("office", "/office"),
+        _rule("admin", "/admin"),
+        _rule("text", "/text"),
+        _rule("broken", "/broken"),
+        _rule("open", "/"),
+    ]
+
+    def rule(section: str) -> dict:
+        return {"kind": "HTTPRoute", "name": route, "sectionName": section}
+
+    documents = [
+        gateway_class(),
+        gateway_manifest(),
+        *service("web", [server.address]),
+        http_route(route, rules),
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "admins", "namespace": "default"},
+            "stringData": {".htpasswd": HTPASSWD},
+        },
+        _policy(
+            "TrafficPolicy",
+            "limited",
+            rule("limited"),
+            rateLimit={"requests": 5, "unit": "Hour", "key": {"type": "Global"}},
+        ),
+        _policy(
+            "TrafficPolicy", "text", rule("text"), compression={"types": ["zstd", "br", "gzip"]}
+        ),
+        _policy("SecurityPolicy", "denied", rule("denied"), ipAccess={"deny": ["127.0.0.0/8"]}),
+        _policy("SecurityPolicy", "office", rule("office"), ipAccess={"allow": ["10.0.0.0/8"]}),
+        _policy(
+            "SecurityPolicy",
+            "admin",
+            rule("admin"),
+            basicAuth={"secretRef": {"name": "admins"}, "realm": "Admin area"},
+        ),
+        _policy(
+            "SecurityPolicy", "broken", rule("broken"), basicAuth={"secretRef": {"name": "gone"}}
+        ),
+    ]
+    gateway.write("policies.yaml", documents)
+    wait_until(lambda: gateway.request("/open")[0] == 200, what="routes to be served")
+    wait_until(lambda: gateway.request("/denied")[0] == 403, what="the policies to be in force")
+    yield gateway
+    gateway.stop()
+    server.close()
+
+
+def _get(connection: http.client.HTTPConnection, path: str) -> tuple[int, dict[str, str]]:
+    connection.request("GET", path, headers={"Host": "example.com"})
+    response = connection.getresponse()
+    response.read()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}
+
+
+def test_a_rate_limit_is_exact_across_the_workers(gateway) -> None:
+    pids = [w["pid"] for w in json.loads(gateway.admin("/config_dump")[1])["workers"]]
+    owned: dict[int, http.client.HTTPConnection] = {}
+    for _ in range(60):  # a keep-alive connection held by each worker
+        connection = http.client.HTTPConnection(gateway.address, 8080, timeout=10)
+        assert _get(connection, "/open")[0] == 200
+        owner = connection_owner(connection.sock, pids)
+        if owner in owned or owner is None:
+            connection.close()
+        else:
+            owned[owner] = connection
+        if len(owned) == 2:
+            break
+    assert len(owned) == 2, "connections did not reach both workers"
+    answers = [_get(connection, "/limited") for _ in range(6) for connection in owned.values()]
+    codes = [code for code, _ in answers]
+    assert codes == [200] * 5 + [429] * 7  # 5 in all, not 5 per worker
+    first, refused = answers[0][1], answers[5][1]
+    assert (first["ratelimit-limit"], first["ratelimit-remaining"]) == ("5", "4")
+    assert refused["ratelimit-remaining"] == "0"
+    assert 0 < int(refused["retry-after"]) <= 720  # one request refills every 12 minutes
+    for connection in owned.values():
+        connection.close()
+
+
+def test_a_denied_address_gets_403(gateway) -> None:
+    assert gateway.request("/denied")[0] == 403
+    assert gateway.request("/open")[0] == 200
+
+
+def test_an_allow_list_judges_the_address_a_trusted_proxy_forwarded_for(gateway) -> None:
+    assert gateway.request("/office")[0] == 403  # 127.0.0.1 itself is not in 10/8
+    forwarded = {"X-Forwarded-For": "10.20.30.40"}
+    assert gateway.request("/office", headers=forwarded)[0] == 200
+    # the client's own claim further left is not believed: 192.0.2.1 forwarded it
+    spoofed = {"X-Forwarded-For": "10.20.30.40, 192.0.2.1"}
+    assert gateway.request("/office", headers=spoofed)[0] == 403
+    assert gateway.request("/office", headers={"X-Forwarded-For": "not an address"})[0] == 403
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def test_basic_auth_wants_a_user_and_their_password(gateway) -> None:
+    code, headers, _ = gateway.request("/admin")
+    assert code == 401
+    assert headers["www-authenticate"] == 'Basic realm="Admin area", charset="UTF-8"'
+    assert gateway.request("/admin", headers=_basic("alice", "wrong"))[0] == 401
+    assert gateway.request("/admin", headers=_basic("mallory", "wonderland"))[0] == 401
+    assert gateway.request("/admin", headers=_basic("alice", "wonderland"))[0] == 200
+    assert gateway.request("/admin", headers=_basic("alice", "wonderland"))[0] == 200  # (known)
+    assert gateway.request("/admin", headers=_basic("bob", "builder"))[0] == 200
+    assert gateway.request("/admin", headers=_basic("bob", "builder!"))[0] == 401
+    assert gateway.request("/admin", headers={"Authorization": "Basic ###"})[0] == 401
+
+
+@pytest.mark.parametrize(
+    "encoding, decode",
+    [
+        ("gzip", gzip.decompress),
+        ("br", brotli.decompress),
+        ("zstd", lambda data: zstandard.ZstdDecompressor().decompressobj().decompress(data)),
+    ],
+)
+@pytest.mark.parametrize("path", ["/text", "/text/chunked"])
+def test_responses_are_compressed_as_the_client_accepts(gateway, encoding, decode, path) -> None:
+    code, headers, body = gateway.request(path, headers={"Accept-Encoding": encoding})
+    assert code == 200
+    assert headers["content-encoding"] == encoding
+    assert headers["vary"].lower() == "accept-encoding"
+    assert "content-length" not in headers
+    assert len(body) < len(TEXT) / 4
+    assert decode(body) == TEXT
+    if path == "/text/chunked":
+        assert headers["etag"] == 'W/"v1"'
+
+
+def test_the_servers_preference_and_the_clients_weights_pick_the_encoding(gateway) -> None:
+    accept = {"Accept-Encoding": "gzip, br;q=0.5, zstd;q=0"}
+    assert gateway.request("/text", headers=accept)[1]["content-encoding"] == "br"
+    code, headers, body = gateway.request("/text", headers={"Accept-Encoding": "identity"})
+    assert (code, body) == (200, TEXT)
+    assert "content-encoding" not in headers
+    assert gateway.request("/open", headers={"Accept-Encoding": "gzip"})[2] == b"ok\n"
+
+
+def test_a_security_policy_it_cannot_use_refuses_its_route(gateway) -> None:
+    code, _, body = gateway.request("/broken")
+    assert code == 500
+    assert b"security policy" in body
+
+
+def test_policies_report_their_status(gateway) -> None:
+    def accepted(kind: str, name: str) -> tuple[str, str]:
+        item = gateway.status(kind, name) or {"status": {"ancestors": []}}
+        ancestors = item["status"]["ancestors"]
+        if not ancestors:
+            return ("", "")
+        found = ancestors[0]["conditions"][0]
+        return (found["status"], found["reason"])
+
+    wait_until(lambda: accepted("TrafficPolicy", "limited") == ("True", "Accepted"), what="status")
+    assert accepted("SecurityPolicy", "admin") == ("True", "Accepted")
+    assert accepted("SecurityPolicy", "broken") == ("False", "Invalid")
