@@ -11,12 +11,15 @@ import gzip
 import hashlib
 import http.client
 import json
+import time
 from collections.abc import Iterator
 
 import bcrypt
 import brotli
 import pytest
 import zstandard
+from joserfc import jwt
+from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from tests.support.gateway import GatewayProcess, wait_until
 from tests.support.manifests import backend, gateway_class, gateway_manifest, http_route, service
@@ -79,10 +82,33 @@ HTPASSWD = "\n".join(
 )
 
 
+KEY = ECKey.generate_key("P-256", parameters={"kid": "local"}, private=True)
+REMOTE_KEY = RSAKey.generate_key(2048, parameters={"kid": "remote"}, private=True)
+STRANGER = ECKey.generate_key("P-256", parameters={"kid": "local"}, private=True)
+ISSUER = "https://issuer.example"
+
+
+def serve_jwks(conn: Conn) -> None:
+    """A JWKS endpoint: the remote provider's public keys."""
+    body = json.dumps(KeySet([REMOTE_KEY]).as_dict(private=False)).encode()
+    while conn.read_request() is not None:
+        conn.send(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+
+
 @pytest.fixture(scope="module")
-def gateway() -> Iterator[GatewayProcess]:
-    gateway = GatewayProcess(("--workers", "2", "--trusted-proxies", "127.0.0.1/32")).start()
+def server() -> Iterator[RawBackend]:
     server = RawBackend(answer)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def gateway(server) -> Iterator[GatewayProcess]:
+    gateway = GatewayProcess(("--workers", "2", "--trusted-proxies", "127.0.0.1/32")).start()
+    keys = RawBackend(serve_jwks)
     route = "web"
     rules = [
         _rule("limited", "/limited"),
@@ -91,6 +117,7 @@ def gateway() -> Iterator[GatewayProcess]:
         _rule("admin", "/admin"),
         _rule("text", "/text"),
         _rule("broken", "/broken"),
+        _rule("token", "/token"),
         _rule("open", "/"),
     ]
 
@@ -114,9 +141,7 @@ def gateway() -> Iterator[GatewayProcess]:
             rule("limited"),
             rateLimit={"requests": 5, "unit": "Hour", "key": {"type": "Global"}},
         ),
-        _policy(
-            "TrafficPolicy", "text", rule("text"), compression={"types": ["zstd", "br", "gzip"]}
-        ),
+        _policy("TrafficPolicy", "text", rule("text"), compression=ENCODINGS),
         _policy("SecurityPolicy", "denied", rule("denied"), ipAccess={"deny": ["127.0.0.0/8"]}),
         _policy("SecurityPolicy", "office", rule("office"), ipAccess={"allow": ["10.0.0.0/8"]}),
         _policy(
@@ -125,8 +150,33 @@ def gateway() -> Iterator[GatewayProcess]:
             rule("admin"),
             basicAuth={"secretRef": {"name": "admins"}, "realm": "Admin area"},
         ),
+        _policy("SecurityPolicy", "broken", rule("broken"), basicAuth={"secretRef": GONE}),
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "jwks", "namespace": "default"},
+            "stringData": {"jwks": json.dumps(KeySet([KEY]).as_dict(private=False))},
+        },
         _policy(
-            "SecurityPolicy", "broken", rule("broken"), basicAuth={"secretRef": {"name": "gone"}}
+            "SecurityPolicy",
+            "token",
+            rule("token"),
+            jwt={
+                "providers": [
+                    {
+                        "name": "local",
+                        "issuer": ISSUER,
+                        "audiences": ["api"],
+                        "jwks": {"secretRef": {"name": "jwks"}},
+                        "claimToHeaders": [{"claim": "sub", "header": "X-User"}],
+                    },
+                    {
+                        "name": "remote",
+                        "issuer": "https://remote.example",
+                        "jwks": {"uri": "http://{}:{}/jwks".format(*keys.address)},
+                    },
+                ]
+            },
         ),
     ]
     gateway.write("policies.yaml", documents)
@@ -134,7 +184,7 @@ def gateway() -> Iterator[GatewayProcess]:
     wait_until(lambda: gateway.request("/denied")[0] == 403, what="the policies to be in force")
     yield gateway
     gateway.stop()
-    server.close()
+    keys.close()
 
 
 def _get(connection: http.client.HTTPConnection, path: str) -> tuple[int, dict[str, str]]:
@@ -250,3 +300,58 @@ def test_policies_report_their_status(gateway) -> None:
     wait_until(lambda: accepted("TrafficPolicy", "limited") == ("True", "Accepted"), what="status")
     assert accepted("SecurityPolicy", "admin") == ("True", "Accepted")
     assert accepted("SecurityPolicy", "broken") == ("False", "Invalid")
+
+
+def _token(key=KEY, alg: str = "ES256", **claims) -> dict[str, str]:
+    now = int(time.time())
+    payload = {"iss": ISSUER, "aud": "api", "sub": "alice", "exp": now + 300, **claims}
+    payload = {name: value for name, value in payload.items() if value is not None}
+    token = jwt.encode({"alg": alg, "kid": key.kid}, payload, key)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _seen(server: RawBackend, marker: bytes) -> bytes:
+    """The last request the backend got whose request line has ``marker``."""
+    return [r for r in server.requests if marker in r.split(b"\r\n", 1)[0]][-1]
+
+
+def test_jwt_wants_a_valid_token(gateway, server) -> None:
+    code, headers, _ = gateway.request("/token/none")
+    assert code == 401
+    assert headers["www-authenticate"] == 'Bearer realm="default/token"'
+    code, headers, _ = gateway.request("/token/mine", headers={**_token(), "X-User": "root"})
+    assert code == 200
+    seen = _seen(server, b"/token/mine").lower()
+    assert b"\r\nx-user: alice\r\n" in seen
+    assert b"x-user: root" not in seen  # the client's own copy is dropped
+    assert gateway.request("/token/again", headers=_token())[0] == 200  # (remembered)
+
+
+@pytest.mark.parametrize(
+    "claims, key",
+    [
+        ({"exp": int(time.time()) - 3600}, KEY),  # expired
+        ({"nbf": int(time.time()) + 3600}, KEY),  # not yet valid
+        ({}, STRANGER),  # forged: another key with the same kid
+        ({"aud": "other"}, KEY),
+        ({"iss": "https://elsewhere.example"}, KEY),
+    ],
+)
+def test_jwt_refuses_expired_forged_and_misaddressed_tokens(gateway, claims, key) -> None:
+    code, headers, _ = gateway.request("/token/bad", headers=_token(key, **claims))
+    assert code == 401
+    assert headers["www-authenticate"].endswith('error="invalid_token"')
+
+
+def test_jwt_refuses_unsigned_and_malformed_tokens(gateway) -> None:
+    header = base64.urlsafe_b64encode(b'{"alg":"none"}').rstrip(b"=").decode()
+    body = base64.urlsafe_b64encode(json.dumps({"iss": ISSUER, "aud": "api"}).encode())
+    unsigned = f"{header}.{body.rstrip(b'=').decode()}."
+    for token in (unsigned, "a.b.c", "x" * 9000, "not a token"):
+        answer = gateway.request("/token/bad", headers={"Authorization": f"Bearer {token}"})
+        assert answer[0] == 401
+
+
+def test_jwt_keys_fetched_from_a_uri(gateway) -> None:
+    remote = _token(REMOTE_KEY, alg="RS256", iss="https://remote.example", aud=None)
+    assert gateway.request("/token/remote", headers=remote)[0] == 200

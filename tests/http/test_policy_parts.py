@@ -1,12 +1,13 @@
 """The parts of TrafficPolicy and SecurityPolicy enforcement, without sockets: the shared
 GCRA buckets (also from two processes at once), client addresses behind trusted
 proxies, CIDR sets, Accept-Encoding and which responses are compressed, Basic
-credentials and their checks."""
+credentials and their checks, bearer tokens, JWT providers and remote key sets."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -14,11 +15,23 @@ import time
 
 import bcrypt
 import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey, KeySet, OctKey
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
 
 from twistgw.dataplane.http.basicauth import MAX_CHECKING, Verifier, credentials
 from twistgw.dataplane.http.clientaddr import Networks, client_address, parse_address
 from twistgw.dataplane.http.compression import CompiledCompression, Encoder, accepted
+from twistgw.dataplane.http.jwtauth import (
+    JWKS_REFRESH,
+    JWKS_RETRY,
+    KeySets,
+    Provider,
+    bearer,
+    claim_field,
+    unverified_issuer,
+)
 from twistgw.dataplane.http.messages import Response
 from twistgw.dataplane.ratelimit import WAYS, SharedBuckets, shared_file
 from twistgw.routing import ir
@@ -300,3 +313,112 @@ def test_bcrypt_checks_at_once_are_bounded() -> None:
     assert verifier.check(entry, b"guess") is None  # busy: the caller answers 503
     pending[0].callback(False)
     assert isinstance(verifier.check(entry, b"guess"), Deferred)
+
+
+# -- JWT
+
+
+@pytest.mark.parametrize(
+    "fields, token",
+    [
+        ([(b"authorization", b"Bearer abc.def.ghi")], b"abc.def.ghi"),
+        ([(b"authorization", b"bearer   abc ")], b"abc"),
+        ([(b"authorization", b"Basic abc")], None),
+        ([(b"authorization", b"Bearer " + b"a" * 9000)], None),
+        ([(b"authorization", b"Bearer")], None),
+        ([], None),
+    ],
+)
+def test_bearer_tokens(fields, token) -> None:
+    assert bearer(fields) == token
+
+
+def _segment(value: dict) -> bytes:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=")
+
+
+@pytest.mark.parametrize(
+    "token, issuer",
+    [
+        (b"h." + _segment({"iss": "https://a"}) + b".s", "https://a"),
+        (b"h." + _segment({"iss": 5}) + b".s", None),
+        (b"h." + _segment(["iss"]) + b".s", None),
+        (b"h.!!!.s", None),
+        (b"only.two", None),
+    ],
+)
+def test_the_issuer_a_token_claims(token, issuer) -> None:
+    assert unverified_issuer(token) == issuer
+
+
+@pytest.mark.parametrize(
+    "value, field",
+    [
+        ("alice", b"alice"),
+        (42, b"42"),
+        (True, b"true"),
+        ("zo\u00eb", "zo\u00eb".encode()),
+        ("a\r\nx-admin: yes", None),  # a claim cannot write a field of its own
+        ({"nested": 1}, None),
+        ("x" * 2000, None),
+    ],
+)
+def test_claims_as_request_fields(value, field) -> None:
+    assert claim_field(value) == field
+
+
+def test_a_provider_checks_signature_and_claims() -> None:
+    key = ECKey.generate_key("P-256", parameters={"kid": "k"}, private=True)
+    keys = KeySet.import_key_set(KeySet([key]).as_dict(private=False))
+    provider = Provider(ir.JWTProvider("p", "https://i", ("api",), jwks=json.dumps(keys.as_dict())))
+
+    def token(**claims) -> bytes:
+        payload = {"iss": "https://i", "aud": "api", "exp": 2000, **claims}
+        return jwt.encode({"alg": "ES256", "kid": "k"}, payload, key).encode()
+
+    assert provider.verify(token(), provider.keys, 1000.0)["iss"] == "https://i"
+    assert provider.verify(token(), provider.keys, 2100.0) is None  # expired
+    assert provider.verify(token(aud="else"), provider.keys, 1000.0) is None
+    hmac_token = jwt.encode(
+        {"alg": "HS256"}, {"iss": "https://i", "aud": "api"}, OctKey.import_key(b"k" * 32)
+    )
+    assert provider.verify(hmac_token.encode(), provider.keys, 1000.0) is None
+
+
+def test_remote_key_sets_are_fetched_once_and_kept_when_a_refresh_fails() -> None:
+    clock = Clock()
+    fetches: list[Deferred] = []
+
+    def fetch(uri: str) -> Deferred:
+        fetches.append(Deferred())
+        return fetches[-1]
+
+    sets = KeySets(clock, fetch)
+    first, second = sets.get("https://k"), sets.get("https://k")
+    assert isinstance(first, Deferred) and isinstance(second, Deferred)
+    assert len(fetches) == 1  # one fetch for both
+    keys = KeySet([])
+    got: list = []
+    first.addCallback(got.append)
+    fetches[0].callback(keys)
+    assert got == [keys]
+    assert sets.get("https://k") is keys
+    clock.advance(JWKS_REFRESH)
+    assert sets.get("https://k") is keys  # refreshing: the old keys serve meanwhile
+    fetches[1].errback(ValueError("down"))
+    assert sets.get("https://k") is keys and len(fetches) == 2  # kept; no new try yet
+    clock.advance(JWKS_RETRY)
+    sets.get("https://k")
+    assert len(fetches) == 3
+
+
+def test_a_key_set_that_never_came_answers_none() -> None:
+    clock = Clock()
+    fetches: list[Deferred] = []
+    sets = KeySets(clock, lambda uri: fetches.append(Deferred()) or fetches[-1])
+    waiting = sets.get("https://k")
+    outcome: list = []
+    waiting.addCallback(outcome.append)
+    fetches[0].errback(ValueError("down"))
+    assert outcome == [None]
+    assert sets.get("https://k") is None  # until the retry is due

@@ -50,7 +50,9 @@ DEFAULT_CONTENT_TYPES = (
 DEFAULT_MIN_SIZE = 1024
 #: Policy sections twistgw does not implement yet, by kind: a policy that sets one is
 #: refused (Accepted False, Invalid), never half applied.
-NOT_YET = {"TrafficPolicy": ("healthCheck",), "SecurityPolicy": ("jwt", "extAuth")}
+NOT_YET = {"TrafficPolicy": ("healthCheck",), "SecurityPolicy": ("extAuth",)}
+#: A JWKS URI: http(s), without credentials or a fragment.
+JWKS_URI_RE = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(/[\x21-\x7e]*)?")
 POLICY_LISTS: dict[str, dict[str, int]] = {
     "TrafficPolicy": {
         "spec.targetRefs": 16,
@@ -59,6 +61,9 @@ POLICY_LISTS: dict[str, dict[str, int]] = {
     },
     "SecurityPolicy": {
         "spec.targetRefs": 16,
+        "spec.jwt.providers": 4,
+        "spec.jwt.providers[].audiences": 8,
+        "spec.jwt.providers[].claimToHeaders": 16,
         "spec.ipAccess.allow": 256,
         "spec.ipAccess.deny": 256,
     },
@@ -157,6 +162,40 @@ def _basic_auth(value: Any, where: str) -> None:
         fail(f"{where}.realm", "must be printable ASCII without quotes or backslashes")
 
 
+def _jwt(value: Any, where: str) -> None:
+    jwt = mapping(value, where)
+    providers = list_of(jwt.get("providers"), f"{where}.providers")
+    if not providers:
+        fail(f"{where}.providers", "must have at least one provider")
+    names = set()
+    for i, provider in enumerate(providers):
+        at = f"{where}.providers[{i}]"
+        provider = item(provider, at)
+        name = string(provider, "name", at, required=True, pattern=NAME_RE)
+        if name in names:
+            fail(f"{at}.name", f"{name!r} names an earlier provider too")
+        names.add(name)
+        string(provider, "issuer", at, max_len=253)
+        for j, audience in enumerate(list_of(provider.get("audiences"), f"{at}.audiences")):
+            if not isinstance(audience, str) or not 0 < len(audience) <= 253:
+                fail(f"{at}.audiences[{j}]", "must be a string of 1 to 253 characters")
+        jwks = mapping(provider.get("jwks"), f"{at}.jwks")
+        ref = mapping(jwks.get("secretRef"), f"{at}.jwks.secretRef")
+        if ref:
+            string(ref, "name", f"{at}.jwks.secretRef", required=True, pattern=NAME_RE)
+        uri = string(jwks, "uri", f"{at}.jwks", max_len=2048)
+        if uri is not None and not JWKS_URI_RE.fullmatch(uri):
+            fail(f"{at}.jwks.uri", "must be an http or https URL without credentials")
+        if bool(ref) == (uri is not None):
+            fail(f"{at}.jwks", "must have exactly one of secretRef and uri")
+        for j, pair in enumerate(list_of(provider.get("claimToHeaders"), f"{at}.claimToHeaders")):
+            pair = item(pair, f"{at}.claimToHeaders[{j}]")
+            string(pair, "claim", f"{at}.claimToHeaders[{j}]", required=True, max_len=256)
+            string(
+                pair, "header", f"{at}.claimToHeaders[{j}]", required=True, pattern=HEADER_NAME_RE
+            )
+
+
 def _security_policy(body: dict) -> None:
     spec = mapping(body.get("spec"), "spec")
     _target_refs(spec)
@@ -164,8 +203,9 @@ def _security_policy(body: dict) -> None:
         _ip_access(spec["ipAccess"], "spec.ipAccess")
     if "basicAuth" in spec:
         _basic_auth(spec["basicAuth"], "spec.basicAuth")
-    for section in ("jwt", "extAuth"):
-        mapping(spec.get(section), f"spec.{section}")
+    if "jwt" in spec:
+        _jwt(spec["jwt"], "spec.jwt")
+    mapping(spec.get("extAuth"), "spec.extAuth")
 
 
 POLICY_VALIDATORS = {"TrafficPolicy": _traffic_policy, "SecurityPolicy": _security_policy}

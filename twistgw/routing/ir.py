@@ -195,6 +195,28 @@ class BasicAuth:
 
 
 @attrs.frozen
+class JWTProvider:
+    """Where a JWT's signing keys come from (a JWKS from a Secret, or fetched from
+    ``jwks_uri``), what its ``iss`` and ``aud`` must be (None / empty: anything), and
+    which claims become request fields (claim, field name lower-case)."""
+
+    name: str
+    issuer: str | None = None
+    audiences: tuple[str, ...] = ()
+    jwks: str = attrs.field(default="", repr=False)
+    jwks_uri: str | None = None
+    claim_to_headers: tuple[tuple[str, str], ...] = ()
+
+
+@attrs.frozen
+class JWTAuth:
+    """A SecurityPolicy's JWT authentication: a bearer token any provider verifies."""
+
+    policy: str
+    providers: tuple[JWTProvider, ...]
+
+
+@attrs.frozen
 class Policies:
     """What TrafficPolicies and SecurityPolicies do to a route's requests, each section
     from the most specific policy that sets it. ``refused``: a SecurityPolicy that
@@ -204,6 +226,7 @@ class Policies:
     compression: Compression | None = None
     ip_access: IPAccess | None = None
     basic_auth: BasicAuth | None = None
+    jwt: JWTAuth | None = None
     refused: str | None = None
 
 
@@ -351,7 +374,7 @@ class RoutingTable:
         """Plain data for the config dump; private keys are left out."""
 
         def redact(inst, field, value):
-            if field is not None and field.name in ("private_key", "users"):
+            if field is not None and field.name in ("private_key", "users", "jwks") and value:
                 return "<redacted>"
             if isinstance(value, bytes):
                 return value.decode("ascii", "replace")

@@ -15,10 +15,13 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import json
 from collections.abc import Iterable
 from typing import Any
 
 import attrs
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 
 from twistgw.api.policy_validation import NOT_YET, RATE_UNITS
 from twistgw.api.resource import GATEWAY_GROUP, ObjectKey, ObjectStatus, Resource
@@ -32,12 +35,14 @@ from twistgw.translate.gateways import GatewayState
 #: The sections of each policy kind, in the order they are reported.
 SECTIONS = {
     "TrafficPolicy": ("rateLimit", "compression"),
-    "SecurityPolicy": ("ipAccess", "basicAuth"),
+    "SecurityPolicy": ("ipAccess", "basicAuth", "jwt"),
 }
 #: (kind, namespace, name, sectionName or None)
 Target = tuple[str, str, str, str | None]
 #: The key of a basic-auth Secret that holds the htpasswd file.
 HTPASSWD_KEY = ".htpasswd"
+#: The key of a JWT provider's Secret that holds its JSON Web Key Set.
+JWKS_KEY = "jwks"
 #: Users one htpasswd Secret may list.
 MAX_USERS = 10000
 #: Hash prefixes twistgw verifies: bcrypt's, and base64 SHA-1's.
@@ -73,16 +78,7 @@ def _htpasswd(snapshot: Snapshot, policy: Resource, spec: dict) -> ir.BasicAuth:
     where = f"Secret {policy.namespace}/{name}"
     if secret is None:
         raise Unusable(f"basicAuth: {where} does not exist")
-    encoded = (secret.body.get("data") or {}).get(HTPASSWD_KEY)
-    if encoded is not None:
-        try:
-            text = base64.b64decode(encoded, validate=True).decode("utf-8")
-        except (binascii.Error, ValueError) as exc:
-            raise Unusable(f"basicAuth: {where} {HTPASSWD_KEY} is not base64 UTF-8") from exc
-    else:
-        text = (secret.body.get("stringData") or {}).get(HTPASSWD_KEY)
-        if text is None:
-            raise Unusable(f"basicAuth: {where} has no {HTPASSWD_KEY} key")
+    text = _secret_text(secret, HTPASSWD_KEY, f"basicAuth: {where}")
     users: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -101,6 +97,45 @@ def _htpasswd(snapshot: Snapshot, policy: Resource, spec: dict) -> ir.BasicAuth:
         raise Unusable(f"basicAuth: {where} {HTPASSWD_KEY} lists no users")
     realm = spec.get("realm") or "twistgw"
     return ir.BasicAuth(f"{policy.namespace}/{policy.name}", realm, tuple(sorted(users.items())))
+
+
+def _jwt_provider(snapshot: Snapshot, policy: Resource, spec: dict) -> ir.JWTProvider:
+    """A JWT provider, its JWKS read from its Secret (checked: a key set that parses)."""
+    jwks = spec["jwks"]
+    text = ""
+    if "secretRef" in jwks:
+        name = jwks["secretRef"]["name"]
+        where = f"jwt provider {spec['name']}: Secret {policy.namespace}/{name}"
+        secret = snapshot.get("Secret", policy.namespace, name)
+        if secret is None:
+            raise Unusable(f"{where} does not exist")
+        text = _secret_text(secret, JWKS_KEY, where)
+        try:
+            KeySet.import_key_set(json.loads(text))
+        except (ValueError, TypeError, KeyError, JoseError) as exc:
+            raise Unusable(f"{where} {JWKS_KEY} is not a JSON Web Key Set: {exc}") from exc
+    return ir.JWTProvider(
+        spec["name"],
+        spec.get("issuer"),
+        tuple(spec.get("audiences") or ()),
+        text,
+        jwks.get("uri"),
+        tuple((p["claim"], p["header"].lower()) for p in spec.get("claimToHeaders") or ()),
+    )
+
+
+def _secret_text(secret: Resource, key: str, where: str) -> str:
+    """A Secret's ``key`` as text (``data`` base64, or ``stringData``)."""
+    encoded = (secret.body.get("data") or {}).get(key)
+    if encoded is not None:
+        try:
+            return base64.b64decode(encoded, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError) as exc:
+            raise Unusable(f"{where} {key} is not base64 UTF-8") from exc
+    text = (secret.body.get("stringData") or {}).get(key)
+    if text is None:
+        raise Unusable(f"{where} has no {key} key")
+    return text
 
 
 def _compile(snapshot: Snapshot, state: PolicyState) -> None:
@@ -132,6 +167,9 @@ def _compile(snapshot: Snapshot, state: PolicyState) -> None:
             )
         if "basicAuth" in spec:
             state.sections["basicAuth"] = _htpasswd(snapshot, policy, spec["basicAuth"])
+        if "jwt" in spec:
+            providers = tuple(_jwt_provider(snapshot, policy, p) for p in spec["jwt"]["providers"])
+            state.sections["jwt"] = ir.JWTAuth(state.name, providers)
     except Unusable as exc:
         state.problem = str(exc)
     if not state.sections and state.problem is None:
@@ -287,6 +325,7 @@ class PolicyAttachment:
             compression=chosen.get("compression"),
             ip_access=chosen.get("ipAccess"),
             basic_auth=chosen.get("basicAuth"),
+            jwt=chosen.get("jwt"),
             refused=refused,
         )
 

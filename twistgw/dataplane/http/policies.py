@@ -1,21 +1,27 @@
 """A route's TrafficPolicy and SecurityPolicy sections at request time: who may pass
-(IP access lists, rate limit, Basic authentication) and how the response is encoded.
+(IP access lists, rate limit, Basic and JWT authentication) and how the response is
+encoded.
 
 Checks run in this order, each answering the request itself when it fails: the IP
-access list (403), the rate limit (429), Basic authentication (401). The CORS
-preflight is answered between the first two, so a browser's preflight needs no
-credentials and uses no quota."""
+access list (403), the rate limit (429), Basic authentication (401), JWT (401). The
+CORS preflight is answered between the first two, so a browser's preflight needs no
+credentials and uses no quota. A check that needs time (a bcrypt hash, a key set being
+fetched) lets the request go on when it is done."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from twistgw.dataplane.http.basicauth import CompiledBasicAuth, Verifier, credentials
 from twistgw.dataplane.http.clientaddr import Address, Networks, client_address
 from twistgw.dataplane.http.compression import CompiledCompression
+from twistgw.dataplane.http.jwtauth import CompiledJWT, KeySets, bearer
 from twistgw.dataplane.ratelimit import SharedBuckets
 from twistgw.routing import ir
 
@@ -40,6 +46,7 @@ class Guards:
         verifier: Verifier | None = None,
     ) -> None:
         self.metrics = metrics
+        self.key_sets = KeySets(reactor)
         self.trusted = trusted_proxies if trusted_proxies is not None else Networks(())
         self.buckets = buckets if buckets is not None else SharedBuckets(slots=1024)
         self.verifier = verifier if verifier is not None else Verifier(reactor)
@@ -86,14 +93,24 @@ class CompiledRateLimit:
 class CompiledPolicies:
     """An ``ir.Policies``, compiled once per table update."""
 
-    __slots__ = ("refused", "ip_access", "rate_limit", "basic_auth", "compression")
+    __slots__ = ("refused", "ip_access", "rate_limit", "basic_auth", "jwt", "compression", "checks")
 
     def __init__(self, spec: ir.Policies) -> None:
         self.refused = spec.refused
         self.ip_access = CompiledIPAccess(spec.ip_access) if spec.ip_access else None
         self.rate_limit = CompiledRateLimit(spec.rate_limit) if spec.rate_limit else None
         self.basic_auth = CompiledBasicAuth(spec.basic_auth) if spec.basic_auth else None
+        self.jwt = CompiledJWT(spec.jwt) if spec.jwt else None
         self.compression = CompiledCompression(spec.compression) if spec.compression else None
+        #: the checks ``admit`` runs, in order: each answers True (go on), False (it
+        #: answered the request) or a Deferred of either
+        self.checks: list[Callable[[Exchange], bool | Deferred]] = []
+        if self.rate_limit is not None:
+            self.checks.append(self._within)
+        if self.basic_auth is not None:
+            self.checks.append(self._basic)
+        if self.jwt is not None:
+            self.checks.append(self._jwt)
 
     def screen(self, exchange: Exchange) -> bool:
         """Check the request before its CORS preflight; whether it may go on (if not,
@@ -109,15 +126,39 @@ class CompiledPolicies:
             return False
         return True
 
-    def admit(self, exchange: Exchange) -> bool:
-        """Check the rate limit and credentials; whether the request may go on now
-        (if not, it has been answered, or goes on later by ``exchange.resume``)."""
-        limit = self.rate_limit
-        if limit is not None and not self._within(limit, exchange):
+    def admit(self, exchange: Exchange, step: int = 0) -> bool:
+        """Check the rate limit and credentials, from check ``step`` on; whether the
+        request may go on now (if not, it has been answered, or a check finishes later
+        and the request goes on by ``exchange.resume``)."""
+        checks = self.checks
+        while step < len(checks):
+            outcome = checks[step](exchange)
+            step += 1
+            if outcome is True:
+                continue
+            if outcome is False:
+                return False
+            outcome.addCallbacks(
+                partial(self._checked_later, exchange, step),
+                partial(self._check_failed, exchange),
+            )
             return False
+        return True
+
+    def _checked_later(self, exchange: Exchange, step: int, passed: bool) -> None:
+        if exchange.finished:
+            return  # (the client went away meanwhile)
+        if passed and self.admit(exchange, step):
+            exchange.resume()
+
+    @staticmethod
+    def _check_failed(exchange: Exchange, failure) -> None:
+        log.failure("a policy check failed", failure)
+        if not exchange.finished:
+            exchange.respond_local(500, b"the route's policy check failed\n")
+
+    def _basic(self, exchange: Exchange) -> bool | Deferred:
         auth = self.basic_auth
-        if auth is None:
-            return True
         given = credentials(exchange.request.headers)
         hashed = auth.users.get(given[0]) if given is not None else None
         if hashed is None:
@@ -129,16 +170,54 @@ class CompiledPolicies:
             return False
         if isinstance(checked, bool):
             return checked or self._unauthorized(exchange, auth)
+        return checked.addCallback(lambda matched: matched or self._unauthorized(exchange, auth))
 
-        def checked_later(matched: bool) -> None:
-            if exchange.finished:
-                return  # (the client went away meanwhile)
-            if matched:
-                exchange.resume()
-            else:
-                self._unauthorized(exchange, auth)
+    def _jwt(self, exchange: Exchange) -> bool | Deferred:
+        auth = self.jwt
+        token = bearer(exchange.request.headers)
+        if token is None:
+            return self._no_token(exchange, auth, b"")
+        now = exchange.conn.clock.seconds()
+        known = auth.recall(token, now)
+        if known is not None:
+            exchange.request.headers = auth.with_claims(exchange.request.headers, *known)
+            return True
+        return self._verify(exchange, auth, token, auth.candidates(token), now)
 
-        checked.addCallback(checked_later)
+    def _verify(
+        self, exchange: Exchange, auth: CompiledJWT, token: bytes, providers: list, now: float
+    ) -> bool | Deferred:
+        """Try ``providers`` in turn; a provider whose keys are still being fetched is
+        tried once they are."""
+        key_sets = exchange.conn.factory.guards.key_sets
+        for index, provider in enumerate(providers):
+            keys = provider.keys or key_sets.get(provider.spec.jwks_uri)
+            if isinstance(keys, Deferred):
+                rest = providers[index:]
+                return keys.addCallback(self._keys_came, exchange, auth, token, rest, now)
+            if keys is None:
+                continue
+            claims = provider.verify(token, keys, now)
+            if claims is not None:
+                auth.remember(token, provider, claims, now)
+                exchange.request.headers = auth.with_claims(
+                    exchange.request.headers, provider, claims
+                )
+                return True
+        return self._no_token(exchange, auth, b', error="invalid_token"')
+
+    def _keys_came(
+        self, _, exchange: Exchange, auth: CompiledJWT, token: bytes, rest: list, now: float
+    ) -> bool | Deferred:
+        if exchange.finished:
+            return False
+        return self._verify(exchange, auth, token, rest, now)
+
+    @staticmethod
+    def _no_token(exchange: Exchange, auth: CompiledJWT, error: bytes) -> bool:
+        _denied(exchange, auth.policy, "jwt")
+        challenge = [(b"www-authenticate", b'Bearer realm="%s"%s' % (auth.policy.encode(), error))]
+        exchange.respond_local(401, b"a valid bearer token is required\n", challenge)
         return False
 
     @staticmethod
@@ -152,7 +231,8 @@ class CompiledPolicies:
         conn = exchange.conn
         return client_address(conn.peer_host, exchange.request.headers, conn.factory.guards.trusted)
 
-    def _within(self, limit: CompiledRateLimit, exchange: Exchange) -> bool:
+    def _within(self, exchange: Exchange) -> bool:
+        limit = self.rate_limit
         key = limit.key_of(exchange, self._address(exchange) if limit.key == "ClientIP" else None)
         conn = exchange.conn
         decision = conn.factory.guards.buckets.take(
