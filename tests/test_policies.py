@@ -21,7 +21,7 @@ import zstandard
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
-from tests.support.gateway import GatewayProcess, wait_until
+from tests.support.gateway import GatewayProcess, free_port, wait_until
 from tests.support.manifests import backend, gateway_class, gateway_manifest, http_route, service
 from tests.support.procs import connection_owner
 from tests.support.rawbackend import Conn, RawBackend
@@ -98,6 +98,32 @@ def serve_jwks(conn: Conn) -> None:
         )
 
 
+def auth_service(conn: Conn) -> None:
+    """An auth service: "Authorization: let-me-in" passes (as user 7), a target with
+    /login is redirected, anything else is refused with a challenge."""
+    while (request := conn.read_request()) is not None:
+        head = request.lower()
+        if b"/login" in request.split(b"\r\n", 1)[0]:
+            conn.send(b"HTTP/1.1 302 Found\r\nLocation: https://login.example/\r\n")
+            conn.send(b"Content-Length: 0\r\n\r\n")
+        elif b"\r\nauthorization: let-me-in\r\n" in head:
+            conn.send(b"HTTP/1.1 204 No Content\r\nX-User-Id: 7\r\nX-Other: no\r\n\r\n")
+        else:
+            body = b'{"error": "who are you?"}'
+            conn.send(
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Custom\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(body), body)
+            )
+
+
+@pytest.fixture(scope="module")
+def auth() -> Iterator[RawBackend]:
+    auth = RawBackend(auth_service)
+    yield auth
+    auth.close()
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[RawBackend]:
     server = RawBackend(answer)
@@ -106,7 +132,7 @@ def server() -> Iterator[RawBackend]:
 
 
 @pytest.fixture(scope="module")
-def gateway(server) -> Iterator[GatewayProcess]:
+def gateway(server, auth) -> Iterator[GatewayProcess]:
     gateway = GatewayProcess(("--workers", "2", "--trusted-proxies", "127.0.0.1/32")).start()
     keys = RawBackend(serve_jwks)
     route = "web"
@@ -118,6 +144,8 @@ def gateway(server) -> Iterator[GatewayProcess]:
         _rule("text", "/text"),
         _rule("broken", "/broken"),
         _rule("token", "/token"),
+        _rule("checked", "/checked"),
+        _rule("unchecked", "/unchecked"),
         _rule("open", "/"),
     ]
 
@@ -128,6 +156,27 @@ def gateway(server) -> Iterator[GatewayProcess]:
         gateway_class(),
         gateway_manifest(),
         *service("web", [server.address]),
+        *service("auth", [auth.address], port=9000),
+        *service("no-auth", [("127.0.0.1", free_port())], port=9000),
+        _policy(
+            "SecurityPolicy",
+            "checked",
+            rule("checked"),
+            extAuth={
+                "http": {
+                    "backendRef": {"name": "auth", "port": 9000},
+                    "path": "/verify",
+                    "headersToBackend": ["Authorization"],
+                    "headersFromAuth": ["X-User-Id"],
+                }
+            },
+        ),
+        _policy(
+            "SecurityPolicy",
+            "unchecked",
+            rule("unchecked"),
+            extAuth={"http": {"backendRef": {"name": "no-auth", "port": 9000}}},
+        ),
         http_route(route, rules),
         {
             "apiVersion": "v1",
@@ -355,3 +404,29 @@ def test_jwt_refuses_unsigned_and_malformed_tokens(gateway) -> None:
 def test_jwt_keys_fetched_from_a_uri(gateway) -> None:
     remote = _token(REMOTE_KEY, alg="RS256", iss="https://remote.example", aud=None)
     assert gateway.request("/token/remote", headers=remote)[0] == 200
+
+
+def test_ext_auth_lets_through_what_the_service_allows(gateway, server, auth) -> None:
+    headers = {"Authorization": "let-me-in", "X-User-Id": "0", "Cookie": "secret"}
+    assert gateway.request("/checked/in?q=1", headers=headers)[0] == 200
+    asked = [r for r in auth.requests if b"/verify/checked/in?q=1" in r][-1].lower()
+    assert asked.startswith(b"get /verify/checked/in?q=1 http/1.1\r\n")
+    assert b"\r\nhost: example.com\r\n" in asked
+    assert b"\r\nx-forwarded-uri: /checked/in?q=1\r\n" in asked
+    assert b"cookie" not in asked  # only the fields listed go to the service
+    seen = _seen(server, b"/checked/in").lower()
+    assert b"\r\nx-user-id: 7\r\n" in seen and b"x-user-id: 0" not in seen
+    assert b"x-other" not in seen
+
+
+def test_ext_auth_denials_reach_the_client_as_the_service_made_them(gateway) -> None:
+    code, headers, body = gateway.request("/checked/out")
+    assert (code, body) == (401, b'{"error": "who are you?"}')
+    assert headers["www-authenticate"] == "Custom"
+    assert headers["content-type"] == "application/json"
+    code, headers, _ = gateway.request("/checked/login")
+    assert (code, headers["location"]) == (302, "https://login.example/")
+
+
+def test_ext_auth_that_cannot_be_reached_is_503(gateway) -> None:
+    assert gateway.request("/unchecked")[0] == 503

@@ -12,6 +12,12 @@ SECTION_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-
 HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
 
 
+#: A Gateway API Duration (GEP-2257), as the CRDs' pattern has it.
+DURATION_RE = re.compile(r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")
+_DURATION_PART = re.compile(r"([0-9]{1,5})(h|ms|m|s)")
+_DURATION_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
 class InvalidObject(ValueError):
     """An object that its CRD's schema would reject; the message names the field."""
 
@@ -82,3 +88,10 @@ def integer(obj: dict, key: str, path: str, lo: int, hi: int, required: bool = F
     if not lo <= value <= hi:
         fail(where, f"must be between {lo} and {hi}; got {value}")
     return value
+
+
+def parse_duration(value: str) -> float:
+    """A Gateway API Duration (``1h30m``, ``500ms``, ``0s``) in seconds."""
+    if not DURATION_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a Gateway API duration")
+    return sum(int(n) * _DURATION_UNIT[unit] for n, unit in _DURATION_PART.findall(value))

@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from twistgw.api.fields import (
+    DURATION_RE,
     HEADER_NAME_RE,
     NAME_RE,
     SECTION_NAME_RE,
@@ -50,7 +51,11 @@ DEFAULT_CONTENT_TYPES = (
 DEFAULT_MIN_SIZE = 1024
 #: Policy sections twistgw does not implement yet, by kind: a policy that sets one is
 #: refused (Accepted False, Invalid), never half applied.
-NOT_YET = {"TrafficPolicy": ("healthCheck",), "SecurityPolicy": ("extAuth",)}
+NOT_YET = {"TrafficPolicy": ("healthCheck",), "SecurityPolicy": ()}
+#: The longest an auth service may take to answer, by default.
+DEFAULT_EXT_AUTH_TIMEOUT = "1s"
+#: An auth service's path prefix: path characters only (RFC 3986 pchar and "/").
+PATH_PREFIX_RE = re.compile(r"(/[A-Za-z0-9\-._~!$&'()*+,;=:@%]*)+")
 #: A JWKS URI: http(s), without credentials or a fragment.
 JWKS_URI_RE = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(/[\x21-\x7e]*)?")
 POLICY_LISTS: dict[str, dict[str, int]] = {
@@ -64,6 +69,8 @@ POLICY_LISTS: dict[str, dict[str, int]] = {
         "spec.jwt.providers": 4,
         "spec.jwt.providers[].audiences": 8,
         "spec.jwt.providers[].claimToHeaders": 16,
+        "spec.extAuth.http.headersToBackend": 64,
+        "spec.extAuth.http.headersFromAuth": 64,
         "spec.ipAccess.allow": 256,
         "spec.ipAccess.deny": 256,
     },
@@ -196,6 +203,42 @@ def _jwt(value: Any, where: str) -> None:
             )
 
 
+def _header_names(value: Any, where: str) -> None:
+    for i, name in enumerate(list_of(value, where)):
+        if not isinstance(name, str) or not HEADER_NAME_RE.fullmatch(name) or len(name) > 256:
+            fail(f"{where}[{i}]", "must be a header name")
+
+
+def _ext_auth(value: Any, where: str) -> None:
+    ext = mapping(value, where)
+    http = mapping(ext.get("http"), f"{where}.http")
+    if not http:
+        fail(f"{where}.http", "is required")
+    at = f"{where}.http"
+    ref = mapping(http.get("backendRef"), f"{at}.backendRef")
+    if not ref:
+        fail(f"{at}.backendRef", "is required")
+    ref.setdefault("group", "")
+    ref.setdefault("kind", "Service")
+    string(ref, "name", f"{at}.backendRef", required=True, pattern=NAME_RE)
+    string(ref, "namespace", f"{at}.backendRef", max_len=63)
+    integer(ref, "port", f"{at}.backendRef", 1, 65535, required=True)
+    path = http.setdefault("path", "")
+    string(http, "path", at, max_len=1024)
+    if path and (
+        not path.startswith("/") or path.endswith("/") or not PATH_PREFIX_RE.fullmatch(path)
+    ):
+        fail(f"{at}.path", "must be a path such as /auth (no trailing /, no query)")
+    _header_names(http.get("headersToBackend"), f"{at}.headersToBackend")
+    _header_names(http.get("headersFromAuth"), f"{at}.headersFromAuth")
+    ext.setdefault("timeout", DEFAULT_EXT_AUTH_TIMEOUT)
+    timeout = string(ext, "timeout", where, max_len=32)
+    if not DURATION_RE.fullmatch(timeout):
+        fail(f"{where}.timeout", f"{timeout!r} is not a duration (e.g. 500ms, 2s)")
+    if not isinstance(ext.setdefault("failOpen", False), bool):
+        fail(f"{where}.failOpen", "must be true or false")
+
+
 def _security_policy(body: dict) -> None:
     spec = mapping(body.get("spec"), "spec")
     _target_refs(spec)
@@ -205,7 +248,8 @@ def _security_policy(body: dict) -> None:
         _basic_auth(spec["basicAuth"], "spec.basicAuth")
     if "jwt" in spec:
         _jwt(spec["jwt"], "spec.jwt")
-    mapping(spec.get("extAuth"), "spec.extAuth")
+    if "extAuth" in spec:
+        _ext_auth(spec["extAuth"], "spec.extAuth")
 
 
 POLICY_VALIDATORS = {"TrafficPolicy": _traffic_policy, "SecurityPolicy": _security_policy}

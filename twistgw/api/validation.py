@@ -20,9 +20,11 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from twistgw.api.fields import (
+    DURATION_RE,
     HEADER_NAME_RE,
     NAME_RE,
     SECTION_NAME_RE,
+    parse_duration,
 )
 from twistgw.api.fields import (
     InvalidObject as InvalidObject,  # (raised here, caught by importers of this module)
@@ -70,21 +72,10 @@ GRPC_FILTER_TYPES = (
 #: (CEL) allows this many, though its message says "less than 128".
 ROUTE_MAX_MATCHES = 128
 REDIRECT_CODES = (301, 302, 303, 307, 308)
-#: A Gateway API Duration (GEP-2257), as the CRDs' pattern has it.
-DURATION_RE = re.compile(r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")
-_DURATION_PART = re.compile(r"([0-9]{1,5})(h|ms|m|s)")
-_DURATION_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
 #: LabelSelector operators.
 SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
-
-
-def parse_duration(value: str) -> float:
-    """A Gateway API Duration (``1h30m``, ``500ms``, ``0s``) in seconds."""
-    if not DURATION_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a Gateway API duration")
-    return sum(int(n) * _DURATION_UNIT[unit] for n, unit in _DURATION_PART.findall(value))
 
 
 def _duration(obj: dict, key: str, path: str) -> float | None:

@@ -217,6 +217,24 @@ class JWTAuth:
 
 
 @attrs.frozen
+class ExtAuth:
+    """A SecurityPolicy's external authorization over HTTP: each request's head (its
+    method and target after ``path``, the fields in ``headers_to_backend``, all when
+    empty; names lower-case) goes to ``backend`` first; a 2xx answer lets it through
+    with the answer's ``headers_from_auth`` fields, any other is the client's answer.
+    ``fail_open``: when the service cannot be reached in ``timeout`` seconds, let the
+    request through (else 503)."""
+
+    policy: str
+    backend: Backend
+    path: str = ""
+    headers_to_backend: tuple[str, ...] = ()
+    headers_from_auth: tuple[str, ...] = ()
+    timeout: float = 1.0
+    fail_open: bool = False
+
+
+@attrs.frozen
 class Policies:
     """What TrafficPolicies and SecurityPolicies do to a route's requests, each section
     from the most specific policy that sets it. ``refused``: a SecurityPolicy that
@@ -227,6 +245,7 @@ class Policies:
     ip_access: IPAccess | None = None
     basic_auth: BasicAuth | None = None
     jwt: JWTAuth | None = None
+    ext_auth: ExtAuth | None = None
     refused: str | None = None
 
 

@@ -23,6 +23,7 @@ import attrs
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from twistgw.api.fields import parse_duration
 from twistgw.api.policy_validation import NOT_YET, RATE_UNITS
 from twistgw.api.resource import GATEWAY_GROUP, ObjectKey, ObjectStatus, Resource
 from twistgw.routing import ir
@@ -31,11 +32,12 @@ from twistgw.translate.attachment import Attachment
 from twistgw.translate.backendtls import MAX_ANCESTORS
 from twistgw.translate.conditions import condition
 from twistgw.translate.gateways import GatewayState
+from twistgw.translate.references import BackendError, resolve_service
 
 #: The sections of each policy kind, in the order they are reported.
 SECTIONS = {
     "TrafficPolicy": ("rateLimit", "compression"),
-    "SecurityPolicy": ("ipAccess", "basicAuth", "jwt"),
+    "SecurityPolicy": ("ipAccess", "basicAuth", "jwt", "extAuth"),
 }
 #: (kind, namespace, name, sectionName or None)
 Target = tuple[str, str, str, str | None]
@@ -65,7 +67,7 @@ class PolicyState:
 
     @property
     def name(self) -> str:
-        return f"{self.resource.namespace}/{self.resource.name}"
+        return _qualified(self.resource)
 
     def settle(self, target: Target, reason: str, message: str) -> None:
         """Record what became of ``target``."""
@@ -96,7 +98,7 @@ def _htpasswd(snapshot: Snapshot, policy: Resource, spec: dict) -> ir.BasicAuth:
     if not users:
         raise Unusable(f"basicAuth: {where} {HTPASSWD_KEY} lists no users")
     realm = spec.get("realm") or "twistgw"
-    return ir.BasicAuth(f"{policy.namespace}/{policy.name}", realm, tuple(sorted(users.items())))
+    return ir.BasicAuth(_qualified(policy), realm, tuple(sorted(users.items())))
 
 
 def _jwt_provider(snapshot: Snapshot, policy: Resource, spec: dict) -> ir.JWTProvider:
@@ -121,6 +123,27 @@ def _jwt_provider(snapshot: Snapshot, policy: Resource, spec: dict) -> ir.JWTPro
         text,
         jwks.get("uri"),
         tuple((p["claim"], p["header"].lower()) for p in spec.get("claimToHeaders") or ()),
+    )
+
+
+def _ext_auth(snapshot: Snapshot, policy: Resource, spec: dict) -> ir.ExtAuth:
+    """An extAuth section, its auth service resolved to endpoints."""
+    http = spec["http"]
+    ref = http["backendRef"]
+    try:
+        endpoints, _ = resolve_service(snapshot, policy, ref)
+    except BackendError as exc:
+        raise Unusable(f"extAuth: {exc.message}") from exc
+    namespace = ref.get("namespace") or policy.namespace
+    backend = ir.Backend(f"{namespace}/{ref['name']}:{ref['port']}", 1, endpoints)
+    return ir.ExtAuth(
+        _qualified(policy),
+        backend,
+        http["path"],
+        tuple(name.lower() for name in http.get("headersToBackend") or ()),
+        tuple(name.lower() for name in http.get("headersFromAuth") or ()),
+        parse_duration(spec["timeout"]),
+        spec["failOpen"],
     )
 
 
@@ -170,6 +193,8 @@ def _compile(snapshot: Snapshot, state: PolicyState) -> None:
         if "jwt" in spec:
             providers = tuple(_jwt_provider(snapshot, policy, p) for p in spec["jwt"]["providers"])
             state.sections["jwt"] = ir.JWTAuth(state.name, providers)
+        if "extAuth" in spec:
+            state.sections["extAuth"] = _ext_auth(snapshot, policy, spec["extAuth"])
     except Unusable as exc:
         state.problem = str(exc)
     if not state.sections and state.problem is None:
@@ -326,6 +351,7 @@ class PolicyAttachment:
             ip_access=chosen.get("ipAccess"),
             basic_auth=chosen.get("basicAuth"),
             jwt=chosen.get("jwt"),
+            ext_auth=chosen.get("extAuth"),
             refused=refused,
         )
 
@@ -383,6 +409,11 @@ def _levels(attachment: Attachment) -> tuple[Target, ...]:
         levels.append(("Gateway", gateway.namespace, gateway.name, listener.name))
     levels.append(("Gateway", gateway.namespace, gateway.name, None))
     return tuple(levels)
+
+
+def _qualified(policy: Resource) -> str:
+    """``namespace/name``, as the routing table names a policy."""
+    return f"{policy.namespace}/{policy.name}"
 
 
 def _shown(target: Target) -> str:

@@ -63,3 +63,9 @@ class Response:
         self.status = status
         self.headers = headers
         self.length = length
+
+
+def has_content_type(headers: Headers | None) -> bool:
+    """Whether ``headers`` has a Content-Type (a local answer's own, e.g. an auth
+    service's denial, is kept; else the gateway's text/plain is added)."""
+    return any(name == b"content-type" for name, _ in headers or ())

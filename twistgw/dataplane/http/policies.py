@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twistgw.dataplane.http.basicauth import CompiledBasicAuth, Verifier, credentials
 from twistgw.dataplane.http.clientaddr import Address, Networks, client_address
 from twistgw.dataplane.http.compression import CompiledCompression
+from twistgw.dataplane.http.extauth import AuthClient, CompiledExtAuth, Denied
 from twistgw.dataplane.http.jwtauth import CompiledJWT, KeySets, bearer
 from twistgw.dataplane.ratelimit import SharedBuckets
 from twistgw.routing import ir
@@ -47,6 +48,7 @@ class Guards:
     ) -> None:
         self.metrics = metrics
         self.key_sets = KeySets(reactor)
+        self.auth_client = AuthClient(reactor)
         self.trusted = trusted_proxies if trusted_proxies is not None else Networks(())
         self.buckets = buckets if buckets is not None else SharedBuckets(slots=1024)
         self.verifier = verifier if verifier is not None else Verifier(reactor)
@@ -93,7 +95,16 @@ class CompiledRateLimit:
 class CompiledPolicies:
     """An ``ir.Policies``, compiled once per table update."""
 
-    __slots__ = ("refused", "ip_access", "rate_limit", "basic_auth", "jwt", "compression", "checks")
+    __slots__ = (
+        "refused",
+        "ip_access",
+        "rate_limit",
+        "basic_auth",
+        "jwt",
+        "ext_auth",
+        "compression",
+        "checks",
+    )
 
     def __init__(self, spec: ir.Policies) -> None:
         self.refused = spec.refused
@@ -101,6 +112,7 @@ class CompiledPolicies:
         self.rate_limit = CompiledRateLimit(spec.rate_limit) if spec.rate_limit else None
         self.basic_auth = CompiledBasicAuth(spec.basic_auth) if spec.basic_auth else None
         self.jwt = CompiledJWT(spec.jwt) if spec.jwt else None
+        self.ext_auth = CompiledExtAuth(spec.ext_auth) if spec.ext_auth else None
         self.compression = CompiledCompression(spec.compression) if spec.compression else None
         #: the checks ``admit`` runs, in order: each answers True (go on), False (it
         #: answered the request) or a Deferred of either
@@ -111,6 +123,8 @@ class CompiledPolicies:
             self.checks.append(self._basic)
         if self.jwt is not None:
             self.checks.append(self._jwt)
+        if self.ext_auth is not None:
+            self.checks.append(self._ext)
 
     def screen(self, exchange: Exchange) -> bool:
         """Check the request before its CORS preflight; whether it may go on (if not,
@@ -205,6 +219,48 @@ class CompiledPolicies:
                 )
                 return True
         return self._no_token(exchange, auth, b', error="invalid_token"')
+
+    def _ext(self, exchange: Exchange) -> bool | Deferred:
+        ext = self.ext_auth
+        spec = ext.spec
+        made = ext.request_for(exchange)
+        asked = None
+        if made is not None:
+            asked = exchange.conn.factory.guards.auth_client.ask(*made, spec.timeout)
+        if asked is None:
+            return self._unanswered(exchange, ext, "no endpoint" if made is None else "busy")
+
+        def allowed(answer: Fields) -> bool:
+            exchange.request.headers = ext.with_answer(exchange.request.headers, answer)
+            return True
+
+        def refused(failure) -> bool:
+            if exchange.finished:
+                return False
+            if failure.check(Denied):
+                denial = failure.value
+                _denied(exchange, spec.policy, "ext_auth")
+                exchange.respond_local(denial.status, denial.body, denial.headers)
+                return False
+            return self._unanswered(exchange, ext, failure.getErrorMessage())
+
+        return asked.addCallbacks(allowed, refused)
+
+    @staticmethod
+    def _unanswered(exchange: Exchange, ext: CompiledExtAuth, why: str) -> bool:
+        spec = ext.spec
+        log.warn(
+            "{policy}: auth service {backend} did not answer ({why}){open}",
+            policy=spec.policy,
+            backend=spec.backend.name,
+            why=why,
+            open="; failing open" if spec.fail_open else "",
+        )
+        if spec.fail_open:
+            return True
+        _denied(exchange, spec.policy, "ext_auth_unavailable")
+        exchange.respond_local(503, b"the authorization service did not answer\n")
+        return False
 
     def _keys_came(
         self, _, exchange: Exchange, auth: CompiledJWT, token: bytes, rest: list, now: float

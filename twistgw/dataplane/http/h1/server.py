@@ -38,7 +38,7 @@ from twistgw.dataplane.http.h1.heads import (
     parse_request_head,
     serialize,
 )
-from twistgw.dataplane.http.messages import HOST, Headers, Request, Response
+from twistgw.dataplane.http.messages import HOST, Headers, Request, Response, has_content_type
 
 REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in REASONS.items()}
@@ -479,7 +479,9 @@ class ServerCodec:
         """A complete response made here (an error, a redirect)."""
         if self.state == BODY:
             self.persistent = False  # the rest of the body is not worth reading
-        fields = [(b"content-type", b"text/plain")] if body else []
+        fields = (
+            [(b"content-type", b"text/plain")] if body and not has_content_type(headers) else []
+        )
         if headers:
             fields += headers
         self.send_response(Response(status, fields, len(body)))

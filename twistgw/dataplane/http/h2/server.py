@@ -42,7 +42,7 @@ from twisted.logger import Logger
 from twistgw.dataplane.http.deadline import Deadline
 from twistgw.dataplane.http.h1.heads import VALID_NAME, VALID_VALUE
 from twistgw.dataplane.http.h2.flow import Session, StreamFlow, tolerate_goaway
-from twistgw.dataplane.http.messages import HOST, Headers, Request, Response
+from twistgw.dataplane.http.messages import HOST, Headers, Request, Response, has_content_type
 
 if TYPE_CHECKING:
     from twistgw.dataplane.http.exchange import Exchange
@@ -497,7 +497,7 @@ class ServerStream(StreamFlow):
         headers = [(b":status", b"%d" % code)]
         if extra:
             headers += extra
-        if body:
+        if body and not has_content_type(extra):
             headers.append((b"content-type", b"text/plain"))
         headers.append((b"content-length", b"%d" % len(body)))
         empty = not body or self.head_request
