@@ -1,6 +1,13 @@
-"""The Redis client: its RESP parser, and the client on a memory reactor."""
+"""Rate-limit buckets in Redis: the RESP parser and the client without sockets (on a
+memory reactor), then RedisBuckets against a real ``redis-server`` in scripts with a
+reactor of their own (skipped when there is no ``redis-server``, unless
+TWISTGW_REQUIRE_REDIS=1)."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from hashlib import blake2b
 
 import pytest
 from twisted.internet.error import ConnectionDone
@@ -8,6 +15,11 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
+from tests.support.certs import CA
+from tests.support.checks import run_check
+from tests.support.redisserver import RedisServer, redis_server_path
+from twistgw.dataplane.ratelimit import Decision, decide
+from twistgw.dataplane.redisbuckets import SCRIPT, SCRIPT_SHA, RedisBuckets
 from twistgw.dataplane.redisclient import (
     MAX_DEPTH,
     MAX_ITEMS,
@@ -268,3 +280,137 @@ def test_rediss_connects_through_tls() -> None:
     host, port, factory, _, _ = server.reactor.tcpClients[-1]
     assert (host, port) == ("redis.example", 6380)
     assert isinstance(factory, TLSMemoryBIOFactory)
+
+
+# -- RedisBuckets without a server
+
+
+def test_a_take_runs_the_script_and_loads_it_when_redis_lacks_it() -> None:
+    server = Server()
+    server.accept()
+    buckets = RedisBuckets(server.client)
+    decided = results(buckets.take(b"client 1", 10.0, 3, 100.0))
+    name = b"twistgw:rl:" + blake2b(b"client 1", digest_size=16).hexdigest().encode()
+    args = [name, b"100.0", b"10.0", b"3", b"31000"]
+    assert server.written() == encode_command([b"EVALSHA", SCRIPT_SHA, b"1", *args])
+    server.connection.dataReceived(b"-NOSCRIPT No matching script.\r\n")
+    assert server.written() == encode_command([b"EVAL", SCRIPT, b"1", *args])
+    server.connection.dataReceived(b"$5\r\n120.5\r\n")
+    assert decided == [decide(120.5, 100.0, 10.0, 3)]
+    assert buckets.failures == 0
+
+
+def test_a_take_redis_cannot_answer_is_none_and_counted() -> None:
+    server = Server()
+    buckets = RedisBuckets(server.client)
+    assert results(buckets.take(b"k", 1.0, 1, 0.0)) == [None]  # not connected yet
+    server.accept()
+    odd = results(buckets.take(b"k", 1.0, 1, 0.0))
+    refused = results(buckets.take(b"k", 1.0, 1, 0.0))
+    server.connection.dataReceived(b"*0\r\n-OOM command not allowed\r\n")
+    assert odd == [None] and refused == [None]
+    assert buckets.failures == 3
+
+
+# -- against a real redis-server
+
+
+@pytest.fixture(scope="module")
+def redis_binary() -> str:
+    path = redis_server_path()
+    if path is None:
+        if os.environ.get("TWISTGW_REQUIRE_REDIS") == "1":
+            pytest.fail("redis-server is not on PATH, and TWISTGW_REQUIRE_REDIS=1")
+        pytest.skip("redis-server is not on PATH")
+    return path
+
+
+@pytest.fixture(scope="module")
+def redis(redis_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(str(tmp_path_factory.mktemp("redis"))).start()
+    yield server
+    server.stop()
+
+
+def decision(values: list | None) -> Decision | None:
+    return None if values is None else Decision(*values)
+
+
+def test_a_burst_then_refusals_then_refills(redis: RedisServer) -> None:
+    found = run_check("redis_check.py", "basics", redis.url)
+    allowed, refused = Decision(True, 0, 30.0), Decision(False, 0, 30.0, 10.0)
+    assert [decision(taken) for taken in found["taken"]] == [
+        Decision(True, 2, 10.0),  # at 100, 100, 100: the burst
+        Decision(True, 1, 20.0),
+        allowed,
+        refused,  # at 100
+        Decision(False, 0, 25.0, 5.0),  # at 105
+        allowed,  # at 110: one refilled
+        refused,
+    ]
+    assert decision(found["other"]) == Decision(True, 2, 10.0)  # keys apart
+    assert [len(key) for key in found["keys"]] == [len("twistgw:rl:") + 32] * 2
+    assert 0 < found["ttl"] <= 31_000  # the window and a second
+    assert decision(found["after_flush"]) == Decision(True, 2, 10.0)  # the script reloaded
+    assert found["failures"] == 0
+
+
+def test_the_same_answers_as_the_shared_memory_buckets(redis: RedisServer) -> None:
+    found = run_check("redis_check.py", "compare", redis.url)
+    assert found["failures"] == 0
+    refusals = 0
+    for remote, local in found["pairs"]:
+        assert remote[:2] == local[:2]
+        assert remote[2:] == pytest.approx(local[2:])
+        refusals += not local[0]
+    assert 0 < refusals < len(found["pairs"])
+
+
+def test_two_clients_share_one_bucket_exactly(redis: RedisServer) -> None:
+    found = run_check("redis_check.py", "shared", redis.url)
+    assert found == {"allowed": 50, "remaining": list(range(50)), "failures": 0}
+
+
+def test_redis_away_answers_none_then_reconnects(redis_binary: str) -> None:
+    found = run_check("redis_check.py", "restart")
+    assert found["before"] == [True, 4, 10.0, 0.0]
+    assert found["while_down"] is None and found["down_for_a_while"] is None
+    assert found["took"] < 10  # (the command timeout is 2 s)
+    assert found["reconnected"]
+    assert found["after"] == [True, 4, 10.0, 0.0]  # a new server: an empty bucket
+    assert found["failures"] == 2
+
+
+def test_a_password_protected_server(redis_binary: str, tmp_path) -> None:
+    server = RedisServer(str(tmp_path), password="s3cret").start()
+    try:
+        found = run_check("redis_check.py", "login", server.url, "s3cret")
+    finally:
+        server.stop()
+    assert found["right"] == {"connected": True, "decision": [True, 4, 10.0, 0.0], "failures": 0}
+    assert found["none"] == {"connected": True, "decision": None, "failures": 1}  # NOAUTH
+    assert found["wrong"] == {"connected": False, "decision": None, "failures": 1}
+
+
+def test_a_server_that_never_answers_times_out() -> None:
+    found = run_check("redis_check.py", "silent")
+    assert found["first"] is None and found["more"] == [None] * 5
+    assert found["received"] > 0
+    assert 0.2 < found["took"] < 10  # (the command timeout is 0.25 s)
+    assert found["failures"] == 6
+
+
+def test_rediss_with_a_private_ca(redis_binary: str, tmp_path) -> None:
+    ca = CA()
+    certificate, key = ca.issue("localhost")
+    files = {}
+    for name, data in (("ca.pem", ca.pem), ("cert.pem", certificate), ("key.pem", key)):
+        files[name] = tmp_path / name
+        files[name].write_bytes(data)
+    server = RedisServer(str(tmp_path), tls=(str(files["cert.pem"]), str(files["key.pem"])))
+    server.start()
+    try:
+        found = run_check("redis_check.py", "tls", server.url, str(files["ca.pem"]))
+    finally:
+        server.stop()
+    assert found == {"decision": [True, 4, 10.0, 0.0]}
