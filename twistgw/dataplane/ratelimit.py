@@ -94,9 +94,18 @@ class SharedBuckets:
         if tat > now + window:  # (only if the clock stepped back: an empty bucket now)
             tat = now + window
             SLOT.pack_into(memory, chosen, digest, tat)
-        due = tat + interval
-        allowed_at = due - window
-        if now < allowed_at:
-            return Decision(False, 0, tat - now, allowed_at - now)
-        SLOT.pack_into(memory, chosen, digest, due)
-        return Decision(True, int((now - allowed_at) / interval + 1e-9), due - now)
+        decision = decide(tat, now, interval, burst)
+        if decision.allowed:
+            SLOT.pack_into(memory, chosen, digest, tat + interval)
+        return decision
+
+
+def decide(tat: float, now: float, interval: float, burst: int) -> Decision:
+    """What a bucket answers to one request at ``now`` when its theoretical arrival
+    time is ``tat`` (already clamped between ``now`` and ``now`` plus the window); if
+    allowed, its new time is ``tat + interval``."""
+    due = tat + interval
+    allowed_at = due - burst * interval
+    if now < allowed_at:
+        return Decision(False, 0, tat - now, allowed_at - now)
+    return Decision(True, int((now - allowed_at) / interval + 1e-9), due - now)
