@@ -139,6 +139,13 @@ class Metrics:
             ["policy", "reason"],
             registry=self.registry,
         )
+        self.rate_limit_store_failures = Counter(
+            "twistgw_rate_limit_store_failures",
+            "Rate-limit decisions the shared store (--rate-limit-redis) could not make, by "
+            "outcome: allowed (--rate-limit-redis-failure open) or refused (closed: 503)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.mirrors = Counter(
             "twistgw_http_mirrors",
             "Request copies sent by RequestMirror filters, by route and outcome: completed "
@@ -270,6 +277,10 @@ class Metrics:
     def policy_denied(self, policy: str, reason: str) -> None:
         """Count a request a policy answered itself."""
         self.policy_denials.labels(policy, reason).inc()
+
+    def rate_limit_store_failed(self, outcome: str) -> None:
+        """Count a rate-limit decision the shared store could not make."""
+        self.rate_limit_store_failures.labels(outcome).inc()
 
     def mirrored(self, route: str, outcome: str) -> None:
         """Count a request copy's outcome."""

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from twisted.python import usage
 
+from twistgw.dataplane.redisclient import parse_url
 from twistgw.ipc.settings import UNDERSCORE_ACTIONS, DataPlaneSettings
 from twistgw.sources.limits import ConfigLimits
 from twistgw.translate.budget import DEFAULT_MAX_ROUTE_ENTRIES, DEFAULT_MAX_TABLE_ENTRIES
@@ -412,6 +413,21 @@ class GatewayOptions(usage.Options):
             int,
         ],
         [
+            "rate-limit-redis",
+            None,
+            "",
+            "A Redis URL (redis://[:password@]host:port[/db], or rediss:// for TLS) whose "
+            "buckets every replica of the gateway shares for TrafficPolicy rate limits "
+            "(none by default: the workers of this gateway share theirs in memory).",
+        ],
+        [
+            "rate-limit-redis-failure",
+            None,
+            "open",
+            "When Redis cannot answer in time: 'open' lets the request through, 'closed' "
+            "answers 503 (both counted in twistgw_rate_limit_store_failures_total).",
+        ],
+        [
             "access-log",
             None,
             None,
@@ -527,6 +543,13 @@ class GatewayOptions(usage.Options):
         keys = self["rate-limit-keys"]
         if keys < 8 or keys % 8 or keys > 1 << 26:
             raise usage.UsageError("--rate-limit-keys must be a multiple of 8 up to 67108864")
+        if self["rate-limit-redis-failure"] not in ("open", "closed"):
+            raise usage.UsageError("--rate-limit-redis-failure must be open or closed")
+        if self["rate-limit-redis"]:
+            try:
+                parse_url(self["rate-limit-redis"])
+            except ValueError as exc:
+                raise usage.UsageError(f"--rate-limit-redis: {exc}") from None
         self["access-log"] = _access_log(self["access-log"] or "")
         self["otlp-endpoint"] = _otlp_endpoint(self["otlp-endpoint"] or "")
         if not 0.0 <= self["trace-sampling-ratio"] <= 1.0:
@@ -566,6 +589,8 @@ def data_plane_settings(options: Mapping[str, Any]) -> DataPlaneSettings:
         headers_with_underscores=options["headers-with-underscores"],
         trusted_proxies=options["trusted-proxies"],
         rate_limit_keys=options["rate-limit-keys"],
+        rate_limit_redis=options["rate-limit-redis"] or "",
+        rate_limit_redis_failure=options["rate-limit-redis-failure"],
         access_log=options["access-log"],
         trace_propagation=bool(options["trace-propagation"] or options["otlp-endpoint"]),
         otlp_endpoint=options["otlp-endpoint"],

@@ -181,6 +181,7 @@ class DataPlane:
             metrics,
             Networks(filter(None, settings.trusted_proxies.split(","))),
             buckets if buckets is not None else SharedBuckets(slots=settings.rate_limit_keys),
+            fail_open=settings.rate_limit_redis_failure == "open",
         )
         self.spans = spans
         self.metrics = metrics

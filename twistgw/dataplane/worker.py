@@ -147,12 +147,18 @@ def main(argv: list[str] | None = None) -> int:
 
     from twistgw.dataplane.plane import DataPlane
     from twistgw.dataplane.ratelimit import SharedBuckets
+    from twistgw.dataplane.redisbuckets import RedisBuckets
+    from twistgw.dataplane.redisclient import RedisClient
     from twistgw.ipc.settings import DataPlaneSettings
     from twistgw.metrics import Metrics
 
     settings = DataPlaneSettings.from_json(args.settings)
     buckets = None
-    if args.rate_limit_fd is not None:
+    if settings.rate_limit_redis:  # every replica's buckets, in Redis
+        client = RedisClient(settings.rate_limit_redis, reactor)
+        client.start()
+        buckets = RedisBuckets(client)
+    elif args.rate_limit_fd is not None:
         buckets = SharedBuckets(args.rate_limit_fd, settings.rate_limit_keys)
     spans = None
     if settings.otlp_endpoint:  # (built here, in the worker: its thread is this process's)

@@ -44,7 +44,10 @@ class DataPlaneSettings:
     ``headers_with_underscores``: request header names with "_" are dropped ("drop"),
     answered 400 ("reject") or forwarded ("allow"). ``trusted_proxies``: comma-separated
     CIDRs whose X-Forwarded-For is believed (policies judge the address it names);
-    ``rate_limit_keys``: slots of the rate-limit table the workers share.
+    ``rate_limit_keys``: slots of the rate-limit table the workers share;
+    ``rate_limit_redis``: a Redis URL whose buckets every replica shares instead ("":
+    none), and ``rate_limit_redis_failure`` what to do when it cannot answer ("open":
+    let requests through, "closed": 503).
     ``access_log``: path of a JSON-lines access log, "-" for stdout, "" for none.
 
     Tracing: ``trace_propagation``: backends get W3C trace context from the gateway (a
@@ -75,6 +78,8 @@ class DataPlaneSettings:
     headers_with_underscores: str = "drop"
     trusted_proxies: str = ""
     rate_limit_keys: int = 131072
+    rate_limit_redis: str = ""
+    rate_limit_redis_failure: str = "open"
     access_log: str = ""
     trace_propagation: bool = False
     otlp_endpoint: str = ""

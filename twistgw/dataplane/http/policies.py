@@ -23,7 +23,8 @@ from twistgw.dataplane.http.clientaddr import Address, Networks, client_address
 from twistgw.dataplane.http.compression import CompiledCompression
 from twistgw.dataplane.http.extauth import AuthClient, CompiledExtAuth, Denied
 from twistgw.dataplane.http.jwtauth import CompiledJWT, KeySets, bearer
-from twistgw.dataplane.ratelimit import SharedBuckets
+from twistgw.dataplane.ratelimit import Decision, SharedBuckets
+from twistgw.dataplane.redisbuckets import RedisBuckets
 from twistgw.routing import ir
 
 if TYPE_CHECKING:
@@ -36,15 +37,17 @@ Fields = list[tuple[bytes, bytes]]
 
 class Guards:
     """What the policies of every route of a worker share: the proxies whose
-    X-Forwarded-For is believed, the rate-limit buckets, the password checker."""
+    X-Forwarded-For is believed, the rate-limit buckets (this gateway's shared memory,
+    or Redis for every replica), the password checker, key sets, the auth client."""
 
     def __init__(
         self,
         reactor,
         metrics: Metrics,
         trusted_proxies: Networks | None = None,
-        buckets: SharedBuckets | None = None,
+        buckets: SharedBuckets | RedisBuckets | None = None,
         verifier: Verifier | None = None,
+        fail_open: bool = True,
     ) -> None:
         self.metrics = metrics
         self.key_sets = KeySets(reactor)
@@ -52,6 +55,8 @@ class Guards:
         self.trusted = trusted_proxies if trusted_proxies is not None else Networks(())
         self.buckets = buckets if buckets is not None else SharedBuckets(slots=1024)
         self.verifier = verifier if verifier is not None else Verifier(reactor)
+        #: a shared store (Redis) that cannot answer lets requests through (else 503)
+        self.fail_open = fail_open
 
 
 class CompiledIPAccess:
@@ -287,13 +292,32 @@ class CompiledPolicies:
         conn = exchange.conn
         return client_address(conn.peer_host, exchange.request.headers, conn.factory.guards.trusted)
 
-    def _within(self, exchange: Exchange) -> bool:
+    def _within(self, exchange: Exchange) -> bool | Deferred:
         limit = self.rate_limit
         key = limit.key_of(exchange, self._address(exchange) if limit.key == "ClientIP" else None)
         conn = exchange.conn
-        decision = conn.factory.guards.buckets.take(
-            key, limit.interval, limit.burst, conn.clock.seconds()
-        )
+        guards = conn.factory.guards
+        decision = guards.buckets.take(key, limit.interval, limit.burst, conn.clock.seconds())
+        if isinstance(decision, Decision):
+            return self._decided(exchange, decision)
+        return decision.addCallback(self._stored, exchange)  # (a shared store: Redis)
+
+    def _stored(self, decision: Decision | None, exchange: Exchange) -> bool:
+        """A shared store's decision; None: it could not answer (``fail_open`` says)."""
+        if exchange.finished:
+            return False
+        if decision is not None:
+            return self._decided(exchange, decision)
+        guards = exchange.conn.factory.guards
+        exchange.conn.metrics.rate_limit_store_failed("allowed" if guards.fail_open else "refused")
+        if guards.fail_open:
+            return True
+        _denied(exchange, self.rate_limit.policy, "rate_limit_unavailable")
+        exchange.respond_local(503, b"the rate limit cannot be checked now\n")
+        return False
+
+    def _decided(self, exchange: Exchange, decision: Decision) -> bool:
+        limit = self.rate_limit
         fields = [
             (b"ratelimit-limit", limit.limit),
             (b"ratelimit-remaining", b"%d" % decision.remaining),
