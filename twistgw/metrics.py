@@ -139,6 +139,21 @@ class Metrics:
             ["policy", "reason"],
             registry=self.registry,
         )
+        self.endpoint_ejections = Counter(
+            "twistgw_endpoint_ejections",
+            "Times a worker took an endpoint out of rotation, by endpoint and source: "
+            "active (failed health checks) or passive (errors in a row in traffic)",
+            ["endpoint", "source"],
+            registry=self.registry,
+        )
+        self.endpoints_down = Gauge(
+            "twistgw_endpoint_down",
+            "1 while an endpoint a TrafficPolicy health check reaches is out of rotation "
+            "in any worker, else 0",
+            ["endpoint"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
         self.rate_limit_store_failures = Counter(
             "twistgw_rate_limit_store_failures",
             "Rate-limit decisions the shared store (--rate-limit-redis) could not make, by "
@@ -277,6 +292,14 @@ class Metrics:
     def policy_denied(self, policy: str, reason: str) -> None:
         """Count a request a policy answered itself."""
         self.policy_denials.labels(policy, reason).inc()
+
+    def endpoint_ejected(self, endpoint: str, source: str) -> None:
+        """Count an endpoint taken out of rotation."""
+        self.endpoint_ejections.labels(endpoint, source).inc()
+
+    def endpoint_down(self, endpoint: str, down: bool) -> None:
+        """Whether an endpoint is out of rotation in this worker now."""
+        self.endpoints_down.labels(endpoint).set(1 if down else 0)
 
     def rate_limit_store_failed(self, outcome: str) -> None:
         """Count a rate-limit decision the shared store could not make."""

@@ -18,6 +18,7 @@ from twistgw.api.fields import (
     item,
     list_of,
     mapping,
+    parse_duration,
     string,
 )
 
@@ -49,9 +50,6 @@ DEFAULT_CONTENT_TYPES = (
 )
 #: Responses smaller than this (by Content-Length) are sent as they are, by default.
 DEFAULT_MIN_SIZE = 1024
-#: Policy sections twistgw does not implement yet, by kind: a policy that sets one is
-#: refused (Accepted False, Invalid), never half applied.
-NOT_YET = {"TrafficPolicy": ("healthCheck",), "SecurityPolicy": ()}
 #: The longest an auth service may take to answer, by default.
 DEFAULT_EXT_AUTH_TIMEOUT = "1s"
 #: An auth service's path prefix: path characters only (RFC 3986 pchar and "/").
@@ -63,6 +61,7 @@ POLICY_LISTS: dict[str, dict[str, int]] = {
         "spec.targetRefs": 16,
         "spec.compression.types": 3,
         "spec.compression.contentTypes": 64,
+        "spec.healthCheck.active.expectedStatuses": 64,
     },
     "SecurityPolicy": {
         "spec.targetRefs": 16,
@@ -129,6 +128,51 @@ def _compression(value: Any, where: str) -> None:
             fail(f"{where}.contentTypes[{i}]", "must be a media type such as text/html")
 
 
+def _seconds(obj: dict, key: str, where: str, default: str, lo: float, hi: float) -> float:
+    """A duration field (defaulted), bounded to [lo, hi] seconds."""
+    obj.setdefault(key, default)
+    text = string(obj, key, where, max_len=32)
+    if not DURATION_RE.fullmatch(text):
+        fail(f"{where}.{key}", f"{text!r} is not a duration (e.g. 500ms, 10s, 1m)")
+    seconds = parse_duration(text)
+    if not lo <= seconds <= hi:
+        fail(f"{where}.{key}", f"must be from {lo:g}s to {hi:g}s; got {text}")
+    return seconds
+
+
+def _health_check(value: Any, where: str) -> None:
+    health = mapping(value, where)
+    active = mapping(health.get("active"), f"{where}.active")
+    passive = mapping(health.get("passive"), f"{where}.passive")
+    if "active" not in health and "passive" not in health:
+        fail(where, "must set active, passive or both")
+    if "active" in health:
+        at = f"{where}.active"
+        path = string(active, "path", at, required=True, max_len=1024)
+        if not PATH_PREFIX_RE.fullmatch(path):
+            fail(f"{at}.path", "must be a path such as /healthz (no query)")
+        interval = _seconds(active, "interval", at, "5s", 1, 3600)
+        timeout = _seconds(active, "timeout", at, "1s", 0.01, 3600)
+        if timeout > interval:
+            fail(f"{at}.timeout", "must not be longer than interval")
+        for key, default in (("healthyThreshold", 2), ("unhealthyThreshold", 3)):
+            active.setdefault(key, default)
+            integer(active, key, at, 1, 100)
+        statuses = active.setdefault("expectedStatuses", [200])
+        for i, code in enumerate(list_of(statuses, f"{at}.expectedStatuses")):
+            if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
+                fail(f"{at}.expectedStatuses[{i}]", "must be an HTTP status from 100 to 599")
+        if not statuses:
+            fail(f"{at}.expectedStatuses", "must list at least one status")
+    if "passive" in health:
+        at = f"{where}.passive"
+        passive.setdefault("consecutiveErrors", 5)
+        integer(passive, "consecutiveErrors", at, 1, 1000)
+        _seconds(passive, "ejectionTime", at, "30s", 1, 86400)
+        passive.setdefault("maxEjectionPercent", 50)
+        integer(passive, "maxEjectionPercent", at, 0, 100)
+
+
 def _traffic_policy(body: dict) -> None:
     spec = mapping(body.get("spec"), "spec")
     _target_refs(spec)
@@ -136,7 +180,8 @@ def _traffic_policy(body: dict) -> None:
         _rate_limit(spec["rateLimit"], "spec.rateLimit")
     if "compression" in spec:
         _compression(spec["compression"], "spec.compression")
-    mapping(spec.get("healthCheck"), "spec.healthCheck")
+    if "healthCheck" in spec:
+        _health_check(spec["healthCheck"], "spec.healthCheck")
 
 
 def _networks(value: Any, where: str) -> None:

@@ -258,6 +258,7 @@ class DataPlane:
         for server, state in prepared:
             server.install(state)
         self.waiting = waiting
+        self.guards.health.update(table)
 
     def adopt(self, key: Key, descriptor: int, family: socket.AddressFamily) -> None:
         """Serve a socket the supervisor bound (listening TCP, or UDP) with what the

@@ -176,6 +176,42 @@ class Compression:
 
 
 @attrs.frozen
+class ActiveCheck:
+    """Probes of each endpoint: GET ``path`` every ``interval`` seconds, answered
+    within ``timeout`` with one of ``expected_statuses``; ``unhealthy_threshold``
+    failures in a row take the endpoint out of rotation, ``healthy_threshold``
+    successes bring it back."""
+
+    path: str
+    interval: float = 5.0
+    timeout: float = 1.0
+    healthy_threshold: int = 2
+    unhealthy_threshold: int = 3
+    expected_statuses: tuple[int, ...] = (200,)
+
+
+@attrs.frozen
+class PassiveCheck:
+    """Ejection on errors seen in traffic: ``consecutive_errors`` in a row (5xx
+    answers, failed connections, resets, timeouts) take an endpoint out of rotation
+    for ``ejection_time`` seconds, unless more than ``max_ejection_percent`` of its
+    backend's endpoints would then be out."""
+
+    consecutive_errors: int = 5
+    ejection_time: float = 30.0
+    max_ejection_percent: int = 50
+
+
+@attrs.frozen
+class HealthCheck:
+    """A TrafficPolicy's health checks for the endpoints of the backends it reaches."""
+
+    policy: str
+    active: ActiveCheck | None = None
+    passive: PassiveCheck | None = None
+
+
+@attrs.frozen
 class IPAccess:
     """A SecurityPolicy's client address lists (CIDRs as written): a client in
     ``deny``, or in none of a non-empty ``allow``, is answered 403."""
@@ -242,6 +278,7 @@ class Policies:
 
     rate_limit: RateLimit | None = None
     compression: Compression | None = None
+    health_check: HealthCheck | None = None
     ip_access: IPAccess | None = None
     basic_auth: BasicAuth | None = None
     jwt: JWTAuth | None = None

@@ -24,7 +24,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from twistgw.api.fields import parse_duration
-from twistgw.api.policy_validation import NOT_YET, RATE_UNITS
+from twistgw.api.policy_validation import RATE_UNITS
 from twistgw.api.resource import GATEWAY_GROUP, ObjectKey, ObjectStatus, Resource
 from twistgw.routing import ir
 from twistgw.snapshot import Snapshot
@@ -36,7 +36,7 @@ from twistgw.translate.references import BackendError, resolve_service
 
 #: The sections of each policy kind, in the order they are reported.
 SECTIONS = {
-    "TrafficPolicy": ("rateLimit", "compression"),
+    "TrafficPolicy": ("rateLimit", "compression", "healthCheck"),
     "SecurityPolicy": ("ipAccess", "basicAuth", "jwt", "extAuth"),
 }
 #: (kind, namespace, name, sectionName or None)
@@ -126,6 +126,26 @@ def _jwt_provider(snapshot: Snapshot, policy: Resource, spec: dict) -> ir.JWTPro
     )
 
 
+def _health_check(policy: str, spec: dict) -> ir.HealthCheck:
+    active = passive = None
+    if "active" in spec:
+        a = spec["active"]
+        active = ir.ActiveCheck(
+            a["path"],
+            parse_duration(a["interval"]),
+            parse_duration(a["timeout"]),
+            a["healthyThreshold"],
+            a["unhealthyThreshold"],
+            tuple(sorted(set(a["expectedStatuses"]))),
+        )
+    if "passive" in spec:
+        p = spec["passive"]
+        passive = ir.PassiveCheck(
+            p["consecutiveErrors"], parse_duration(p["ejectionTime"]), p["maxEjectionPercent"]
+        )
+    return ir.HealthCheck(policy, active, passive)
+
+
 def _ext_auth(snapshot: Snapshot, policy: Resource, spec: dict) -> ir.ExtAuth:
     """An extAuth section, its auth service resolved to endpoints."""
     http = spec["http"]
@@ -166,10 +186,6 @@ def _compile(snapshot: Snapshot, state: PolicyState) -> None:
     target: see ``rate_limit``); set ``problem`` if it cannot be used."""
     policy = state.resource
     spec = policy.spec
-    for section in NOT_YET[policy.kind]:
-        if section in spec:
-            state.problem = f"spec.{section} is not implemented yet"
-            return
     try:
         if "compression" in spec:
             c = spec["compression"]
@@ -181,6 +197,8 @@ def _compile(snapshot: Snapshot, state: PolicyState) -> None:
             )
         if "rateLimit" in spec:
             state.sections["rateLimit"] = spec["rateLimit"]
+        if "healthCheck" in spec:
+            state.sections["healthCheck"] = _health_check(state.name, spec["healthCheck"])
         if "ipAccess" in spec:
             lists = spec["ipAccess"]
             state.sections["ipAccess"] = ir.IPAccess(
@@ -348,6 +366,7 @@ class PolicyAttachment:
         return ir.Policies(
             rate_limit=chosen.get("rateLimit"),
             compression=chosen.get("compression"),
+            health_check=chosen.get("healthCheck"),
             ip_access=chosen.get("ipAccess"),
             basic_auth=chosen.get("basicAuth"),
             jwt=chosen.get("jwt"),

@@ -191,7 +191,12 @@ class Exchange:
         if backend.redirect is not None:
             self._redirect(backend.redirect, path, query, authority)
             return False
-        endpoint = self.endpoint = backend.endpoint()
+        guards = self.route.guards
+        if guards is not None and guards.health is not None:
+            endpoint = self.conn.factory.guards.health.choose(backend)
+        else:
+            endpoint = backend.endpoint()
+        self.endpoint = endpoint
         if endpoint is None:
             self.respond_local(503, b"no healthy endpoints for the backend\n")
             return False
@@ -418,6 +423,8 @@ class Exchange:
         self.respond_local(status, reason.encode() + b"\n")
 
     def response_head(self, response: Response, upgrade: bytes | None) -> None:
+        if self.route.guards is not None:
+            self._endpoint_outcome(response.status < 500)
         trace = self.trace
         if trace is not None and trace.spans:
             trace.spans[-1].status = response.status
@@ -570,10 +577,19 @@ class Exchange:
         self.down.flush()
 
     def _attempt_failed(self, error: str) -> None:
-        """Note why the current attempt failed on its span (if recorded)."""
+        """Note why the current attempt failed on its span (if recorded), and for the
+        endpoint's passive health check."""
         trace = self.trace
         if trace is not None and trace.spans and not trace.spans[-1].end:
             trace.spans[-1].error = error
+        if self.route is not None and self.route.guards is not None:
+            self._endpoint_outcome(False)
+
+    def _endpoint_outcome(self, ok: bool) -> None:
+        """Tell the endpoint's passive health check how an attempt went."""
+        health = self.route.guards.health
+        if health is not None and health.passive is not None and self.endpoint is not None:
+            self.conn.factory.guards.health.outcome(self.backend, self.endpoint, health.passive, ok)
 
     # -- tunnels (after a 101)
 

@@ -22,6 +22,7 @@ from twistgw.dataplane.http.basicauth import CompiledBasicAuth, Verifier, creden
 from twistgw.dataplane.http.clientaddr import Address, Networks, client_address
 from twistgw.dataplane.http.compression import CompiledCompression
 from twistgw.dataplane.http.extauth import AuthClient, CompiledExtAuth, Denied
+from twistgw.dataplane.http.health import EndpointHealth
 from twistgw.dataplane.http.jwtauth import CompiledJWT, KeySets, bearer
 from twistgw.dataplane.ratelimit import Decision, SharedBuckets
 from twistgw.dataplane.redisbuckets import RedisBuckets
@@ -52,6 +53,7 @@ class Guards:
         self.metrics = metrics
         self.key_sets = KeySets(reactor)
         self.auth_client = AuthClient(reactor)
+        self.health = EndpointHealth(reactor, metrics)
         self.trusted = trusted_proxies if trusted_proxies is not None else Networks(())
         self.buckets = buckets if buckets is not None else SharedBuckets(slots=1024)
         self.verifier = verifier if verifier is not None else Verifier(reactor)
@@ -108,6 +110,7 @@ class CompiledPolicies:
         "jwt",
         "ext_auth",
         "compression",
+        "health",
         "checks",
     )
 
@@ -119,6 +122,7 @@ class CompiledPolicies:
         self.jwt = CompiledJWT(spec.jwt) if spec.jwt else None
         self.ext_auth = CompiledExtAuth(spec.ext_auth) if spec.ext_auth else None
         self.compression = CompiledCompression(spec.compression) if spec.compression else None
+        self.health = spec.health_check  # (the worker's EndpointHealth keeps the state)
         #: the checks ``admit`` runs, in order: each answers True (go on), False (it
         #: answered the request) or a Deferred of either
         self.checks: list[Callable[[Exchange], bool | Deferred]] = []
