@@ -1,13 +1,21 @@
 """The PROXY protocol header without sockets: bytes in, header (or error) out, for
-every split of valid headers, versions 1 and 2."""
+every split of valid headers, versions 1 and 2; then the layer a ``--proxy-protocol``
+port puts in front of its entry factory, on a test reactor: the header's source
+becomes the peer the HTTP connection sees, a connection without a valid header is
+closed, and one that does not finish its header within the deadline too."""
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 
 import pytest
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.testing import MemoryReactorClock
 
+from tests.http.test_no_cycles import Transport
+from twistgw.dataplane.plane import DataPlane
 from twistgw.dataplane.proxyprotocol import (
     MAX_V2_LENGTH,
     V1_MAX,
@@ -18,6 +26,9 @@ from twistgw.dataplane.proxyprotocol import (
     ProxyHeader,
     parse,
 )
+from twistgw.ipc.settings import DataPlaneSettings
+from twistgw.metrics import Metrics
+from twistgw.routing import ir
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
 NOOP, ALPN, CUSTOM = 0x04, 0x01, 0xE0
@@ -285,3 +296,121 @@ def test_the_v1_bound_is_107_bytes():
     reader = HeaderReader()
     assert reader.feed(UNKNOWN_LONGEST[:-1]) is None  # (106 bytes, CR last: wait)
     assert reader.feed(b"\n") == Parsed(KEEP_V1, b"")
+
+
+# -- the layer in front of a port's entry factory, on a test reactor
+
+BIND = ir.Bind("127.0.0.1", 8080, "HTTP")
+OTHER = ir.Bind("127.0.0.1", 8081, "HTTP")
+BALANCER = IPv4Address("TCP", "10.0.0.5", 40000)
+
+
+def _plane(timeout: float = 10.0) -> DataPlane:
+    settings = DataPlaneSettings(proxy_protocol=(8080,), header_timeout=timeout)
+    plane = DataPlane(MemoryReactorClock(), Metrics(), settings)
+    plane.apply(ir.RoutingTable((BIND, OTHER)))
+    for bind in (BIND, OTHER):
+        plane.adopt(bind.key, os.open(os.devnull, os.O_RDONLY), socket.AF_INET)
+    return plane
+
+
+def _accept(plane: DataPlane, bind: ir.Bind = BIND) -> Transport:
+    """A connection from the balancer accepted on ``bind``, as Twisted's port does it."""
+    server = plane.servers[bind.key]
+    transport = Transport(peerAddress=BALANCER)
+    transport.protocol = server.buildProtocol(BALANCER)
+    transport.protocol.makeConnection(transport)
+    return transport
+
+
+def _receive(transport: Transport, data: bytes) -> None:
+    """Bytes read from the socket go to the transport's protocol of the moment."""
+    transport.protocol.dataReceived(data)
+
+
+def _refused(plane: DataPlane, reason: str) -> float:
+    sample = plane.metrics.registry.get_sample_value(
+        "twistgw_proxy_protocol_refused_total", {"listener": "127.0.0.1:8080", "reason": reason}
+    )
+    return sample or 0.0
+
+
+def test_the_header_source_is_the_peer_the_http_connection_sees():
+    plane = _plane()
+    server = plane.servers[BIND.key]
+    transport = _accept(plane)
+    front = transport.protocol
+    assert server.open_connections == 1  # (counted while its header is read)
+    _receive(transport, b"PROXY TCP4 192.0.2.7 10.0.0.1 56324 8080\r\nGET / HT")
+    http = transport.protocol
+    assert http.peer_host == b"192.0.2.7"
+    assert transport.getPeer() == IPv4Address("TCP", "192.0.2.7", 56324)
+    assert server.open_connections == 1  # (now as an HTTP connection)
+    _receive(transport, b"TP/1.1\r\nHost: example.com\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 404 ")  # (the table has no routes)
+    assert front.timer is None  # (the deadline is cancelled)
+
+
+def test_a_v2_ipv6_source_and_a_local_command():
+    plane = _plane()
+    transport = _accept(plane)
+    _receive(transport, v2(1, 0x21, inet6("2001:db8::42", "fd00::1", 3000, 8080)) + REQUEST)
+    assert transport.protocol.peer_host == b"2001:db8::42"
+    assert transport.getPeer() == IPv6Address("TCP", "2001:db8::42", 3000)
+    local = _accept(plane)
+    _receive(local, v2(0, 0x00, b"") + REQUEST)
+    assert local.protocol.peer_host == b"10.0.0.5"  # (the balancer's own connection)
+    assert local.value().startswith(b"HTTP/1.1 404 ")
+
+
+def test_a_connection_without_a_header_is_closed_without_an_answer():
+    plane = _plane()
+    transport = _accept(plane)
+    _receive(transport, REQUEST)
+    assert transport.disconnecting and transport.value() == b""
+    assert _refused(plane, "malformed") == 1
+    assert plane.servers[BIND.key].open_connections == 0
+
+
+def test_a_header_not_finished_within_the_deadline_is_closed():
+    plane = _plane(timeout=3.0)
+    transport = _accept(plane)
+    _receive(transport, b"PROXY TCP4 192.0.2.7 ")
+    plane.reactor.advance(2.9)
+    assert not transport.disconnecting
+    plane.reactor.advance(0.2)
+    assert transport.disconnecting and transport.value() == b""
+    assert _refused(plane, "timeout") == 1
+    silent = _accept(plane)  # (nothing at all: the same deadline)
+    plane.reactor.advance(3.0)
+    assert silent.disconnecting
+    assert _refused(plane, "timeout") == 2
+    assert plane.servers[BIND.key].open_connections == 0
+
+
+def test_a_client_leaving_mid_header_is_counted_and_forgotten():
+    plane = _plane()
+    transport = _accept(plane)
+    front = transport.protocol
+    _receive(transport, b"PROXY TCP4 19")
+    front.connectionLost(None)
+    assert _refused(plane, "incomplete") == 1
+    assert plane.servers[BIND.key].open_connections == 0
+    assert front.timer is None
+
+
+def test_an_oversize_header_is_refused():
+    plane = _plane()
+    transport = _accept(plane)
+    _receive(transport, V2_SIGNATURE + b"\x21\x11\x10\x01")
+    assert transport.disconnecting
+    assert _refused(plane, "too_large") == 1
+
+
+def test_ports_not_listed_have_no_header_layer():
+    plane = _plane()
+    transport = _accept(plane, OTHER)
+    assert transport.protocol.peer_host == b"10.0.0.5"  # (the HTTP protocol at once)
+    _receive(transport, REQUEST)
+    assert transport.value().startswith(b"HTTP/1.1 404 ")
+    assert plane.servers[OTHER.key].proxy is None

@@ -45,6 +45,10 @@ class DataPlaneSettings:
     answered 400 ("reject") or forwarded ("allow"). ``trusted_proxies``: comma-separated
     CIDRs whose X-Forwarded-For is believed (policies judge the address it names);
     ``rate_limit_keys``: slots of the rate-limit table the workers share.
+    ``proxy_protocol``: listening ports (any address) whose connections must start
+    with a PROXY protocol header, version 1 or 2; its source address becomes the
+    connection's peer for every protocol served there (UDP ports aside), and a
+    connection without a valid header within ``header_timeout`` is closed.
     ``access_log``: path of a JSON-lines access log, "-" for stdout, "" for none.
 
     Tracing: ``trace_propagation``: backends get W3C trace context from the gateway (a
@@ -75,6 +79,7 @@ class DataPlaneSettings:
     headers_with_underscores: str = "drop"
     trusted_proxies: str = ""
     rate_limit_keys: int = 131072
+    proxy_protocol: tuple[int, ...] = attrs.field(default=(), converter=tuple)
     access_log: str = ""
     trace_propagation: bool = False
     otlp_endpoint: str = ""
