@@ -217,3 +217,16 @@ def test_tracing_options_are_in_the_help():
     text = str(GatewayOptions())
     for option in ("--otlp-endpoint", "--trace-sampling-ratio", "--trace-propagation"):
         assert option in text
+
+
+def test_proxy_protocol_ports_reach_the_data_plane_settings(tmp_path):
+    assert data_plane_settings(_parse(tmp_path)).proxy_protocol == ()
+    settings = data_plane_settings(_parse(tmp_path, "--proxy-protocol= 8443,8080,,8080"))
+    assert settings.proxy_protocol == (8080, 8443)
+    assert DataPlaneSettings.from_json(settings.to_json()) == settings
+
+
+@pytest.mark.parametrize("value", ["http", "0", "65536", "-1", "80-90", "８０"])
+def test_proxy_protocol_ports_are_ports(tmp_path, value):
+    with pytest.raises(usage.UsageError, match="--proxy-protocol: .* is not a port"):
+        _parse(tmp_path, f"--proxy-protocol={value}")

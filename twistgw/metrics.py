@@ -110,6 +110,14 @@ class Metrics:
             ["listener", "limit"],
             registry=self.registry,
         )
+        self.proxy_protocol_refused = Counter(
+            "twistgw_proxy_protocol_refused",
+            "Client connections on --proxy-protocol ports closed before their PROXY header "
+            "was read, by listening socket and reason: malformed, too_large, timeout, "
+            "incomplete (the client closed first)",
+            ["listener", "reason"],
+            registry=self.registry,
+        )
         self.backend_overflow = Counter(
             "twistgw_backend_overflow",
             "Requests answered 503 because their backend endpoint had too many waiting "

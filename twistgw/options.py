@@ -402,7 +402,19 @@ class GatewayOptions(usage.Options):
             "",
             "Comma-separated CIDRs of proxies in front of the gateway whose X-Forwarded-For "
             "is believed: a SecurityPolicy's ipAccess and a ClientIP rate limit judge the "
-            "address they forwarded for (none by default: the connection's peer).",
+            "address they forwarded for (none by default: the connection's peer, which on "
+            "--proxy-protocol ports is the PROXY header's source).",
+        ],
+        [
+            "proxy-protocol",
+            None,
+            "",
+            "Comma-separated listener ports (e.g. 8080,8443) whose connections must start "
+            "with a PROXY protocol header (v1 or v2, as AWS NLB or HAProxy send it): its "
+            "source address is the client for logs, X-Forwarded-For and policies, on HTTP, "
+            "HTTPS, TLS and TCP listeners (not UDP); a connection without a valid header "
+            "within --request-header-timeout is closed. Only for ports that nothing but the "
+            "balancer can reach. Separate from --trusted-proxies (X-Forwarded-For).",
         ],
         [
             "rate-limit-keys",
@@ -539,6 +551,7 @@ class GatewayOptions(usage.Options):
             raise usage.UsageError(
                 f"--headers-with-underscores must be one of {', '.join(UNDERSCORE_ACTIONS)}"
             )
+        self["proxy-protocol"] = _ports("--proxy-protocol", self["proxy-protocol"] or "")
         self["trusted-proxies"] = _networks("--trusted-proxies", self["trusted-proxies"] or "")
         keys = self["rate-limit-keys"]
         if keys < 8 or keys % 8 or keys > 1 << 26:
@@ -591,6 +604,7 @@ def data_plane_settings(options: Mapping[str, Any]) -> DataPlaneSettings:
         rate_limit_keys=options["rate-limit-keys"],
         rate_limit_redis=options["rate-limit-redis"] or "",
         rate_limit_redis_failure=options["rate-limit-redis-failure"],
+        proxy_protocol=options["proxy-protocol"],
         access_log=options["access-log"],
         trace_propagation=bool(options["trace-propagation"] or options["otlp-endpoint"]),
         otlp_endpoint=options["otlp-endpoint"],
@@ -608,6 +622,18 @@ def _networks(option: str, text: str) -> str:
             except ValueError:
                 raise usage.UsageError(f"{option}: {part.strip()!r} is not a CIDR") from None
     return ",".join(found)
+
+
+def _ports(option: str, text: str) -> tuple[int, ...]:
+    """A comma-separated list of ports, checked, without repeats, in order."""
+    found = set()
+    for part in text.split(","):
+        part = part.strip()
+        if part:
+            if not part.isascii() or not part.isdigit() or not 1 <= int(part) <= 65535:
+                raise usage.UsageError(f"{option}: {part!r} is not a port (1 to 65535)")
+            found.add(int(part))
+    return tuple(sorted(found))
 
 
 def config_limits(options: Mapping[str, Any]) -> ConfigLimits:

@@ -24,6 +24,7 @@ from twistgw.dataplane.http.policies import Guards
 from twistgw.dataplane.http.router import Router
 from twistgw.dataplane.http.server import HTTPProxyFactory
 from twistgw.dataplane.http.upstream import UpstreamPool
+from twistgw.dataplane.proxyfront import ProxyHeaderFactory
 from twistgw.dataplane.ratelimit import SharedBuckets
 from twistgw.dataplane.stream.tcp import TCPFrontFactory
 from twistgw.dataplane.stream.tlsfront import TLSFrontFactory
@@ -80,7 +81,10 @@ class BindServer(Factory):
     Each new table is compiled by ``prepare`` and put in place by ``install``, even a
     switch of protocol on the socket.
     A connection past the worker's or this socket's connection limit is closed at once
-    (``buildProtocol`` returning None) and counted."""
+    (``buildProtocol`` returning None) and counted.
+    With ``proxy_protocol`` (the port is in ``--proxy-protocol``) every connection first
+    goes through a ``ProxyHeaderFactory`` that reads its PROXY header, then to the entry
+    factory; other ports have no such layer."""
 
     noisy = False
 
@@ -90,6 +94,7 @@ class BindServer(Factory):
         bind: Bind,
         min_tls_version: str,
         worker_connections: Callable[[], int],
+        proxy_protocol: bool = False,
     ) -> None:
         self.http = http
         self.label = http.label
@@ -98,11 +103,24 @@ class BindServer(Factory):
         self.contexts: SNIContexts | None = None
         self.entry: Factory = http
         self.streams: set = set()  # open spliced connections, whatever table made them
+        self.headers: set = set()  # connections whose PROXY header is being read
+        self.proxy: ProxyHeaderFactory | None = None
+        if proxy_protocol:
+            self.proxy = ProxyHeaderFactory(
+                lambda: self.entry,
+                http.clock,
+                http.settings.header_timeout,
+                http.metrics,
+                self.label,
+                self.headers,
+            )
+        #: what a new connection is handed to: the PROXY header reader, else the entry
+        self.front: Factory = http
         self.install(self.prepare(bind))
 
     @property
     def open_connections(self) -> int:
-        return self.http.open_connections + len(self.streams)
+        return self.http.open_connections + len(self.streams) + len(self.headers)
 
     def drain(self) -> None:
         """HTTP connections close once idle; spliced streams end when their peers end
@@ -111,7 +129,7 @@ class BindServer(Factory):
 
     def abort_all(self) -> None:
         self.http.abort_all()
-        for stream in list(self.streams):
+        for stream in [*self.streams, *self.headers]:
             stream.transport.abortConnection()
 
     def prepare(self, bind: Bind) -> Prepared:
@@ -148,6 +166,7 @@ class BindServer(Factory):
         self.http.scheme = prepared.scheme
         self.contexts = prepared.contexts
         self.entry = prepared.entry
+        self.front = self.proxy if self.proxy is not None else prepared.entry
 
     def buildProtocol(self, addr):
         settings = self.http.settings
@@ -155,7 +174,7 @@ class BindServer(Factory):
             return self._refuse("port")
         if self.worker_connections() >= settings.max_connections:
             return self._refuse("worker")
-        return self.entry.buildProtocol(addr)
+        return self.front.buildProtocol(addr)
 
     def _refuse(self, limit: str) -> None:
         self.http.metrics.connections_refused.labels(self.label, limit).inc()
@@ -238,7 +257,13 @@ class DataPlane:
             spans=self.spans,
             guards=self.guards,
         )
-        return BindServer(factory, bind, self.min_tls_version, self.open_connections)
+        return BindServer(
+            factory,
+            bind,
+            self.min_tls_version,
+            self.open_connections,
+            proxy_protocol=key[1] in self.settings.proxy_protocol,
+        )
 
     def apply(self, table: RoutingTable) -> None:
         """Compile every bind of ``table`` (for the sockets served and those still to

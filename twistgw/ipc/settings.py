@@ -48,6 +48,10 @@ class DataPlaneSettings:
     ``rate_limit_redis``: a Redis URL whose buckets every replica shares instead ("":
     none), and ``rate_limit_redis_failure`` what to do when it cannot answer ("open":
     let requests through, "closed": 503).
+    ``proxy_protocol``: listening ports (any address) whose connections must start
+    with a PROXY protocol header, version 1 or 2; its source address becomes the
+    connection's peer for every protocol served there (UDP ports aside), and a
+    connection without a valid header within ``header_timeout`` is closed.
     ``access_log``: path of a JSON-lines access log, "-" for stdout, "" for none.
 
     Tracing: ``trace_propagation``: backends get W3C trace context from the gateway (a
@@ -80,6 +84,7 @@ class DataPlaneSettings:
     rate_limit_keys: int = 131072
     rate_limit_redis: str = ""
     rate_limit_redis_failure: str = "open"
+    proxy_protocol: tuple[int, ...] = attrs.field(default=(), converter=tuple)
     access_log: str = ""
     trace_propagation: bool = False
     otlp_endpoint: str = ""
