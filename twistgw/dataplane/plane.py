@@ -23,6 +23,7 @@ from twistgw.dataplane.http.clientaddr import Networks
 from twistgw.dataplane.http.policies import Guards
 from twistgw.dataplane.http.router import Router
 from twistgw.dataplane.http.server import HTTPProxyFactory
+from twistgw.dataplane.http.sessions import SessionKeys
 from twistgw.dataplane.http.upstream import UpstreamPool
 from twistgw.dataplane.ratelimit import SharedBuckets
 from twistgw.dataplane.stream.tcp import TCPFrontFactory
@@ -80,7 +81,8 @@ class BindServer(Factory):
     Each new table is compiled by ``prepare`` and put in place by ``install``, even a
     switch of protocol on the socket.
     A connection past the worker's or this socket's connection limit is closed at once
-    (``buildProtocol`` returning None) and counted."""
+    (``buildProtocol`` returning None) and counted. ``keys``: the gateway's session
+    keys, which routers compile session persistence with."""
 
     noisy = False
 
@@ -90,8 +92,10 @@ class BindServer(Factory):
         bind: Bind,
         min_tls_version: str,
         worker_connections: Callable[[], int],
+        keys: SessionKeys | None = None,
     ) -> None:
         self.http = http
+        self.keys = keys
         self.label = http.label
         self.min_tls_version = min_tls_version
         self.worker_connections = worker_connections
@@ -124,7 +128,7 @@ class BindServer(Factory):
             return Prepared(Router(Bind(bind.address, bind.port, "HTTP")), "http", None, entry)
         if bind.protocol == "TLS":
             https = tuple(li for li in bind.listeners if isinstance(li, HTTPListener))
-            router = Router(Bind(bind.address, bind.port, "HTTPS", https))
+            router = Router(Bind(bind.address, bind.port, "HTTPS", https), self.keys)
             entry = TLSFrontFactory(
                 bind,
                 SNIContexts(bind, self.min_tls_version),
@@ -138,8 +142,8 @@ class BindServer(Factory):
         if bind.protocol == "HTTPS":
             contexts = SNIContexts(bind, self.min_tls_version)
             entry = BatchedTLSFactory(contexts, False, http)
-            return Prepared(Router(bind), "https", contexts, entry)
-        return Prepared(Router(bind), "http", None, http)
+            return Prepared(Router(bind, self.keys), "https", contexts, entry)
+        return Prepared(Router(bind, self.keys), "http", None, http)
 
     def install(self, prepared: Prepared) -> None:
         """Serve a prepared table: new connections and requests use it, those in
@@ -185,6 +189,8 @@ class DataPlane:
         self.spans = spans
         self.metrics = metrics
         self.settings = settings
+        #: the session keys every worker shares (settings.session_key; random if unset)
+        self.session_keys = SessionKeys.from_hex(settings.session_key)
         self.min_tls_version = settings.tls_min_version
         self.pool = UpstreamPool(reactor, settings, waiting=metrics.count_waiting)
         self.binds: dict[Key, Bind] = {}
@@ -237,7 +243,9 @@ class DataPlane:
             spans=self.spans,
             guards=self.guards,
         )
-        return BindServer(factory, bind, self.min_tls_version, self.open_connections)
+        return BindServer(
+            factory, bind, self.min_tls_version, self.open_connections, self.session_keys
+        )
 
     def apply(self, table: RoutingTable) -> None:
         """Compile every bind of ``table`` (for the sockets served and those still to

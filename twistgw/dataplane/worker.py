@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 
+import attrs
 from twisted.internet.protocol import Factory
 from twisted.logger import (
     FilteringLogObserver,
@@ -147,10 +148,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from twistgw.dataplane.plane import DataPlane
     from twistgw.dataplane.ratelimit import SharedBuckets
-    from twistgw.ipc.settings import DataPlaneSettings
+    from twistgw.ipc.settings import SESSION_KEY_ENV, DataPlaneSettings
     from twistgw.metrics import Metrics
 
     settings = DataPlaneSettings.from_json(args.settings)
+    session_key = os.environ.pop(SESSION_KEY_ENV, "")  # (a secret: not on the command line)
+    if session_key:
+        settings = attrs.evolve(settings, session_key=session_key)
     buckets = None
     if args.rate_limit_fd is not None:
         buckets = SharedBuckets(args.rate_limit_fd, settings.rate_limit_keys)
