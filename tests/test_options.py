@@ -8,9 +8,11 @@ import pathlib
 import re
 
 import pytest
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
-from twistgw.ipc.settings import DataPlaneSettings
+from twistgw.ipc.settings import SESSION_KEY_ENV, DataPlaneSettings
+from twistgw.metrics import Metrics
 from twistgw.options import (
     POSITIVE,
     GatewayOptions,
@@ -19,6 +21,7 @@ from twistgw.options import (
     translate_options,
 )
 from twistgw.sources.limits import ConfigLimits
+from twistgw.supervisor.workers import WorkerPool
 from twistgw.translate import TranslateOptions
 
 
@@ -230,3 +233,50 @@ def test_proxy_protocol_ports_reach_the_data_plane_settings(tmp_path):
 def test_proxy_protocol_ports_are_ports(tmp_path, value):
     with pytest.raises(usage.UsageError, match="--proxy-protocol: .* is not a port"):
         _parse(tmp_path, f"--proxy-protocol={value}")
+
+
+def test_a_session_key_file_becomes_the_workers_session_key(tmp_path):
+    assert _parse(tmp_path)["session-key"] == ""
+    key_file = tmp_path / "session.key"
+    key_file.write_bytes(b"  " + b"s" * 32 + b"\n")
+    options = _parse(tmp_path, f"--session-key-file={key_file}")
+    assert data_plane_settings(options).session_key == (b"s" * 32).hex()
+    assert "session_key" not in repr(data_plane_settings(options))
+
+
+def test_a_short_or_missing_session_key_file_is_refused(tmp_path):
+    key_file = tmp_path / "session.key"
+    key_file.write_bytes(b"s" * 31)
+    with pytest.raises(usage.UsageError, match="holds 31 bytes; at least 32"):
+        _parse(tmp_path, f"--session-key-file={key_file}")
+    with pytest.raises(usage.UsageError, match="--session-key-file: cannot read"):
+        _parse(tmp_path, f"--session-key-file={tmp_path / 'missing'}")
+
+
+class _SpawningReactor(MemoryReactorClock):
+    """Records the worker processes it is asked to start."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spawned: list[tuple[list[str], dict[str, str]]] = []
+
+    def spawnProcess(self, protocol, executable, args, env, childFDs):  # noqa: N802
+        self.spawned.append((args, env))
+        return type("Process", (), {"pid": 4242 + len(self.spawned)})()
+
+
+def test_workers_share_one_session_key_kept_off_their_command_line():
+    reactor = _SpawningReactor()
+    pool = WorkerPool(reactor, 2, 1.0, Metrics())
+    key = pool.settings.session_key
+    assert len(bytes.fromhex(key)) == 32
+    assert WorkerPool(reactor, 1, 1.0, Metrics()).settings.session_key != key  # per start
+    pool.spawn(0)
+    pool.spawn(1)
+    pool.spawn(0)  # (a replacement)
+    for args, env in reactor.spawned:
+        assert env[SESSION_KEY_ENV] == key
+        assert key not in " ".join(args)
+        assert DataPlaneSettings.from_json(args[args.index("--settings") + 1]).session_key == ""
+    given = DataPlaneSettings(session_key="ab" * 32)
+    assert WorkerPool(reactor, 1, 1.0, Metrics(), given).settings.session_key == "ab" * 32

@@ -628,3 +628,78 @@ def test_a_reference_grant_target_name_is_a_string() -> None:
         "to": [{"group": "", "kind": "Secret", "name": [None]}],
     }
     assert _refused(_manifest("ReferenceGrant", grant)).startswith("spec.to[0].name")
+
+
+def _session_route(kind: str, session: Any) -> dict:
+    return _manifest(kind, {"rules": [_rule(sessionPersistence=session)]})
+
+
+@pytest.mark.parametrize("kind", ["HTTPRoute", "GRPCRoute"])
+def test_session_persistence_is_defaulted_as_the_api_server_would(kind: str) -> None:
+    body = validated_body(_session_route(kind, {"cookie": {}}))
+    assert body["spec"]["rules"][0]["sessionPersistence"] == {
+        "type": "Cookie",
+        "cookie": {"lifetimeType": "Session", "path": "/"},
+    }
+    header = {"type": "Header", "header": {"name": "X-Session"}, "absoluteTimeout": "10m"}
+    body = validated_body(_session_route(kind, dict(header)))
+    assert body["spec"]["rules"][0]["sessionPersistence"] == header
+    permanent = {"absoluteTimeout": "1h", "cookie": {"lifetimeType": "Permanent", "name": "s"}}
+    body = validated_body(_session_route(kind, permanent))
+    cookie = body["spec"]["rules"][0]["sessionPersistence"]["cookie"]
+    assert cookie == {"lifetimeType": "Permanent", "name": "s", "path": "/"}
+
+
+@pytest.mark.parametrize("kind", ["HTTPRoute", "GRPCRoute"])
+@pytest.mark.parametrize(
+    ("session", "message"),
+    [
+        ({}, "sessionPersistence: cookie must be specified for Cookie type"),
+        ({"type": "Header"}, "sessionPersistence: header must be specified for Header type"),
+        (
+            {"type": "Header", "header": {"name": "x"}, "cookie": {}},
+            "sessionPersistence: cookie must be nil if type is not Cookie",
+        ),
+        (
+            {"cookie": {}, "header": {"name": "x"}},
+            "sessionPersistence: header must be nil if type is not Header",
+        ),
+        (
+            {"cookie": {"lifetimeType": "Permanent"}},
+            "sessionPersistence: AbsoluteTimeout must be specified when cookie lifetimeType "
+            "is Permanent",
+        ),
+        (
+            {"type": "Sticky", "cookie": {}},
+            "sessionPersistence.type: must be one of Cookie, Header; got 'Sticky'",
+        ),
+        (
+            {"cookie": {"lifetimeType": "Forever"}},
+            "sessionPersistence.cookie.lifetimeType: must be one of Permanent, Session",
+        ),
+        ({"cookie": {"name": ""}}, "sessionPersistence.cookie.name: '' is not a valid name"),
+        ({"cookie": {"name": "a;b"}}, "sessionPersistence.cookie.name: 'a;b' is not a valid"),
+        ({"cookie": {"name": "a" * 257}}, "sessionPersistence.cookie.name: must be at most 256"),
+        ({"cookie": {"path": "/" * 1025}}, "sessionPersistence.cookie.path: must be at most 1024"),
+        ({"type": "Header", "header": {}}, "sessionPersistence.header.name: is required"),
+        (
+            {"type": "Header", "header": {"name": "x s"}},
+            "sessionPersistence.header.name: 'x s' is not a valid name",
+        ),
+        (
+            {"cookie": {}, "absoluteTimeout": "1d"},
+            "sessionPersistence.absoluteTimeout: '1d' is not a duration",
+        ),
+        ({"cookie": []}, "sessionPersistence.cookie: must be an object, not list"),
+        ("cookie", "sessionPersistence: must be an object, not str"),
+        (
+            {"sessionName": "s", "idleTimeout": "1m"},
+            "sessionPersistence: cookie must be specified for Cookie type (sessionName, "
+            "idleTimeout: not fields of this API version, which has cookie and header)",
+        ),
+    ],
+)
+def test_session_persistence_is_checked_as_the_crd_says(
+    kind: str, session: Any, message: str
+) -> None:
+    assert _refused(_session_route(kind, session)).startswith(f"spec.rules[0].{message}")

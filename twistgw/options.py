@@ -98,6 +98,26 @@ def _admin_token(path: str) -> str:
     return token
 
 
+#: The fewest bytes a --session-key-file must hold (a 256-bit secret, or its text).
+MIN_SESSION_KEY_BYTES = 32
+
+
+def _session_key(path: str) -> str:
+    """The session secret as hex: the file's bytes, surrounding whitespace stripped;
+    a missing file or one holding fewer than MIN_SESSION_KEY_BYTES is refused."""
+    try:
+        with open(path, "rb") as handle:
+            secret = handle.read(65536).strip()
+    except OSError as exc:
+        raise usage.UsageError(f"--session-key-file: cannot read {path!r}: {exc}") from exc
+    if len(secret) < MIN_SESSION_KEY_BYTES:
+        raise usage.UsageError(
+            f"--session-key-file: {path!r} holds {len(secret)} bytes; at least "
+            f"{MIN_SESSION_KEY_BYTES} are needed (e.g. head -c 32 /dev/urandom | base64)"
+        )
+    return secret.hex()
+
+
 class GatewayOptions(usage.Options):
     synopsis = "[options]"
     longdesc = (
@@ -211,6 +231,15 @@ class GatewayOptions(usage.Options):
             "File holding a token (read at start) that /status, /config_dump and /metrics then "
             "require as 'Authorization: Bearer TOKEN'; /healthz and /readyz stay open. Without "
             "it the admin endpoint has no authentication.",
+        ],
+        [
+            "session-key-file",
+            None,
+            None,
+            "File holding the secret (at least 32 bytes, read at start) that session "
+            "persistence cookies and headers are made and checked with. Give every replica "
+            "the same file so sessions survive restarts and move between replicas; without "
+            "it each start draws a random secret, and sessions end with the gateway.",
         ],
         [
             "address-pool",
@@ -569,6 +598,8 @@ class GatewayOptions(usage.Options):
             raise usage.UsageError("--trace-sampling-ratio must be from 0 to 1")
         token_file = self["admin-token-file"]
         self["admin-token"] = _admin_token(token_file) if token_file else None
+        key_file = self["session-key-file"]
+        self["session-key"] = _session_key(key_file) if key_file else ""
         if self["watch"] not in ("auto", "poll"):
             raise usage.UsageError("--watch must be auto or poll")
         if self["workers"] is None:
@@ -609,6 +640,7 @@ def data_plane_settings(options: Mapping[str, Any]) -> DataPlaneSettings:
         trace_propagation=bool(options["trace-propagation"] or options["otlp-endpoint"]),
         otlp_endpoint=options["otlp-endpoint"],
         trace_sampling_ratio=options["trace-sampling-ratio"],
+        session_key=options.get("session-key") or "",
     )
 
 

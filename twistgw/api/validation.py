@@ -109,6 +109,58 @@ def _retry(value: Any, where: str) -> None:
     _duration(retry, "backoff", where)
 
 
+#: Fields of sessionPersistence in the API's earlier shape (before GEP-1619 made it a
+#: union of ``cookie`` and ``header``): named in the message when the CRD's rules fail,
+#: as the API server would have dropped them as unknown.
+_OLD_SESSION_FIELDS = ("sessionName", "idleTimeout", "cookieConfig")
+
+
+def _session_persistence(value: Any, where: str) -> None:
+    """A rule's sessionPersistence (HTTPRoute and GRPCRoute): ``type`` defaults to
+    Cookie and ``cookie.lifetimeType`` to Session, ``cookie.path`` to ``/``; then the
+    CRD's rules: the ``cookie`` or ``header`` of its type and not the other's, and
+    absoluteTimeout with a Permanent cookie."""
+    if value is None:
+        return
+    session = _mapping(value, where)
+    session.setdefault("type", "Cookie")
+    kind = _string(session, "type", where, enum=("Cookie", "Header"))
+    _duration(session, "absoluteTimeout", where)
+    if session.get("cookie") is not None:
+        at = f"{where}.cookie"
+        cookie = _mapping(session["cookie"], at)
+        cookie.setdefault("lifetimeType", "Session")
+        cookie.setdefault("path", "/")
+        _string(cookie, "lifetimeType", at, enum=("Permanent", "Session"))
+        _token(cookie, "name", at)
+        _string(cookie, "path", at, max_len=1024)
+    if session.get("header") is not None:
+        at = f"{where}.header"
+        _token(_mapping(session["header"], at), "name", at, required=True)
+    old = [field for field in _OLD_SESSION_FIELDS if field in session]
+    hint = (
+        f" ({', '.join(old)}: not fields of this API version, which has cookie and header)"
+        if old
+        else ""
+    )
+    cookie = session.get("cookie")
+    permanent = cookie is not None and cookie["lifetimeType"] == "Permanent"
+    if permanent and session.get("absoluteTimeout") is None:
+        _fail(where, "AbsoluteTimeout must be specified when cookie lifetimeType is Permanent")
+    for field, other in (("cookie", "Cookie"), ("header", "Header")):
+        if session.get(field) is not None and kind != other:
+            _fail(where, f"{field} must be nil if type is not {other}{hint}")
+        if session.get(field) is None and kind == other:
+            _fail(where, f"{field} must be specified for {other} type{hint}")
+
+
+def _token(obj: dict, key: str, where: str, required: bool = False) -> None:
+    """A cookie or header name: 1 to 256 characters of an RFC 9110 token."""
+    name = _string(obj, key, where, required=required, max_len=256)
+    if name is not None and not HEADER_NAME_RE.fullmatch(name):
+        _fail(f"{where}.{key}", f"{name!r} is not a valid name (an RFC 9110 token)")
+
+
 # --- shared pieces ---------------------------------------------------------------------
 
 
@@ -820,6 +872,7 @@ def _http_route(body: dict) -> None:
             _filters(ref.get("filters"), f"{at}.backendRefs[{j}].filters")
         _timeouts(rule.get("timeouts"), f"{at}.timeouts")
         _retry(rule.get("retry"), f"{at}.retry")
+        _session_persistence(rule.get("sessionPersistence"), f"{at}.sessionPersistence")
     _check_match_total(total)
 
 
@@ -843,6 +896,7 @@ def _grpc_route(body: dict) -> None:
         for j, ref in enumerate(_list(rule.get("backendRefs"), f"{at}.backendRefs")):
             _backend_ref(ref, f"{at}.backendRefs[{j}]")
             _grpc_filters(ref.get("filters"), f"{at}.backendRefs[{j}].filters")
+        _session_persistence(rule.get("sessionPersistence"), f"{at}.sessionPersistence")
     _check_match_total(total)
 
 

@@ -23,6 +23,7 @@ from twistgw.dataplane.http.clientaddr import Networks
 from twistgw.dataplane.http.policies import Guards
 from twistgw.dataplane.http.router import Router
 from twistgw.dataplane.http.server import HTTPProxyFactory
+from twistgw.dataplane.http.sessions import SessionKeys
 from twistgw.dataplane.http.upstream import UpstreamPool
 from twistgw.dataplane.proxyfront import ProxyHeaderFactory
 from twistgw.dataplane.ratelimit import SharedBuckets
@@ -84,7 +85,8 @@ class BindServer(Factory):
     (``buildProtocol`` returning None) and counted.
     With ``proxy_protocol`` (the port is in ``--proxy-protocol``) every connection first
     goes through a ``ProxyHeaderFactory`` that reads its PROXY header, then to the entry
-    factory; other ports have no such layer."""
+    factory; other ports have no such layer. ``keys``: the gateway's
+    session keys, which routers compile session persistence with."""
 
     noisy = False
 
@@ -95,8 +97,10 @@ class BindServer(Factory):
         min_tls_version: str,
         worker_connections: Callable[[], int],
         proxy_protocol: bool = False,
+        keys: SessionKeys | None = None,
     ) -> None:
         self.http = http
+        self.keys = keys
         self.label = http.label
         self.min_tls_version = min_tls_version
         self.worker_connections = worker_connections
@@ -142,7 +146,7 @@ class BindServer(Factory):
             return Prepared(Router(Bind(bind.address, bind.port, "HTTP")), "http", None, entry)
         if bind.protocol == "TLS":
             https = tuple(li for li in bind.listeners if isinstance(li, HTTPListener))
-            router = Router(Bind(bind.address, bind.port, "HTTPS", https))
+            router = Router(Bind(bind.address, bind.port, "HTTPS", https), self.keys)
             entry = TLSFrontFactory(
                 bind,
                 SNIContexts(bind, self.min_tls_version),
@@ -156,8 +160,8 @@ class BindServer(Factory):
         if bind.protocol == "HTTPS":
             contexts = SNIContexts(bind, self.min_tls_version)
             entry = BatchedTLSFactory(contexts, False, http)
-            return Prepared(Router(bind), "https", contexts, entry)
-        return Prepared(Router(bind), "http", None, http)
+            return Prepared(Router(bind, self.keys), "https", contexts, entry)
+        return Prepared(Router(bind, self.keys), "http", None, http)
 
     def install(self, prepared: Prepared) -> None:
         """Serve a prepared table: new connections and requests use it, those in
@@ -205,6 +209,8 @@ class DataPlane:
         self.spans = spans
         self.metrics = metrics
         self.settings = settings
+        #: the session keys every worker shares (settings.session_key; random if unset)
+        self.session_keys = SessionKeys.from_hex(settings.session_key)
         self.min_tls_version = settings.tls_min_version
         self.pool = UpstreamPool(reactor, settings, waiting=metrics.count_waiting)
         self.binds: dict[Key, Bind] = {}
@@ -263,6 +269,7 @@ class DataPlane:
             self.min_tls_version,
             self.open_connections,
             proxy_protocol=key[1] in self.settings.proxy_protocol,
+            keys=self.session_keys,
         )
 
     def apply(self, table: RoutingTable) -> None:

@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 
+import attrs
 from twisted.internet.protocol import Factory
 from twisted.logger import (
     FilteringLogObserver,
@@ -149,10 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     from twistgw.dataplane.ratelimit import SharedBuckets
     from twistgw.dataplane.redisbuckets import RedisBuckets
     from twistgw.dataplane.redisclient import RedisClient
-    from twistgw.ipc.settings import DataPlaneSettings
+    from twistgw.ipc.settings import SESSION_KEY_ENV, DataPlaneSettings
     from twistgw.metrics import Metrics
 
     settings = DataPlaneSettings.from_json(args.settings)
+    session_key = os.environ.pop(SESSION_KEY_ENV, "")  # (a secret: not on the command line)
+    if session_key:
+        settings = attrs.evolve(settings, session_key=session_key)
     buckets = None
     if settings.rate_limit_redis:  # every replica's buckets, in Redis
         client = RedisClient(settings.rate_limit_redis, reactor)

@@ -6,6 +6,8 @@ import json
 
 import attrs
 
+#: The environment variable a worker finds its settings' ``session_key`` in.
+SESSION_KEY_ENV = "TWISTGW_SESSION_KEY"
 #: What to do with a request header whose name contains "_" (``headers_with_underscores``).
 UNDERSCORE_ACTIONS = ("drop", "reject", "allow")
 
@@ -58,6 +60,11 @@ class DataPlaneSettings:
     span id per attempt; else the client's fields as sent); ``otlp_endpoint``: base URL
     of an OTLP/HTTP receiver the workers export spans to ("" for none);
     ``trace_sampling_ratio``: the share of traces (by trace id) whose spans are exported.
+
+    ``session_key``: the secret (hex) that session persistence values are made and
+    checked with, the same in every worker: the operator's ``--session-key-file``, else
+    one the supervisor draws at start. A secret: it reaches workers in their
+    environment (SESSION_KEY_ENV), never on their command line.
     """
 
     tls_min_version: str = "1.2"
@@ -89,6 +96,7 @@ class DataPlaneSettings:
     trace_propagation: bool = False
     otlp_endpoint: str = ""
     trace_sampling_ratio: float = 0.01
+    session_key: str = attrs.field(default="", repr=False)
 
     def to_json(self) -> str:
         return json.dumps(attrs.asdict(self))

@@ -149,6 +149,25 @@ class Retry:
 
 
 @attrs.frozen
+class SessionPersistence:
+    """A rule's sessionPersistence (GEP-1619): requests carrying the session's value go
+    to the endpoint that answered the request which started it, while that endpoint
+    is still one of the rule's. ``type``: "Cookie" or "Header", ``name`` the cookie's
+    or header's (a cookie without a name gets one made from ``scope``); ``scope``
+    names the rule, and a value only counts for the rule it was made for;
+    ``absolute_timeout``: seconds a session lasts from its start (None: no limit).
+    Cookies only: ``permanent`` (Max-Age from ``absolute_timeout``; else a session
+    cookie) and ``path``, the cookie's Path."""
+
+    type: str
+    name: str
+    scope: str
+    absolute_timeout: float | None = None
+    permanent: bool = False
+    path: str = "/"
+
+
+@attrs.frozen
 class RateLimit:
     """A TrafficPolicy's rate limit: ``requests`` per ``period`` seconds, refilled
     evenly, in buckets of ``burst``; one bucket per key value (``key``: "ClientIP",
@@ -303,6 +322,7 @@ class Route:
     retry: Retry | None = None
     rule_name: str | None = None  # the rule's ``name``, if it has one
     policies: Policies | None = None
+    session: SessionPersistence | None = None
 
 
 @attrs.frozen

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import socket
 import sys
 
@@ -19,7 +20,7 @@ from twisted.python.failure import Failure
 
 from twistgw.dataplane.ratelimit import shared_file
 from twistgw.ipc.channel import ControlChannel, encode
-from twistgw.ipc.settings import DEFAULT_SETTINGS, DataPlaneSettings
+from twistgw.ipc.settings import DEFAULT_SETTINGS, SESSION_KEY_ENV, DataPlaneSettings
 from twistgw.routing.ir import RoutingTable
 from twistgw.supervisor.sockets import ListenerSockets, family_of
 
@@ -124,6 +125,8 @@ class WorkerPool(Service):
         settings: DataPlaneSettings = DEFAULT_SETTINGS,
         watchdog_timeout: float = 10.0,
     ) -> None:
+        if not settings.session_key:  # one per gateway start, shared by every worker
+            settings = attrs.evolve(settings, session_key=secrets.token_hex(32))
         self.settings = settings
         self.reactor = reactor
         self.count = count
@@ -248,7 +251,7 @@ class WorkerPool(Service):
             "--drain-timeout",
             str(self.drain_timeout),
             "--settings",
-            self.settings.to_json(),
+            attrs.evolve(self.settings, session_key="").to_json(),
             "--rate-limit-fd",
             str(buckets_fd),
         ]
@@ -256,7 +259,7 @@ class WorkerPool(Service):
             _WorkerProcess(self, handle),
             sys.executable,
             args,
-            env=dict(os.environ),
+            env={**os.environ, SESSION_KEY_ENV: self.settings.session_key},
             childFDs=child_fds,
         )
         child_end.close()

@@ -1,6 +1,7 @@
 """The rule loop HTTPRoutes and GRPCRoutes share: each rule's backends resolved, its
 unsendable values refused, each match turned into an IR route with the rule's and the
-backendRefs' filters; a rule that cannot be served is dropped with its reason."""
+backendRefs' filters and the rule's session persistence; a rule that cannot be served
+is dropped with its reason."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from twistgw.translate.backendtls import BackendTLSPolicies
 from twistgw.translate.filters import UnsupportedRule, compile_filters
 from twistgw.translate.mirrors import compile_mirrors
 from twistgw.translate.references import compile_backends
+from twistgw.translate.sessions import session_of, session_problems
 
 
 @attrs.frozen
@@ -45,10 +47,12 @@ def analyse_rules(
         refs = rule.get("backendRefs") or []
         resolved = compile_backends(snapshot, route, refs, result, policies)
         try:
-            problems = kind.problems(rule, f"spec.rules[{rule_index}]")
+            where = f"spec.rules[{rule_index}]"
+            problems = kind.problems(rule, where) + session_problems(rule, where)
             if problems:
                 raise UnsupportedRule("; ".join(problems))
             fields = kind.fields(rule)
+            session = session_of(route, rule_index, rule)
             mirrors = ()
             if "RequestMirror" in kind.filters:
                 mirrors = compile_mirrors(snapshot, route, rule.get("filters"), result, policies)
@@ -64,7 +68,14 @@ def analyse_rules(
                     for ref, backend in zip(refs, resolved, strict=True)
                 )
                 route_entry = ir.Route(
-                    name, rule_index, match, filters, backends, rule_name=rule_name, **fields
+                    name,
+                    rule_index,
+                    match,
+                    filters,
+                    backends,
+                    rule_name=rule_name,
+                    session=session,
+                    **fields,
                 )
                 entries.append((match_index, route_entry))
             result.routes.extend(entries)

@@ -80,6 +80,9 @@ class Exchange:
         "added",
         "encoder",
         "trace",
+        "session_pin",
+        "session_held",
+        "session_where",
         "__weakref__",  # (tests check that a finished exchange is freed)
     )
 
@@ -117,6 +120,13 @@ class Exchange:
         self.added: Headers | None = None
         self.encoder: Encoder | None = None  # the response body's, when compressed
         self.trace: Trace | None = None  # made with the first attempt's request head
+        # session persistence: (endpoint id, backend, endpoint) the client's value
+        # names, until the first attempt uses it; the id it named (no new value is
+        # needed for that endpoint); where the request goes, while the attempt is
+        # on the pinned endpoint (to choose anew if it refuses the connection)
+        self.session_pin: tuple | None = None
+        self.session_held: bytes | None = None
+        self.session_where: tuple[str, str, str] | None = None
 
     # -- request side
 
@@ -170,6 +180,12 @@ class Exchange:
         if route.policy is not None:
             guard = self.guard = Guard(route.policy, conn.clock, self._request_expired)
             guard.where = (path, query, authority)
+        if route.session is not None:
+            pin = route.session.pinned(self.request.headers, conn.clock.seconds())
+            self.session_pin = pin
+            if pin is not None:
+                self.session_held = pin[0]
+                self.session_where = (path, query, authority)
         if self._pick(path, query, authority):
             self._prepare(path, query, authority, first=True)
             self._connect()
@@ -183,19 +199,28 @@ class Exchange:
         self.respond_local(redirect.status_code, b"", [(b"location", location)])
 
     def _pick(self, path: str, query: str, authority: str) -> bool:
-        """Choose the backend and its endpoint, or answer; whether one was chosen."""
-        backend = self.backend = self.route.pick_backend()
+        """Choose the backend and its endpoint (the session's, on the first attempt
+        of a request that has one), or answer; whether one was chosen."""
+        pin, self.session_pin = self.session_pin, None
+        if pin is not None:
+            _, backend, endpoint = pin
+            self.backend = backend
+        else:
+            self.session_where = None  # (the attempt is not on the session's endpoint)
+            backend = self.backend = self.route.pick_backend()
+            endpoint = None
         if backend is None or backend.invalid:
             self.respond_local(500, b"the route has no valid backend\n")
             return False
         if backend.redirect is not None:
             self._redirect(backend.redirect, path, query, authority)
             return False
-        guards = self.route.guards
-        if guards is not None and guards.health is not None:
-            endpoint = self.conn.factory.guards.health.choose(backend)
-        else:
-            endpoint = backend.endpoint()
+        if endpoint is None:
+            guards = self.route.guards
+            if guards is not None and guards.health is not None:
+                endpoint = self.conn.factory.guards.health.choose(backend)
+            else:
+                endpoint = backend.endpoint()
         self.endpoint = endpoint
         if endpoint is None:
             self.respond_local(503, b"no healthy endpoints for the backend\n")
@@ -371,8 +396,22 @@ class Exchange:
             reason=reason,
         )
         self._attempt_failed("connect")
+        if self._unpin():
+            return
         if not self._retry("connect"):
             self.respond_local(503, b"the backend is unavailable\n")
+
+    def _unpin(self) -> bool:
+        """The session's endpoint refused the connection: choose as if the request had
+        no session (once, at once: nothing was sent), and the response starts a new
+        one; whether so."""
+        where, self.session_where = self.session_where, None
+        if where is None:
+            return False
+        if self._pick(*where):
+            self._prepare(*where)
+            self._connect()
+        return True
 
     def upstream_overflow(self, reason: str) -> None:
         """The endpoint's connections are all busy and too many requests wait for them
@@ -440,6 +479,17 @@ class Exchange:
             response.headers = backend.response_headers.apply(response.headers)
         if self.added is not None:
             response.headers = with_fields(response.headers, self.added)
+        session = route.session
+        if session is not None:
+            conn = self.conn
+            response.headers = session.respond(
+                response.headers,
+                backend,
+                self.endpoint,
+                self.session_held,
+                conn.clock.seconds(),
+                conn.tls,
+            )
         guards = route.guards
         if guards is not None and guards.compression is not None and self.method != b"HEAD":
             encoding = guards.compression.choose(self.request.headers)

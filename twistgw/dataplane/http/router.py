@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 from twistgw.dataplane.http.cors import CompiledCORS
 from twistgw.dataplane.http.policies import CompiledPolicies
 from twistgw.dataplane.http.resilience import compile_policy
+from twistgw.dataplane.http.sessions import CompiledSession, SessionKeys
 from twistgw.hostnames import WildcardIndex, specificity
 from twistgw.regex import compile_regex
 from twistgw.routing import ir
@@ -85,12 +86,14 @@ class CompiledBackend:
 
 
 class WeightedBackends:
-    """A rule's backends, chosen by weight (weight 0: never)."""
+    """A rule's backends, chosen by weight (weight 0: never); ``all`` of them, weight
+    0 included (a session may still name one)."""
 
-    __slots__ = ("backends", "_weights", "_total")
+    __slots__ = ("all", "backends", "_weights", "_total")
 
     def __init__(self, backends) -> None:
-        self.backends = [CompiledBackend(b) for b in backends if b.weight > 0]
+        self.all = [CompiledBackend(b) for b in backends]
+        self.backends = [b for b in self.all if b.spec.weight > 0]
         self._weights = list(itertools.accumulate(b.spec.weight for b in self.backends))
         self._total = self._weights[-1] if self._weights else 0
 
@@ -107,7 +110,7 @@ class CompiledRoute:
     (its own answers are gRPC-shaped; its PathPrefix is a plain string prefix);
     ``policy``: its timeouts and retries, None when it has neither; ``cors``: its
     CORS filter, if any; ``guards``: its TrafficPolicy and SecurityPolicy sections, if
-    any reach it."""
+    any reach it; ``session``: its session persistence, if any (with ``keys``)."""
 
     __slots__ = (
         "spec",
@@ -128,9 +131,10 @@ class CompiledRoute:
         "mirrors",
         "cors",
         "guards",
+        "session",
     )
 
-    def __init__(self, spec: ir.Route) -> None:
+    def __init__(self, spec: ir.Route, keys: SessionKeys | None = None) -> None:
         self.spec = spec
         self.name = spec.route
         self.rule = spec.rule_name or str(spec.rule)  # (for metrics and the access log)
@@ -148,6 +152,10 @@ class CompiledRoute:
         self.response_headers = _modifier(filters.response_headers)
         self.cors = CompiledCORS(filters.cors) if filters.cors is not None else None
         self.backends = WeightedBackends(spec.backends)
+        self.session = None
+        if spec.session is not None:
+            keys = keys if keys is not None else SessionKeys.for_process()
+            self.session = CompiledSession(spec.session, self.backends.all, keys)
         self.policy = compile_policy(spec)
         self.guards = CompiledPolicies(spec.policies) if spec.policies is not None else None
         self.mirrors = [
@@ -276,20 +284,25 @@ def _order(entry: tuple[int, CompiledRoute]) -> int:
     return entry[0]
 
 
-def _compiled(spec: ir.Route, compiled: dict[int, CompiledRoute]) -> CompiledRoute:
+def _compiled(
+    spec: ir.Route, compiled: dict[int, CompiledRoute], keys: SessionKeys | None
+) -> CompiledRoute:
     route = compiled.get(id(spec))
     if route is None:
-        route = compiled[id(spec)] = CompiledRoute(spec)
+        route = compiled[id(spec)] = CompiledRoute(spec, keys)
     return route
 
 
 class CompiledListener:
     """A listener's virtual hosts; ``compiled`` holds the routes compiled so far for the
     bind, so a rule the translator repeated per hostname and listener (equal entries)
-    is compiled once and shared."""
+    is compiled once and shared; ``keys``: the gateway's session keys."""
 
     def __init__(
-        self, spec: ir.HTTPListener, compiled: dict[ir.Route, CompiledRoute] | None = None
+        self,
+        spec: ir.HTTPListener,
+        compiled: dict[ir.Route, CompiledRoute] | None = None,
+        keys: SessionKeys | None = None,
     ) -> None:
         if compiled is None:
             compiled = {}
@@ -302,7 +315,7 @@ class CompiledListener:
         self.any: RouteIndex | None = None
         self._candidates: dict[str, list[RouteIndex]] = {}
         for vhost in spec.virtual_hosts:
-            routes = RouteIndex([_compiled(r, compiled) for r in vhost.routes])
+            routes = RouteIndex([_compiled(r, compiled, keys) for r in vhost.routes])
             if vhost.hostname == "*":
                 self.any = routes
             elif vhost.hostname.startswith("*."):
@@ -334,13 +347,14 @@ class CompiledListener:
 
 class Router:
     """Everything one bound port serves. Listeners are indexed by hostname and by
-    wildcard suffix, so finding a host's costs its labels, not the listeners' number."""
+    wildcard suffix, so finding a host's costs its labels, not the listeners' number.
+    ``keys``: the gateway's session keys (None: this process's own random ones)."""
 
-    def __init__(self, bind: ir.Bind) -> None:
+    def __init__(self, bind: ir.Bind, keys: SessionKeys | None = None) -> None:
         self.bind = bind
         compiled: dict[ir.Route, CompiledRoute] = {}
         self.listeners = sorted(
-            (CompiledListener(li, compiled) for li in bind.listeners),
+            (CompiledListener(li, compiled, keys) for li in bind.listeners),
             key=lambda li: specificity(li.hostname),
         )
         self._exact: dict[str, CompiledListener] = {}
