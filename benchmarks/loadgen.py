@@ -1,6 +1,6 @@
 """A small HTTP/1.1 load generator for benchmarks when wrk is not installed.
 
-    python benchmarks/loadgen.py URL --connections 64 --duration 5 [--close]
+    python benchmarks/loadgen.py URL --connections 64 --duration 5 [--close] [--header F]
 
 Prints wrk-like lines (``Requests/sec:``, ``50%``, ``99%``) that benchmarks/run.py
 parses. It is much slower than wrk: figures taken with it measure the generator as
@@ -24,8 +24,10 @@ async def _worker(
     deadline: float,
     latencies: list[float],
     tls: ssl.SSLContext | None,
+    fields: list[str],
 ) -> None:
-    extra = "Connection: close\r\n" if close else ""
+    extra = "".join(f"{field}\r\n" for field in fields)
+    extra += "Connection: close\r\n" if close else ""
     request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode()
     reader = writer = None
     while time.monotonic() < deadline:
@@ -47,7 +49,7 @@ async def _worker(
         writer.close()
 
 
-async def run(url: str, connections: int, duration: float, close: bool) -> None:
+async def run(url: str, connections: int, duration: float, close: bool, fields: list[str]) -> None:
     parts = urlsplit(url)
     tls = ssl._create_unverified_context() if parts.scheme == "https" else None  # a test cert
     deadline = time.monotonic() + duration
@@ -63,6 +65,7 @@ async def run(url: str, connections: int, duration: float, close: bool) -> None:
                 deadline,
                 latencies,
                 tls,
+                fields,
             )
             for _ in range(connections)
         ),
@@ -89,8 +92,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--close", action="store_true")
+    parser.add_argument("--header", action="append", default=[], help="a field: 'Name: value'")
     args = parser.parse_args()
-    asyncio.run(run(args.url, args.connections, args.duration, args.close))
+    asyncio.run(run(args.url, args.connections, args.duration, args.close, args.header))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime
+import json
 import os
 import platform
 import re
@@ -34,10 +35,13 @@ import time
 import urllib.request
 from dataclasses import dataclass
 
+import bcrypt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from joserfc import jwt
+from joserfc.jwk import ECKey, KeySet
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -110,6 +114,8 @@ class Service:
     port: int
     process: subprocess.Popen
     scheme: str = "http"
+    #: request fields its load carries ("Name: value"): credentials its policies want
+    fields: tuple[str, ...] = ()
 
     def pids(self) -> list[int]:
         return tree(self.process.pid)
@@ -357,10 +363,66 @@ spec:
     return documents
 
 
-def twistgw_config(directory: str, port: int, origin: Service, routes: int, mode: str) -> None:
+def policy_documents(policy: str) -> tuple[list[str], tuple[str, ...]]:
+    """The manifests of one policy on the whole Gateway (``POLICIES``), and the request
+    fields the load needs to pass it."""
+    if policy == "ratelimit":
+        spec = "rateLimit: {requests: 1000000000, unit: Second, key: {type: ClientIP}}"
+        return [_policy("TrafficPolicy", spec)], ()
+    if policy == "ipaccess":
+        return [_policy("SecurityPolicy", "ipAccess: {allow: [10.0.0.0/8, 127.0.0.0/8]}")], ()
+    if policy == "basic":
+        entry = bcrypt.hashpw(b"bench", bcrypt.gensalt(rounds=10)).decode()
+        secret = f"""
+apiVersion: v1
+kind: Secret
+metadata: {{name: users, namespace: default}}
+stringData: {{.htpasswd: "bench:{entry}"}}
+"""
+        spec = "basicAuth: {secretRef: {name: users}}"
+        token = base64.b64encode(b"bench:bench").decode()
+        return [secret, _policy("SecurityPolicy", spec)], (f"Authorization: Basic {token}",)
+    if policy == "jwt":
+        key = ECKey.generate_key("P-256", parameters={"kid": "bench"}, private=True)
+        jwks = json.dumps(KeySet([key]).as_dict(private=False))
+        claims = {"iss": "https://bench", "sub": "bench", "exp": int(time.time()) + 86400}
+        token = jwt.encode({"alg": "ES256", "kid": "bench"}, claims, key)
+        secret = f"""
+apiVersion: v1
+kind: Secret
+metadata: {{name: keys, namespace: default}}
+stringData: {{jwks: '{jwks}'}}
+"""
+        spec = (
+            "jwt: {providers: [{name: bench, issuer: https://bench, "
+            "jwks: {secretRef: {name: keys}}, claimToHeaders: [{claim: sub, header: X-User}]}]}"
+        )
+        return [secret, _policy("SecurityPolicy", spec)], (f"Authorization: Bearer {token}",)
+    raise ValueError(policy)
+
+
+def _policy(kind: str, spec: str) -> str:
+    return f"""
+apiVersion: gateway.twistgw.dev/v1alpha1
+kind: {kind}
+metadata: {{name: bench, namespace: default}}
+spec:
+  targetRefs: [{{kind: Gateway, name: bench}}]
+  {spec}
+"""
+
+
+#: What ``twistgw:W:R:POLICY`` targets attach to the Gateway (see policy_documents).
+POLICIES = ("ratelimit", "ipaccess", "basic", "jwt")
+
+
+def twistgw_config(
+    directory: str, port: int, origin: Service, routes: int, mode: str, policy: str = ""
+) -> tuple[str, ...]:
     """A Gateway on 127.0.0.1:port whose one listener is of ``mode`` (http, tls, tcp,
     udp or grpc) in front of the origin: ``routes`` HTTPRoutes for http and tls, one
-    TCPRoute or UDPRoute, or for grpc an HTTP listener with one GRPCRoute."""
+    TCPRoute or UDPRoute, or for grpc an HTTP listener with one GRPCRoute; with
+    ``policy``, that policy on the Gateway. Returns the fields the load must send."""
     os.makedirs(directory, exist_ok=True)
     secret = ""
     if mode == "tls":
@@ -411,8 +473,13 @@ endpoints: [{{addresses: [127.0.0.1]}}]
         documents.append(_grpc_route())
     else:
         documents += _http_routes(routes)
+    fields: tuple[str, ...] = ()
+    if policy:
+        policies, fields = policy_documents(policy)
+        documents += policies
     with open(os.path.join(directory, "bench.yaml"), "w") as handle:
         handle.write("---".join(documents))
+    return fields
 
 
 def start_twistgw(
@@ -422,6 +489,7 @@ def start_twistgw(
     routes: int = 10,
     mode: str = "http",
     access_log: bool = False,
+    policy: str = "",
 ) -> Service:
     port, admin = free_port(), free_port()
     plural = "s" if workers > 1 else ""
@@ -430,9 +498,14 @@ def start_twistgw(
         "tls": f"{routes} routes, TLS",
         "grpc": "a GRPCRoute",
     }.get(mode, mode.upper())
+    if policy:
+        what += f", {policy} policy"
     name = f"twistgw ({workers} worker{plural}, {what}{', access log' if access_log else ''})"
-    config = os.path.join(workdir, f"twistgw-{workers}-{routes}-{mode}{'-log' * access_log}")
-    twistgw_config(config, port, origin, routes, mode)
+    config = os.path.join(
+        workdir,
+        f"twistgw-{workers}-{routes}-{mode}{'-log' * access_log}{'-' * bool(policy)}{policy}",
+    )
+    fields = twistgw_config(config, port, origin, routes, mode, policy)
     extra = ["--access-log", config + ".access.log"] if access_log else []
     process = _spawn(
         [
@@ -461,7 +534,7 @@ def start_twistgw(
         time.sleep(0.1)
     else:
         raise RuntimeError(f"{name} did not become ready; see {config}.log")
-    return Service(name, port, process, "https" if mode == "tls" else "http")
+    return Service(name, port, process, "https" if mode == "tls" else "http", fields)
 
 
 @dataclass
@@ -484,6 +557,7 @@ def _ms(text: str) -> float:
 
 def drive(target: Service, path: str, connections: int, duration: float, close: bool) -> Round:
     url = f"{target.scheme}://127.0.0.1:{target.port}{path}"
+    fields = target.fields
     wrk = shutil.which("wrk")
     if wrk:
         command = [
@@ -496,6 +570,8 @@ def drive(target: Service, path: str, connections: int, duration: float, close: 
         ]
         if close:
             command[1:1] = ["-H", "Connection: close"]
+        for field in fields:
+            command[1:1] = ["-H", field]
     else:
         command = [
             sys.executable,
@@ -506,6 +582,8 @@ def drive(target: Service, path: str, connections: int, duration: float, close: 
             "--duration",
             str(duration),
         ] + (["--close"] if close else [])
+        for field in fields:
+            command += ["--header", field]
     pids = target.pids()
     cpu_before = cpu_seconds(pids)
     output = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60).stdout
@@ -648,6 +726,19 @@ SCENARIOS = {
         "accesslog",
         "keep-alive, small responses, 64 connections: access log off vs on (to a file)",
         targets=("twistgw:2", "twistgw:2:10:log"),
+    ),
+    "policies": Scenario(
+        "policies",
+        "keep-alive, small responses, 64 connections: no policy, then each of: a rate "
+        "limit per client address (never reached), an IP allow list, Basic auth (bcrypt, "
+        "remembered), JWT (ES256 from a Secret), on the whole Gateway",
+        targets=(
+            "twistgw:2",
+            "twistgw:2:10:ratelimit",
+            "twistgw:2:10:ipaccess",
+            "twistgw:2:10:basic",
+            "twistgw:2:10:jwt",
+        ),
     ),
     "close": Scenario("close", "a new connection per request, small responses", close=True),
     "big": Scenario(
@@ -956,6 +1047,7 @@ def main(argv: list[str] | None = None) -> int:
                         int(rest[0]) if rest else 10,
                         mode,
                         access_log="log" in rest,
+                        policy=next((p for p in POLICIES if p in rest), ""),
                     )
                 started.append(services[target])
             present = [t for t in scenario.targets if t in services]

@@ -308,11 +308,11 @@ def test_bcrypt_checks_at_once_are_bounded() -> None:
 
     verifier = Verifier(None, in_thread=in_thread)
     entry = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
-    for _ in range(MAX_CHECKING):
-        assert isinstance(verifier.check(entry, b"guess"), Deferred)
-    assert verifier.check(entry, b"guess") is None  # busy: the caller answers 503
+    for n in range(MAX_CHECKING):  # different passwords: a check each
+        assert isinstance(verifier.check(entry, b"guess%d" % n), Deferred)
+    assert verifier.check(entry, b"another") is None  # busy: the caller answers 503
     pending[0].callback(False)
-    assert isinstance(verifier.check(entry, b"guess"), Deferred)
+    assert isinstance(verifier.check(entry, b"another"), Deferred)
 
 
 # -- JWT
@@ -422,3 +422,22 @@ def test_a_key_set_that_never_came_answers_none() -> None:
     fetches[0].errback(ValueError("down"))
     assert outcome == [None]
     assert sets.get("https://k") is None  # until the retry is due
+
+
+def test_the_same_credentials_checked_at_once_share_one_check() -> None:
+    pending = []
+
+    def in_thread(function, *args):
+        pending.append((Deferred(), function, args))
+        return pending[-1][0]
+
+    verifier = Verifier(None, in_thread=in_thread)
+    entry = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    outcomes: list[bool] = []
+    for _ in range(MAX_CHECKING * 2):  # more than the bound: all wait for one check
+        verifier.check(entry, b"pw").addCallback(outcomes.append)
+    assert len(pending) == 1
+    found, function, args = pending[0]
+    found.callback(function(*args))
+    assert outcomes == [True] * MAX_CHECKING * 2
+    assert verifier.checking == 0 and not verifier.waiting

@@ -2,9 +2,11 @@
 
 ``{SHA}`` entries are checked at once. bcrypt entries cost milliseconds of CPU by
 design, so they are checked in the reactor's thread pool, never on the reactor, at
-most ``MAX_CHECKING`` at a time per worker (beyond that: 503, rather than a queue an
-attacker could grow); a credential that passed is remembered (by a digest of it and
-the entry), so a client does not pay bcrypt on every request."""
+most ``MAX_CHECKING`` different credentials at a time per worker (beyond that: 503,
+rather than a queue an attacker could grow; requests with credentials being checked
+wait for that check, so a burst of one client's requests costs one); a credential that
+passed is remembered (by a digest of it and the entry), so a client does not pay
+bcrypt on every request."""
 
 from __future__ import annotations
 
@@ -58,10 +60,13 @@ class Verifier:
         self.in_thread = in_thread
         self.checking = 0
         self.remembered: OrderedDict[bytes, None] = OrderedDict()
+        #: checks running, by credential digest: the requests waiting for each
+        self.waiting: dict[bytes, list[Deferred]] = {}
 
     def check(self, hashed: str, password: bytes) -> bool | Deferred | None:
         """Whether ``password`` matches the entry: a bool, a Deferred firing with one
-        (bcrypt), or None when too many checks are running already."""
+        (bcrypt), or None when too many checks are running already. Requests with the
+        same credentials while one is checked wait for that check."""
         entry = hashed.encode()
         if entry.startswith(b"{SHA}"):
             digest = base64.b64encode(hashlib.sha1(password).digest())
@@ -70,24 +75,29 @@ class Verifier:
         if memo in self.remembered:
             self.remembered.move_to_end(memo)
             return True
+        waiting = self.waiting.get(memo)
+        if waiting is not None:
+            waiter: Deferred = Deferred()
+            waiting.append(waiter)
+            return waiter
         if self.checking >= MAX_CHECKING:
             return None
         self.checking += 1
-        found = self.in_thread(_bcrypt_matches, password, entry)
+        self.waiting[memo] = waiting = []
 
         def done(matched: bool) -> bool:
             self.checking -= 1
+            del self.waiting[memo]
             if matched:
                 self.remembered[memo] = None
                 if len(self.remembered) > MAX_REMEMBERED:
                     self.remembered.popitem(last=False)
+            for waiter in waiting:
+                waiter.callback(matched)
             return matched
 
-        def failed(_) -> bool:
-            self.checking -= 1
-            return False
-
-        return found.addCallbacks(done, failed)
+        found = self.in_thread(_bcrypt_matches, password, entry)
+        return found.addErrback(lambda _: False).addCallback(done)
 
 
 def _bcrypt_matches(password: bytes, entry: bytes) -> bool:
