@@ -8,7 +8,6 @@ import sys
 import tempfile
 import time
 
-import attrs
 from twisted.internet import defer, protocol, reactor, task
 
 from tests.support.redisserver import RedisServer
@@ -25,7 +24,7 @@ def scenario(function):
 
 
 def as_list(decision):
-    return None if decision is None else list(attrs.astuple(decision))
+    return None if decision is None else list(decision)
 
 
 def sleep(seconds):

@@ -18,6 +18,23 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_HOPS = 32
 
 
+#: Addresses parsed, by their text (kept per process; emptied when this many).
+PARSED_CACHE = 4096
+_parsed: dict[bytes, Address | None] = {}
+
+
+def peer_address(peer: bytes) -> Address | None:
+    """``parse_address`` of a connection's peer, remembered (peers repeat: each
+    request on a connection, each connection of a client)."""
+    try:
+        return _parsed[peer]
+    except KeyError:
+        if len(_parsed) >= PARSED_CACHE:
+            _parsed.clear()
+        found = _parsed[peer] = parse_address(peer)
+        return found
+
+
 def parse_address(text: bytes | str) -> Address | None:
     """An IP address (an IPv4-mapped IPv6 address as the IPv4 one); None if it is none."""
     if isinstance(text, bytes):
@@ -57,7 +74,7 @@ class Networks:
 
 def client_address(peer: bytes, headers: Headers, trusted: Networks) -> Address | None:
     """The client's address for a request from ``peer`` with ``headers``."""
-    address = parse_address(peer)
+    address = peer_address(peer)
     if address is None or not trusted or address not in trusted:
         return address
     hops: list[bytes] = []
