@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import http.client
 import json
+import socket
 import time
 from collections.abc import Iterator
 
@@ -31,11 +32,22 @@ POLICIES = "gateway.twistgw.dev/v1alpha1"
 TEXT = b"".join(b"line %d of a page worth compressing\n" % n for n in range(400))
 
 
+#: POSTs to /checked/slow the backend answered (the first gets a 503, to be retried)
+SLOW_POSTS = []
+
+
 def answer(conn: Conn) -> None:
-    """/text: TEXT as text/html (/text/chunked: chunked); anything else: a short 200."""
+    """/text: TEXT as text/html (/text/chunked: chunked); a first POST to /checked/slow:
+    503; anything else: a short 200."""
     while (request := conn.read_request()) is not None:
         target = request.split(b" ", 2)[1]
-        if target == b"/text/chunked":
+        if request.startswith(b"POST /checked/slow"):
+            SLOW_POSTS.append(request)
+            if len(SLOW_POSTS) == 1:
+                conn.send(b"HTTP/1.1 503 Unavailable\r\nContent-Length: 0\r\n\r\n")
+                continue
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        elif target == b"/text/chunked":
             half = len(TEXT) // 2
             conn.send(
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
@@ -100,10 +112,16 @@ def serve_jwks(conn: Conn) -> None:
 
 def auth_service(conn: Conn) -> None:
     """An auth service: "Authorization: let-me-in" passes (as user 7), a target with
-    /login is redirected, anything else is refused with a challenge."""
+    /public passes as nobody, one with /slow after 0.3 s, one with /login is
+    redirected, anything else is refused with a challenge."""
     while (request := conn.read_request()) is not None:
         head = request.lower()
-        if b"/login" in request.split(b"\r\n", 1)[0]:
+        line = request.split(b"\r\n", 1)[0]
+        if b"/slow" in line:
+            time.sleep(0.3)  # (the client's body comes meanwhile)
+        if b"/public" in line or b"/slow" in line:
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        elif b"/login" in line:
             conn.send(b"HTTP/1.1 302 Found\r\nLocation: https://login.example/\r\n")
             conn.send(b"Content-Length: 0\r\n\r\n")
         elif b"\r\nauthorization: let-me-in\r\n" in head:
@@ -144,6 +162,7 @@ def gateway(server, auth) -> Iterator[GatewayProcess]:
         _rule("text", "/text"),
         _rule("broken", "/broken"),
         _rule("token", "/token"),
+        {**_rule("checked-retry", "/checked/slow"), "retry": {"codes": [503], "attempts": 1}},
         _rule("checked", "/checked"),
         _rule("unchecked", "/unchecked"),
         _rule("open", "/"),
@@ -170,6 +189,12 @@ def gateway(server, auth) -> Iterator[GatewayProcess]:
                     "headersFromAuth": ["X-User-Id"],
                 }
             },
+        ),
+        _policy(
+            "SecurityPolicy",
+            "checked-retry",
+            rule("checked-retry"),
+            extAuth={"http": {"backendRef": {"name": "auth", "port": 9000}}},
         ),
         _policy(
             "SecurityPolicy",
@@ -430,3 +455,30 @@ def test_ext_auth_denials_reach_the_client_as_the_service_made_them(gateway) -> 
 
 def test_ext_auth_that_cannot_be_reached_is_503(gateway) -> None:
     assert gateway.request("/unchecked")[0] == 503
+
+
+def test_ext_auth_never_lets_a_clients_own_identity_through(gateway, server) -> None:
+    assert gateway.request("/checked/public", headers={"X-User-Id": "0"})[0] == 200
+    seen = _seen(server, b"/checked/public").lower()
+    assert b"x-user-id" not in seen  # the service named nobody: the client's copy dropped
+
+
+def test_a_body_sent_while_a_check_runs_is_replayed_on_retry(gateway) -> None:
+    body = b"payload " * 64
+    connection = socket.create_connection((gateway.address, 8080), timeout=10)
+    head = b"POST /checked/slow HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n"
+    connection.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body))
+    time.sleep(0.1)  # (the auth service is still thinking)
+    connection.sendall(body)
+    answer = b""
+    while chunk := connection.recv(65536):
+        answer += chunk
+    connection.close()
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert len(SLOW_POSTS) == 2 and all(post.endswith(body) for post in SLOW_POSTS)
+
+
+def test_a_token_nested_past_the_parsers_depth_is_refused(gateway) -> None:
+    payload = base64.urlsafe_b64encode(b"[" * 5000).rstrip(b"=").decode()
+    token = f"eyJhbGciOiJFUzI1NiJ9.{payload}.x"
+    assert gateway.request("/token/deep", headers={"Authorization": f"Bearer {token}"})[0] == 401

@@ -20,7 +20,12 @@ from joserfc.jwk import ECKey, KeySet, OctKey
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
-from twistgw.dataplane.http.basicauth import MAX_CHECKING, Verifier, credentials
+from twistgw.dataplane.http.basicauth import (
+    MAX_CHECKING,
+    MAX_CHECKING_PER_USER,
+    Verifier,
+    credentials,
+)
 from twistgw.dataplane.http.clientaddr import Networks, client_address, parse_address
 from twistgw.dataplane.http.compression import CompiledCompression, Encoder, accepted
 from twistgw.dataplane.http.jwtauth import (
@@ -308,11 +313,20 @@ def test_bcrypt_checks_at_once_are_bounded() -> None:
 
     verifier = Verifier(None, in_thread=in_thread)
     entry = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
-    for n in range(MAX_CHECKING):  # different passwords: a check each
-        assert isinstance(verifier.check(entry, b"guess%d" % n), Deferred)
-    assert verifier.check(entry, b"another") is None  # busy: the caller answers 503
+    for n in range(MAX_CHECKING):  # different users and passwords: a check each
+        assert isinstance(verifier.check(entry, b"guess%d" % n, f"user{n}"), Deferred)
+    assert verifier.check(entry, b"another", "late") is None  # busy: the caller answers 503
     pending[0].callback(False)
-    assert isinstance(verifier.check(entry, b"another"), Deferred)
+    assert isinstance(verifier.check(entry, b"another", "late"), Deferred)
+
+
+def test_guessing_one_users_password_cannot_hold_every_check() -> None:
+    verifier = Verifier(None, in_thread=lambda function, *args: Deferred())
+    entry = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    for n in range(MAX_CHECKING_PER_USER):
+        assert isinstance(verifier.check(entry, b"guess%d" % n, "alice"), Deferred)
+    assert verifier.check(entry, b"guess-more", "alice") is None
+    assert isinstance(verifier.check(entry, b"pw", "bob"), Deferred)  # others still get in
 
 
 # -- JWT

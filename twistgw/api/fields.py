@@ -18,6 +18,24 @@ _DURATION_PART = re.compile(r"([0-9]{1,5})(h|ms|m|s)")
 _DURATION_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
+#: Header fields the codecs own (framing, connection, Host): the exchange never sees
+#: them in a request, and no configuration may set them on one.
+CODEC_FIELDS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "host",
+        "expect",
+    }
+)
+
+
 class InvalidObject(ValueError):
     """An object that its CRD's schema would reject; the message names the field."""
 

@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from twistgw.api.fields import (
+    CODEC_FIELDS,
     DURATION_RE,
     HEADER_NAME_RE,
     NAME_RE,
@@ -31,6 +32,8 @@ TARGET_KINDS = (
 )
 #: A media type without parameters (type/subtype, RFC 9110 tokens), at most 128 bytes.
 MEDIA_TYPE_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,63}/[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
+#: IPv4-mapped IPv6 addresses (a client's is judged as its IPv4 address).
+MAPPED_IPV4 = ipaddress.ip_network("::ffff:0:0/96")
 RATE_UNITS = {"Second": 1.0, "Minute": 60.0, "Hour": 3600.0}
 RATE_KEYS = ("ClientIP", "Header", "Global")
 #: The largest count a rate limit's requests and burst may have.
@@ -189,9 +192,11 @@ def _networks(value: Any, where: str) -> None:
         if not isinstance(text, str):
             fail(f"{where}[{i}]", "must be a string (a CIDR such as 10.0.0.0/8)")
         try:
-            ipaddress.ip_network(text, strict=False)
+            network = ipaddress.ip_network(text, strict=False)
         except ValueError:
             fail(f"{where}[{i}]", f"{text[:64]!r} is not a CIDR (e.g. 10.0.0.0/8, 2001:db8::/32)")
+        if network.version == 6 and network.subnet_of(MAPPED_IPV4):
+            fail(f"{where}[{i}]", "write IPv4 networks as IPv4: clients are judged by those")
 
 
 def _ip_access(value: Any, where: str) -> None:
@@ -243,15 +248,24 @@ def _jwt(value: Any, where: str) -> None:
         for j, pair in enumerate(list_of(provider.get("claimToHeaders"), f"{at}.claimToHeaders")):
             pair = item(pair, f"{at}.claimToHeaders[{j}]")
             string(pair, "claim", f"{at}.claimToHeaders[{j}]", required=True, max_len=256)
-            string(
-                pair, "header", f"{at}.claimToHeaders[{j}]", required=True, pattern=HEADER_NAME_RE
-            )
+            where = f"{at}.claimToHeaders[{j}]"
+            header = string(pair, "header", where, required=True, pattern=HEADER_NAME_RE)
+            _settable(header, f"{where}.header")
 
 
-def _header_names(value: Any, where: str) -> None:
+def _header_names(value: Any, where: str, settable: bool = False) -> None:
+    """Header names; ``settable``: ones the gateway sets on a request (not a field the
+    codecs own, whose value would change the request's framing)."""
     for i, name in enumerate(list_of(value, where)):
         if not isinstance(name, str) or not HEADER_NAME_RE.fullmatch(name) or len(name) > 256:
             fail(f"{where}[{i}]", "must be a header name")
+        if settable:
+            _settable(name, f"{where}[{i}]")
+
+
+def _settable(name: str, where: str) -> None:
+    if name.lower() in CODEC_FIELDS:
+        fail(where, f"{name!r} is a field the gateway frames requests with; it cannot be set")
 
 
 def _ext_auth(value: Any, where: str) -> None:
@@ -275,7 +289,7 @@ def _ext_auth(value: Any, where: str) -> None:
     ):
         fail(f"{at}.path", "must be a path such as /auth (no trailing /, no query)")
     _header_names(http.get("headersToBackend"), f"{at}.headersToBackend")
-    _header_names(http.get("headersFromAuth"), f"{at}.headersFromAuth")
+    _header_names(http.get("headersFromAuth"), f"{at}.headersFromAuth", settable=True)
     ext.setdefault("timeout", DEFAULT_EXT_AUTH_TIMEOUT)
     timeout = string(ext, "timeout", where, max_len=32)
     if not DURATION_RE.fullmatch(timeout):

@@ -124,8 +124,17 @@ class ObjectAssembler:
         if not isinstance(kind, str) or not document.get("apiVersion"):
             found.problems.append(ConfigError(source, "a document lacks apiVersion or kind"))
             return
-        if KNOWN_KINDS.get(kind) != _group_of(document["apiVersion"]):
-            return  # (not a kind twistgw reads: another API's kind may share its name)
+        group = _group_of(document["apiVersion"])
+        if KNOWN_KINDS.get(kind) != group:
+            if kind in KNOWN_KINDS:  # (a typo would leave, say, a SecurityPolicy unread)
+                found.problems.append(
+                    ConfigError(
+                        source,
+                        f"{kind} of API group {group!r} is not read: twistgw reads {kind} "
+                        f"from {KNOWN_KINDS[kind] or 'the core group'!r}",
+                    )
+                )
+            return
         digest = fingerprint(document)
         outcome = None
         if digest is not None:

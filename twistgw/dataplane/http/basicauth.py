@@ -2,7 +2,8 @@
 
 ``{SHA}`` entries are checked at once. bcrypt entries cost milliseconds of CPU by
 design, so they are checked in the reactor's thread pool, never on the reactor, at
-most ``MAX_CHECKING`` different credentials at a time per worker (beyond that: 503,
+most ``MAX_CHECKING`` different credentials at a time per worker, and
+``MAX_CHECKING_PER_USER`` for one user name (beyond that: 503,
 rather than a queue an attacker could grow; requests with credentials being checked
 wait for that check, so a burst of one client's requests costs one); a credential that
 passed is remembered (by a digest of it and the entry), so a client does not pay
@@ -23,8 +24,10 @@ from twisted.internet.defer import Deferred
 from twistgw.dataplane.http.messages import Headers
 from twistgw.routing import ir
 
-#: bcrypt checks running at once per worker.
+#: bcrypt checks running at once per worker, and for one user name (so guessing one
+#: user's password cannot hold every check and keep the others out).
 MAX_CHECKING = 16
+MAX_CHECKING_PER_USER = 4
 #: Credentials remembered as good per worker.
 MAX_REMEMBERED = 10000
 #: The longest Authorization value read (user and password, base64).
@@ -62,8 +65,9 @@ class Verifier:
         self.remembered: OrderedDict[bytes, None] = OrderedDict()
         #: checks running, by credential digest: the requests waiting for each
         self.waiting: dict[bytes, list[Deferred]] = {}
+        self.by_user: dict[str, int] = {}  # checks running per user name
 
-    def check(self, hashed: str, password: bytes) -> bool | Deferred | None:
+    def check(self, hashed: str, password: bytes, user: str = "") -> bool | Deferred | None:
         """Whether ``password`` matches the entry: a bool, a Deferred firing with one
         (bcrypt), or None when too many checks are running already. Requests with the
         same credentials while one is checked wait for that check."""
@@ -80,13 +84,18 @@ class Verifier:
             waiter: Deferred = Deferred()
             waiting.append(waiter)
             return waiter
-        if self.checking >= MAX_CHECKING:
+        by_user = self.by_user.get(user, 0)
+        if self.checking >= MAX_CHECKING or by_user >= MAX_CHECKING_PER_USER:
             return None
         self.checking += 1
+        self.by_user[user] = by_user + 1
         self.waiting[memo] = waiting = []
 
         def done(matched: bool) -> bool:
             self.checking -= 1
+            left = self.by_user.pop(user) - 1
+            if left:
+                self.by_user[user] = left
             del self.waiting[memo]
             if matched:
                 self.remembered[memo] = None

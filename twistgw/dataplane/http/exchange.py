@@ -180,8 +180,15 @@ class Exchange:
         if route.policy is not None:
             guard = self.guard = Guard(route.policy, conn.clock, self._request_expired)
             guard.where = (path, query, authority)
+            for data in self.pending:  # (the body that came while policies checked)
+                guard.keep(data)
         if route.session is not None:
             pin = route.session.pinned(self.request.headers, conn.clock.seconds())
+            guards = route.guards
+            if pin is not None and guards is not None and guards.health is not None:
+                endpoint = pin[2]
+                if conn.factory.guards.health.is_down((endpoint.address, endpoint.port)):
+                    pin = None  # (out of rotation: routed anew, into a new session)
             self.session_pin = pin
             if pin is not None:
                 self.session_held = pin[0]
@@ -297,6 +304,8 @@ class Exchange:
             head = (self.method, target, fields, self.request.length)
             mirror = Mirror(conn.pool, conn.metrics, route.name, backend, head)
             mirror.start(certificate)
+            for data in self.pending:  # (the body that came while policies checked)
+                mirror.data(data)
             if self.request_done:
                 mirror.end()
             elif not mirror.finished:

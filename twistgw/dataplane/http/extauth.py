@@ -170,10 +170,11 @@ class CompiledExtAuth:
         return url, method, fields
 
     def with_answer(self, headers: Headers, answer: Headers) -> Headers:
-        """The request's fields with the auth answer's ``headersFromAuth`` set."""
+        """The request's fields with the auth answer's ``headersFromAuth`` set (and the
+        client's own of those names dropped)."""
         taken = self.taken
         if not taken:
             return headers
-        found = [field for field in answer if field[0] in taken]
-        names = {name for name, _ in found}
-        return [field for field in headers if field[0] not in names] + found
+        # a client's own fields of those names never pass, whatever the service said
+        kept = [field for field in headers if field[0] not in taken]
+        return kept + [field for field in answer if field[0] in taken]

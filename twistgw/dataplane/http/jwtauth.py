@@ -57,6 +57,8 @@ JWKS_REFRESH = 300.0
 JWKS_RETRY = 10.0
 MAX_JWKS_BYTES = 512 * 1024
 JWKS_TIMEOUT = 10.0
+#: Requests that may wait for a key set's first fetch, per URI and worker.
+MAX_WAITERS = 1024
 
 
 class KeySets:
@@ -64,13 +66,13 @@ class KeySets:
 
     def __init__(self, clock, fetch: Callable[[str], Deferred] | None = None) -> None:
         self.clock = clock
-        self.fetch = fetch or fetch_key_set
+        self.fetch = fetch or (lambda uri: fetch_key_set(uri, clock))
         #: uri -> [keys or None, when to fetch next, waiters (a fetch is running)]
         self.entries: dict[str, list] = {}
 
     def get(self, uri: str) -> KeySet | Deferred | None:
         """The key set at ``uri``: now, a Deferred for the first fetch's outcome, or None
-        (none could be fetched yet)."""
+        (none could be fetched yet, or ``MAX_WAITERS`` requests wait for it already)."""
         entry = self.entries.get(uri)
         now = self.clock.seconds()
         if entry is None:
@@ -83,7 +85,7 @@ class KeySets:
             )
         if keys is not None:
             return keys
-        if waiters is None:
+        if waiters is None or len(waiters) >= MAX_WAITERS:
             return None
         waiter: Deferred = Deferred()
         waiters.append(waiter)
@@ -102,7 +104,7 @@ class KeySets:
             waiter.callback(entry[0])
 
 
-def fetch_key_set(uri: str) -> Deferred:
+def fetch_key_set(uri: str, reactor) -> Deferred:
     """GET ``uri`` and parse a JSON Web Key Set from it (bounded in bytes and time)."""
     received: list[bytes] = []
 
@@ -119,7 +121,9 @@ def fetch_key_set(uri: str) -> Deferred:
     def parse(_) -> KeySet:
         return KeySet.import_key_set(json.loads(b"".join(received)))
 
-    return treq.get(uri, timeout=JWKS_TIMEOUT).addCallback(read).addCallback(parse)
+    fetched = treq.get(uri, timeout=JWKS_TIMEOUT).addCallback(read).addCallback(parse)
+    # (treq's timeout covers the response head only: the body gets the same bound)
+    return fetched.addTimeout(JWKS_TIMEOUT, reactor)
 
 
 def bearer(headers: Headers) -> bytes | None:
@@ -141,7 +145,7 @@ def unverified_issuer(token: bytes) -> str | None:
         return None
     try:
         claims = json.loads(base64.urlsafe_b64decode(parts[1] + b"=" * (-len(parts[1]) % 4)))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         return None
     issuer = claims.get("iss") if isinstance(claims, dict) else None
     return issuer if isinstance(issuer, str) else None
@@ -181,8 +185,8 @@ class Provider:
             decoded = jwt.decode(token, keys, algorithms=ALGORITHMS)
             registry = jwt.JWTClaimsRegistry(now=int(now), leeway=LEEWAY, **self.registry)
             registry.validate(decoded.claims)
-        except (JoseError, ValueError, TypeError, KeyError):
-            return None
+        except (JoseError, ValueError, TypeError, KeyError, RecursionError):
+            return None  # (a token nested past the JSON parser's depth too)
         return decoded.claims
 
 

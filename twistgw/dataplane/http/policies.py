@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from twistgw.metrics import Metrics
 
 log = Logger()
+#: Seconds a request may wait for its policies' checks (a key set being fetched, an
+#: auth service, bcrypt behind others) before it is answered 503.
+CHECK_TIMEOUT = 15.0
 Fields = list[tuple[bytes, bytes]]
 
 
@@ -91,7 +94,10 @@ class CompiledRateLimit:
 
     def key_of(self, exchange: Exchange, address: Address | None) -> bytes:
         if self.key == "ClientIP":
-            return self.bucket + (address.packed if address is not None else b"")
+            if address is None:
+                return self.bucket
+            # an IPv6 client is its /64: one host holds a whole /64 to draw from
+            return self.bucket + (address.packed if address.version == 4 else address.packed[:8])
         if self.key == "Header":
             for name, value in exchange.request.headers:
                 if name == self.header:
@@ -128,9 +134,11 @@ class CompiledPolicies:
         self.checks: list[Callable[[Exchange], bool | Deferred]] = []
         if self.rate_limit is not None:
             self.checks.append(self._within)
-        if self.basic_auth is not None:
+        if self.basic_auth is not None and self.jwt is not None:
+            self.checks.append(self._basic_or_jwt)  # (one Authorization field: either)
+        elif self.basic_auth is not None:
             self.checks.append(self._basic)
-        if self.jwt is not None:
+        elif self.jwt is not None:
             self.checks.append(self._jwt)
         if self.ext_auth is not None:
             self.checks.append(self._ext)
@@ -161,12 +169,19 @@ class CompiledPolicies:
                 continue
             if outcome is False:
                 return False
+            timer = exchange.conn.clock.callLater(CHECK_TIMEOUT, self._too_long, exchange)
+            outcome.addBoth(_stop, timer)
             outcome.addCallbacks(
                 partial(self._checked_later, exchange, step),
                 partial(self._check_failed, exchange),
             )
             return False
         return True
+
+    @staticmethod
+    def _too_long(exchange: Exchange) -> None:
+        if not exchange.finished:
+            exchange.respond_local(503, b"the route's policy checks took too long\n")
 
     def _checked_later(self, exchange: Exchange, step: int, passed: bool) -> None:
         if exchange.finished:
@@ -186,7 +201,7 @@ class CompiledPolicies:
         hashed = auth.users.get(given[0]) if given is not None else None
         if hashed is None:
             return self._unauthorized(exchange, auth)
-        checked = exchange.conn.factory.guards.verifier.check(hashed, given[1])
+        checked = exchange.conn.factory.guards.verifier.check(hashed, given[1], given[0])
         if checked is None:
             _denied(exchange, auth.policy, "auth_busy")
             exchange.respond_local(503, b"too many logins being checked: retry\n")
@@ -194,6 +209,12 @@ class CompiledPolicies:
         if isinstance(checked, bool):
             return checked or self._unauthorized(exchange, auth)
         return checked.addCallback(lambda matched: matched or self._unauthorized(exchange, auth))
+
+    def _basic_or_jwt(self, exchange: Exchange) -> bool | Deferred:
+        """Basic credentials or a bearer token, whichever the request carries."""
+        if bearer(exchange.request.headers) is not None:
+            return self._jwt(exchange)
+        return self._basic(exchange)
 
     def _jwt(self, exchange: Exchange) -> bool | Deferred:
         auth = self.jwt
@@ -334,6 +355,13 @@ class CompiledPolicies:
         _denied(exchange, limit.policy, "rate_limit")
         exchange.respond_local(429, b"too many requests: slow down\n", fields)
         return False
+
+
+def _stop(result, timer):
+    """Pass ``result`` on, the timer for the check that made it stopped."""
+    if timer.active():
+        timer.cancel()
+    return result
 
 
 def _denied(exchange: Exchange, policy: str, reason: str) -> None:
