@@ -73,6 +73,7 @@ def test_a_thousand_routes_with_traffic_and_problems():
     for code, seconds in ((200, 0.003), (200, 0.003), (503, 0.2)):
         metrics.request("ns/gw", "ns/r7", "0", "ns/svc:80", code, seconds)
     metrics.flush()
+    metrics.endpoint_down("10.0.0.1:8080", True)  # (a health check took it out)
 
     # (its cost on 1,000 routes is a benchmark's business, not a test's: ~35 ms here)
     document = summary({"items": items, "errors": []}, table, metrics.registry)
@@ -89,7 +90,7 @@ def test_a_thousand_routes_with_traffic_and_problems():
     assert r7["buckets"][3] == 2 and r7["buckets"][-1] == 3  # cumulative, 5 ms and +Inf
     assert r7["backends"] == [
         {"name": "ns/svc:80", "endpoints": ["10.0.0.1:8080"], "invalid": False,
-         "requests": 3, "errors": 1}
+         "requests": 3, "errors": 1, "down": ["10.0.0.1:8080"]}
     ]  # fmt: skip
     assert rows["ns/r8"]["requests"] == 0 and rows["ns/r8"]["buckets"] is None
     assert shown["unattached"] == [

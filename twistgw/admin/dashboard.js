@@ -114,8 +114,11 @@
     const list = el("ul", "backends");
     for (const backend of route.backends) {
       const live = rates(key(gateway.name, route.name, backend.name), backend);
-      const item = el("li", backend.invalid ? "invalid" : "");
-      const endpoints = backend.endpoints.length ? backend.endpoints.join(", ") : "no endpoints";
+      const down = backend.down || [];
+      const item = el("li", backend.invalid || down.length ? "invalid" : "");
+      const endpoints = backend.endpoints.length
+        ? backend.endpoints.map((e) => (down.includes(e) ? `${e} (out of rotation)` : e)).join(", ")
+        : "no endpoints";
       item.textContent = `${backend.name}${backend.invalid ? " (invalid)" : ""}: ${endpoints}; ` +
         `${formatRate(live.rate)} req/s, ${formatShare(live.errors)} 5xx, ${backend.requests} total`;
       list.append(item);

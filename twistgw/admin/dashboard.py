@@ -41,10 +41,16 @@ class _Traffic:
         self.routes: dict[tuple[str, str], dict] = defaultdict(_zero)
         self.buckets: dict[tuple[str, str], list[float]] = {}
         self.streams: dict[str, dict] = defaultdict(_zero)
+        #: endpoints a health check has taken out of rotation (in any worker)
+        self.down: set[str] = set()
         bounds = {_bound(bound): index for index, bound in enumerate(BUCKET_BOUNDS)}
         for family in registry.collect():
             for sample in family.samples:
                 labels = sample.labels
+                if sample.name == "twistgw_endpoint_down":
+                    if sample.value:
+                        self.down.add(labels["endpoint"])
+                    continue
                 if sample.name == "twistgw_http_requests_total":
                     stats = self.routes[(labels["gateway"], labels["route"])]
                     error = labels["code"].startswith("5")
@@ -126,7 +132,7 @@ def _table_listeners(table: RoutingTable) -> dict[str, dict]:
 def summary(status: dict, table: RoutingTable, registry: CollectorRegistry) -> dict:
     """The dashboard document: config errors, and every Gateway with its listeners, their
     routes (kind, problems, cumulative requests, 5xx, latency buckets) and backends
-    (endpoints, requests, 5xx); routes that name a Gateway but are in none of its
+    (endpoints, those a health check took out of rotation, requests, 5xx); routes that name a Gateway but are in none of its
     listeners are listed as its ``unattached`` routes."""
     traffic = _Traffic(registry)
     listeners = _table_listeners(table)
@@ -169,6 +175,7 @@ def summary(status: dict, table: RoutingTable, registry: CollectorRegistry) -> d
                     backend["requests"], backend["errors"] = stats["backends"].get(
                         backend["name"], (0, 0)
                     )
+                    backend["down"] = [e for e in backend["endpoints"] if e in traffic.down]
                 info = routes.get(route, {})
                 rows.append(
                     {
