@@ -170,6 +170,31 @@ def test_listener_sets_are_watched_and_their_status_written(api, cluster):
     api.delete("ListenerSet", "extra-listeners", "default")
 
 
+def test_policies_are_watched_enforced_and_their_status_written(api, cluster):
+    """A SecurityPolicy from the API server answers the seeded route 403 and gets its
+    ancestor status; deleted, the route is open again."""
+    policy = {
+        "apiVersion": "gateway.twistgw.dev/v1alpha1",
+        "kind": "SecurityPolicy",
+        "metadata": {"name": "nobody", "namespace": "default"},
+        "spec": {
+            "targetRefs": [{"kind": "HTTPRoute", "name": "app"}],
+            "ipAccess": {"allow": ["192.0.2.0/24"]},
+        },
+    }
+    api.apply(policy)
+    wait_until(lambda: cluster.request("/", port=PORT)[0] == 403, what="the policy enforced")
+
+    def accepted() -> str | None:
+        found = api.get("SecurityPolicy", "nobody", "default")
+        ancestors = ((found or {}).get("status") or {}).get("ancestors") or []
+        return _condition({"status": ancestors[0]}, "Accepted") if ancestors else None
+
+    wait_until(lambda: accepted() == "True/Accepted", what="the policy's status written")
+    api.delete("SecurityPolicy", "nobody", "default")
+    wait_until(lambda: cluster.request("/", port=PORT)[0] == 200, what="the policy gone")
+
+
 def test_published_service_addresses_are_the_gateways(api, cluster):
     def addresses():
         return (api.get("Gateway", "gw", "default").get("status") or {}).get("addresses")
