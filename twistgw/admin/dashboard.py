@@ -132,8 +132,9 @@ def _table_listeners(table: RoutingTable) -> dict[str, dict]:
 def summary(status: dict, table: RoutingTable, registry: CollectorRegistry) -> dict:
     """The dashboard document: config errors, and every Gateway with its listeners, their
     routes (kind, problems, cumulative requests, 5xx, latency buckets) and backends
-    (endpoints, those a health check took out of rotation, requests, 5xx); routes that name a Gateway but are in none of its
-    listeners are listed as its ``unattached`` routes."""
+    (endpoints, those a health check took out of rotation, requests, 5xx); routes that
+    name a Gateway but are in none of its listeners are listed as its ``unattached``
+    routes."""
     traffic = _Traffic(registry)
     listeners = _table_listeners(table)
     routes: dict[str, dict] = {}

@@ -4,6 +4,7 @@ path, and the name patterns the Kubernetes and Gateway API schemas share."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -16,24 +17,6 @@ HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
 DURATION_RE = re.compile(r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")
 _DURATION_PART = re.compile(r"([0-9]{1,5})(h|ms|m|s)")
 _DURATION_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-
-
-#: Header fields the codecs own (framing, connection, Host): the exchange never sees
-#: them in a request, and no configuration may set them on one.
-CODEC_FIELDS = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "host",
-        "expect",
-    }
-)
 
 
 class InvalidObject(ValueError):
@@ -68,6 +51,15 @@ def list_of(value: Any, path: str) -> list:
     return value
 
 
+def _given(obj: dict, key: str, path: str, required: bool) -> tuple[Any, str]:
+    """``obj[key]`` (None if absent: refused if ``required``) and its path."""
+    where = f"{path}.{key}"
+    value = obj.get(key)
+    if value is None and required:
+        fail(where, "is required")
+    return value, where
+
+
 def string(
     obj: dict,
     key: str,
@@ -77,11 +69,8 @@ def string(
     max_len: int = 253,
     enum: tuple[str, ...] | None = None,
 ) -> str | None:
-    value = obj.get(key)
-    where = f"{path}.{key}"
+    value, where = _given(obj, key, path, required)
     if value is None:
-        if required:
-            fail(where, "is required")
         return None
     if not isinstance(value, str):
         fail(where, f"must be a string, not {type(value).__name__}")
@@ -95,11 +84,8 @@ def string(
 
 
 def integer(obj: dict, key: str, path: str, lo: int, hi: int, required: bool = False) -> int | None:
-    value = obj.get(key)
-    where = f"{path}.{key}"
+    value, where = _given(obj, key, path, required)
     if value is None:
-        if required:
-            fail(where, "is required")
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         fail(where, f"must be an integer, not {type(value).__name__}")
@@ -113,3 +99,20 @@ def parse_duration(value: str) -> float:
     if not DURATION_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a Gateway API duration")
     return sum(int(n) * _DURATION_UNIT[unit] for n, unit in _DURATION_PART.findall(value))
+
+
+def target_refs(spec: dict, read: Callable[[dict, str], None]) -> None:
+    """A policy's ``spec.targetRefs``: at least one, each an object that ``read``
+    checks (and defaults), none naming the same object and section as another."""
+    targets = list_of(spec.get("targetRefs"), "spec.targetRefs")
+    if not targets:
+        fail("spec.targetRefs", "must have at least one item")
+    seen = set()
+    for i, ref in enumerate(targets):
+        where = f"spec.targetRefs[{i}]"
+        ref = item(ref, where)
+        read(ref, where)
+        key = (ref.get("group"), ref["kind"], ref["name"], ref.get("sectionName") or "")
+        if key in seen:
+            fail(where, "targets the same object and section as an earlier targetRef")
+        seen.add(key)

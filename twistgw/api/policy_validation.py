@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from typing import Any
 
 from twistgw.api.fields import (
-    CODEC_FIELDS,
     DURATION_RE,
     HEADER_NAME_RE,
     NAME_RE,
@@ -21,7 +21,9 @@ from twistgw.api.fields import (
     mapping,
     parse_duration,
     string,
+    target_refs,
 )
+from twistgw.httpfields import CONNECTION_FIELDS
 
 #: What a policy may target: (group, kind); a Gateway's sectionName is a listener's
 #: name, a route's a rule's.
@@ -79,26 +81,15 @@ POLICY_LISTS: dict[str, dict[str, int]] = {
 }
 
 
-def _target_refs(spec: dict) -> None:
-    targets = list_of(spec.get("targetRefs"), "spec.targetRefs")
-    if not targets:
-        fail("spec.targetRefs", "must have at least one item")
-    seen = set()
-    for i, ref in enumerate(targets):
-        where = f"spec.targetRefs[{i}]"
-        ref = item(ref, where)
-        ref.setdefault("group", "gateway.networking.k8s.io")
-        group = string(ref, "group", where)
-        kind = string(ref, "kind", where, required=True)
-        string(ref, "name", where, required=True, pattern=NAME_RE)
-        string(ref, "sectionName", where, pattern=SECTION_NAME_RE)
-        if (group, kind) not in TARGET_KINDS:
-            kinds = ", ".join(k for _, k in TARGET_KINDS)
-            fail(where, f"must target a {kinds} of gateway.networking.k8s.io; got {kind}")
-        key = (group, kind, ref["name"], ref.get("sectionName") or "")
-        if key in seen:
-            fail(where, "targets the same object and section as an earlier targetRef")
-        seen.add(key)
+def _target(ref: dict, where: str) -> None:
+    ref.setdefault("group", "gateway.networking.k8s.io")
+    group = string(ref, "group", where)
+    kind = string(ref, "kind", where, required=True)
+    string(ref, "name", where, required=True, pattern=NAME_RE)
+    string(ref, "sectionName", where, pattern=SECTION_NAME_RE)
+    if (group, kind) not in TARGET_KINDS:
+        kinds = ", ".join(k for _, k in TARGET_KINDS)
+        fail(where, f"must target a {kinds} of gateway.networking.k8s.io; got {kind}")
 
 
 def _rate_limit(value: Any, where: str) -> None:
@@ -174,17 +165,6 @@ def _health_check(value: Any, where: str) -> None:
         _seconds(passive, "ejectionTime", at, "30s", 1, 86400)
         passive.setdefault("maxEjectionPercent", 50)
         integer(passive, "maxEjectionPercent", at, 0, 100)
-
-
-def _traffic_policy(body: dict) -> None:
-    spec = mapping(body.get("spec"), "spec")
-    _target_refs(spec)
-    if "rateLimit" in spec:
-        _rate_limit(spec["rateLimit"], "spec.rateLimit")
-    if "compression" in spec:
-        _compression(spec["compression"], "spec.compression")
-    if "healthCheck" in spec:
-        _health_check(spec["healthCheck"], "spec.healthCheck")
 
 
 def _networks(value: Any, where: str) -> None:
@@ -264,7 +244,7 @@ def _header_names(value: Any, where: str, settable: bool = False) -> None:
 
 
 def _settable(name: str, where: str) -> None:
-    if name.lower() in CODEC_FIELDS:
+    if name.lower() in CONNECTION_FIELDS:
         fail(where, f"{name!r} is a field the gateway frames requests with; it cannot be set")
 
 
@@ -298,17 +278,28 @@ def _ext_auth(value: Any, where: str) -> None:
         fail(f"{where}.failOpen", "must be true or false")
 
 
-def _security_policy(body: dict) -> None:
+#: Each kind's sections and their checks.
+SECTION_CHECKS: dict[str, dict[str, Callable[[Any, str], None]]] = {
+    "TrafficPolicy": {
+        "rateLimit": _rate_limit,
+        "compression": _compression,
+        "healthCheck": _health_check,
+    },
+    "SecurityPolicy": {
+        "ipAccess": _ip_access,
+        "basicAuth": _basic_auth,
+        "jwt": _jwt,
+        "extAuth": _ext_auth,
+    },
+}
+
+
+def _policy(body: dict) -> None:
     spec = mapping(body.get("spec"), "spec")
-    _target_refs(spec)
-    if "ipAccess" in spec:
-        _ip_access(spec["ipAccess"], "spec.ipAccess")
-    if "basicAuth" in spec:
-        _basic_auth(spec["basicAuth"], "spec.basicAuth")
-    if "jwt" in spec:
-        _jwt(spec["jwt"], "spec.jwt")
-    if "extAuth" in spec:
-        _ext_auth(spec["extAuth"], "spec.extAuth")
+    target_refs(spec, _target)
+    for section, check in SECTION_CHECKS[body["kind"]].items():
+        if section in spec:
+            check(spec[section], f"spec.{section}")
 
 
-POLICY_VALIDATORS = {"TrafficPolicy": _traffic_policy, "SecurityPolicy": _security_policy}
+POLICY_VALIDATORS = dict.fromkeys(SECTION_CHECKS, _policy)

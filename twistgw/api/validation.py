@@ -25,6 +25,7 @@ from twistgw.api.fields import (
     NAME_RE,
     SECTION_NAME_RE,
     parse_duration,
+    target_refs,
 )
 from twistgw.api.fields import (
     InvalidObject as InvalidObject,  # (raised here, caught by importers of this module)
@@ -934,23 +935,16 @@ def _reference_grant(body: dict) -> None:
                 _string(item, "name", f"spec.{side}[{i}]", max_len=253)
 
 
+def _service_target(ref: dict, where: str) -> None:
+    _string(ref, "group", where, required=True)
+    _string(ref, "kind", where, required=True)
+    _string(ref, "name", where, required=True)
+    _string(ref, "sectionName", where, pattern=SECTION_NAME_RE)
+
+
 def _backend_tls_policy(body: dict) -> None:
     spec = _mapping(body.get("spec"), "spec")
-    targets = _list(spec.get("targetRefs"), "spec.targetRefs")
-    if not targets:
-        _fail("spec.targetRefs", "must have at least one item")
-    seen = set()
-    for i, ref in enumerate(targets):
-        where = f"spec.targetRefs[{i}]"
-        ref = _item(ref, where)
-        _string(ref, "group", where, required=True)
-        _string(ref, "kind", where, required=True)
-        _string(ref, "name", where, required=True)
-        _string(ref, "sectionName", where, pattern=SECTION_NAME_RE)
-        key = (ref["group"], ref["kind"], ref["name"], ref.get("sectionName") or "")
-        if key in seen:
-            _fail(where, "targets the same object and section as an earlier targetRef")
-        seen.add(key)
+    target_refs(spec, _service_target)
     validation = _mapping(spec.get("validation"), "spec.validation")
     _string(validation, "hostname", "spec.validation", required=True, pattern=HOSTNAME_RE)
     refs = _list(validation.get("caCertificateRefs"), "spec.validation.caCertificateRefs")

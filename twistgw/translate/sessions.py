@@ -8,9 +8,9 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from twistgw.api.fields import CODEC_FIELDS
 from twistgw.api.resource import Resource
 from twistgw.api.validation import parse_duration, path_problem
+from twistgw.httpfields import CONNECTION_FIELDS
 from twistgw.routing import ir
 
 #: What a cookie without a ``name`` is called: this, then 12 hex digits of a hash of
@@ -20,7 +20,7 @@ GENERATED_COOKIE_PREFIX = "twistgw-session-"
 #: Header names a session header cannot have: the fields the codecs own (framing,
 #: connection, Host), which the exchange never sees in a request nor may set in a
 #: response, and the cookie fields.
-RESERVED_HEADERS = CODEC_FIELDS | {"cookie", "set-cookie"}
+RESERVED_HEADERS = CONNECTION_FIELDS | {"cookie", "set-cookie"}
 
 
 def session_scope(route: Resource, rule_index: int, rule_name: str | None) -> str:

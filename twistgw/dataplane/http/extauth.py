@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING
 
 import treq
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers as TwistedHeaders
 
+from twistgw.dataplane.http.h1.heads import CONNECTION_FIELDS
 from twistgw.dataplane.http.messages import Headers
 from twistgw.routing import ir
 
@@ -33,20 +35,7 @@ MAX_IN_FLIGHT = 1024
 MAX_DENIAL_BODY = 64 * 1024
 #: Fields never sent to the auth service nor copied from its answer (hop-by-hop and
 #: framing: the auth request has no body, and the client's answer is framed anew).
-NOT_PASSED = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"content-length",
-        b"host",
-        b"expect",
-    }
-)
+NOT_PASSED = CONNECTION_FIELDS
 
 
 class Denied(Exception):
@@ -97,7 +86,7 @@ class AuthClient:
             for value in values
         ]
         if 200 <= response.code < 300:
-            response.deliverBody(_Discard())
+            response.deliverBody(Protocol())  # (read and dropped: the connection is reused)
             return headers
         received: list[bytes] = []
 
@@ -111,19 +100,6 @@ class AuthClient:
             raise Denied(response.code, passed, body)
 
         return treq.collect(response, collect).addCallback(deny)
-
-
-class _Discard:
-    """Reads a body and drops it (so the connection can be used again)."""
-
-    def makeConnection(self, transport) -> None:
-        pass
-
-    def dataReceived(self, data: bytes) -> None:
-        pass
-
-    def connectionLost(self, reason) -> None:
-        pass
 
 
 class CompiledExtAuth:

@@ -18,6 +18,7 @@ import random
 from collections.abc import Callable, Iterator
 
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -29,19 +30,6 @@ log = Logger()
 Key = tuple[str, int]
 
 
-class _Discard:
-    """Reads a probe's answer body and drops it."""
-
-    def makeConnection(self, transport) -> None:
-        pass
-
-    def dataReceived(self, data: bytes) -> None:
-        pass
-
-    def connectionLost(self, reason) -> None:
-        pass
-
-
 def probe_endpoint(agent: Agent, reactor, key: Key, check: ir.ActiveCheck) -> Deferred:
     """GET the check's path from the endpoint: fires with the answer's status."""
     address, port = key
@@ -50,7 +38,7 @@ def probe_endpoint(agent: Agent, reactor, key: Key, check: ir.ActiveCheck) -> De
     asked = agent.request(b"GET", f"http://{host}{check.path}".encode(), headers)
 
     def status(response) -> int:
-        response.deliverBody(_Discard())
+        response.deliverBody(Protocol())  # (read and dropped)
         return response.code
 
     return asked.addCallback(status).addTimeout(check.timeout, reactor)

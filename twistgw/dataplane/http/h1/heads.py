@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from twistgw.httpfields import CONNECTION_FIELDS as HTTP_CONNECTION_FIELDS
+
 #: RFC 9110 token characters, as a regular-expression class.
 TCHAR = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]"
 #: A field value: visible ASCII, obs-text, SP and HTAB (trimmed afterwards).
@@ -29,20 +31,7 @@ FieldTuple = tuple[tuple[bytes, bytes], ...]
 #: Fields that concern one connection only, never forwarded (RFC 9110 §7.6.1), plus
 #: the framing, Host and Expect fields, which the codecs handle themselves. Parsing
 #: sets them apart from the end-to-end fields.
-CONNECTION_FIELDS = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"content-length",
-        b"host",
-        b"expect",
-    }
-)
+CONNECTION_FIELDS = frozenset(name.encode() for name in HTTP_CONNECTION_FIELDS)
 
 
 class ProtocolError(Exception):
