@@ -216,3 +216,24 @@ def test_a_duplicate_added_beside_an_unchanged_object_moves_its_generation(
     both = assembler.assemble({"a.yaml": [route("/a")], "b.yaml": [route("/b")]})
     assert both.objects[ROUTE].generation == 3
     assert both.objects[ROUTE].spec["rules"][0]["matches"][0]["path"]["value"] == "/b"
+
+
+@pytest.mark.parametrize(
+    "api_version, kind, reported",
+    [
+        ("networking.istio.io/v1", "Gateway", False),  # another project's kind: silence
+        ("gateway.envoyproxy.io/v1alpha1", "SecurityPolicy", False),
+        ("serving.knative.dev/v1", "Service", False),
+        ("gateway.twistgw.io/v1alpha1", "SecurityPolicy", True),  # a typo: said
+        ("gateway.networking.k8s.i0/v1", "HTTPRoute", True),
+    ],
+)
+def test_a_known_kind_in_a_mistyped_group_is_an_input_error(
+    assembler: ObjectAssembler, api_version: str, kind: str, reported: bool
+) -> None:
+    document = {"apiVersion": api_version, "kind": kind, "metadata": {"name": "x"}}
+    snapshot = assemble(assembler, document)
+    assert not snapshot.objects
+    assert bool(snapshot.errors) == reported
+    if reported:
+        assert f"{kind} of API group" in snapshot.errors[0].message

@@ -455,3 +455,17 @@ def test_the_same_credentials_checked_at_once_share_one_check() -> None:
     found.callback(function(*args))
     assert outcomes == [True] * MAX_CHECKING * 2
     assert verifier.checking == 0 and not verifier.waiting
+
+
+def test_a_key_set_url_refused_at_once_leaves_nobody_waiting() -> None:
+    clock = Clock()
+    tries: list[str] = []
+
+    def fetch(uri: str) -> Deferred:
+        tries.append(uri)
+        raise ValueError("Empty Label")  # (as twisted.web's Agent does for some URLs)
+
+    sets = KeySets(clock, fetch)
+    assert sets.get("https://a..b/") is None  # failed at once: no waiter to hang
+    clock.advance(JWKS_RETRY)
+    assert sets.get("https://a..b/") is None and len(tries) == 2  # tried again, in time

@@ -9,6 +9,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from hyperlink import DecodedURL
+
 from twistgw.api.fields import (
     DURATION_RE,
     HEADER_NAME_RE,
@@ -221,7 +223,7 @@ def _jwt(value: Any, where: str) -> None:
         if ref:
             string(ref, "name", f"{at}.jwks.secretRef", required=True, pattern=NAME_RE)
         uri = string(jwks, "uri", f"{at}.jwks", max_len=2048)
-        if uri is not None and not JWKS_URI_RE.fullmatch(uri):
+        if uri is not None and not _fetchable(uri):
             fail(f"{at}.jwks.uri", "must be an http or https URL without credentials")
         if bool(ref) == (uri is not None):
             fail(f"{at}.jwks", "must have exactly one of secretRef and uri")
@@ -231,6 +233,20 @@ def _jwt(value: Any, where: str) -> None:
             where = f"{at}.claimToHeaders[{j}]"
             header = string(pair, "header", where, required=True, pattern=HEADER_NAME_RE)
             _settable(header, f"{where}.header")
+
+
+def _fetchable(uri: str) -> bool:
+    """Whether ``uri`` is an http(s) URL without credentials that a client can fetch
+    (a host, a port that is one)."""
+    if not JWKS_URI_RE.fullmatch(uri):
+        return False
+    try:
+        url = DecodedURL.from_text(uri)
+        host = url.host
+        labels_ok = ":" in host or "" not in host.split(".")  # (an IPv6 literal, or labels)
+        return bool(host) and labels_ok and not any(url.userinfo) and 0 < (url.port or 0) < 65536
+    except (ValueError, TypeError):
+        return False
 
 
 def _header_names(value: Any, where: str, settable: bool = False) -> None:

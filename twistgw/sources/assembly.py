@@ -126,7 +126,7 @@ class ObjectAssembler:
             return
         group = _group_of(document["apiVersion"])
         if KNOWN_KINDS.get(kind) != group:
-            if kind in KNOWN_KINDS:  # (a typo would leave, say, a SecurityPolicy unread)
+            if kind in KNOWN_KINDS and _near_miss(group):  # (a typo: a policy unread)
                 found.problems.append(
                     ConfigError(
                         source,
@@ -188,3 +188,9 @@ def _group_of(api_version: object) -> str | None:
         return None
     group, _, _ = api_version.rpartition("/")
     return group
+
+
+def _near_miss(group: str | None) -> bool:
+    """Whether ``group`` looks like one of twistgw's own or the Gateway API's, written
+    wrong (another project's kind of the same name is none of twistgw's business)."""
+    return group is not None and ("twistgw" in group or group.startswith("gateway.networking"))

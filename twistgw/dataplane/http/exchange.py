@@ -702,6 +702,8 @@ class Exchange:
     def respond_local(
         self, code: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
     ) -> None:
+        if self.finished:
+            return  # (answered already: a late check, a timer, must not answer twice)
         self.pending = []
         upstream = self.upstream
         self._detach_upstream()

@@ -17,7 +17,7 @@ import itertools
 from typing import TYPE_CHECKING
 
 import treq
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.protocol import Protocol
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers as TwistedHeaders
@@ -69,7 +69,7 @@ class AuthClient:
         fields = TwistedHeaders()
         for name, value in headers:
             fields.addRawHeader(name, value)
-        asked = self.agent.request(method, url, fields)
+        asked = maybeDeferred(self.agent.request, method, url, fields)
         asked.addCallback(self._answered)
         asked.addTimeout(timeout, self.reactor)
 

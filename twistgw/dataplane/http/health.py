@@ -204,6 +204,8 @@ class EndpointHealth:
         del self.errors[key]
         self.ejected[key] = self.reactor.seconds() + check.ejection_time
         self.mark(key, "passive", True, f"had {errors} errors in a row")
+        # (back in rotation when the time is up, traffic or not: the gauge says so)
+        self.reactor.callLater(check.ejection_time, self.is_down, key)
 
 
 def _routes(table: ir.RoutingTable) -> Iterator[ir.Route]:

@@ -21,7 +21,7 @@ import treq
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 
 from twistgw.dataplane.http.messages import Headers
@@ -77,12 +77,12 @@ class KeySets:
         now = self.clock.seconds()
         if entry is None:
             entry = self.entries[uri] = [None, 0.0, None]
-        keys, due, waiters = entry
-        if waiters is None and now >= due:
-            entry[2] = waiters = []
-            self.fetch(uri).addCallbacks(
+        if entry[2] is None and now >= entry[1]:
+            entry[2] = []
+            maybeDeferred(self.fetch, uri).addCallbacks(  # (a URL refused at once, too)
                 lambda found: self._fetched(uri, found), lambda f: self._fetched(uri, f)
             )
+        keys, _, waiters = entry  # (after a fetch that may have ended at once)
         if keys is not None:
             return keys
         if waiters is None or len(waiters) >= MAX_WAITERS:

@@ -157,10 +157,12 @@ class CompiledPolicies:
             return False
         return True
 
-    def admit(self, exchange: Exchange, step: int = 0) -> bool:
+    def admit(self, exchange: Exchange, step: int = 0, timer=None) -> bool:
         """Check the rate limit and credentials, from check ``step`` on; whether the
         request may go on now (if not, it has been answered, or a check finishes later
-        and the request goes on by ``exchange.resume``)."""
+        and the request goes on by ``exchange.resume``). ``timer``: the deadline of
+        the checks that went on later, started with the first of them
+        (``CHECK_TIMEOUT`` in all)."""
         checks = self.checks
         while step < len(checks):
             outcome = checks[step](exchange)
@@ -168,32 +170,36 @@ class CompiledPolicies:
             if outcome is True:
                 continue
             if outcome is False:
+                _stop(None, timer)
                 return False
-            timer = exchange.conn.clock.callLater(CHECK_TIMEOUT, self._too_long, exchange)
-            outcome.addBoth(_stop, timer)
+            if timer is None:
+                timer = exchange.conn.clock.callLater(CHECK_TIMEOUT, self._too_long, exchange)
             outcome.addCallbacks(
-                partial(self._checked_later, exchange, step),
-                partial(self._check_failed, exchange),
+                partial(self._checked_later, exchange, step, timer),
+                partial(self._check_failed, exchange, timer),
             )
             return False
+        _stop(None, timer)
         return True
 
     @staticmethod
     def _too_long(exchange: Exchange) -> None:
-        if not exchange.finished:
-            exchange.respond_local(503, b"the route's policy checks took too long\n")
+        exchange.respond_local(503, b"the route's policy checks took too long\n")
 
-    def _checked_later(self, exchange: Exchange, step: int, passed: bool) -> None:
+    def _checked_later(self, exchange: Exchange, step: int, timer, passed: bool) -> None:
         if exchange.finished:
-            return  # (the client went away meanwhile)
-        if passed and self.admit(exchange, step):
+            _stop(None, timer)
+            return  # (the client went away, or the deadline answered, meanwhile)
+        if not passed:
+            _stop(None, timer)
+        elif self.admit(exchange, step, timer):
             exchange.resume()
 
     @staticmethod
-    def _check_failed(exchange: Exchange, failure) -> None:
+    def _check_failed(exchange: Exchange, timer, failure) -> None:
+        _stop(None, timer)
         log.failure("a policy check failed", failure)
-        if not exchange.finished:
-            exchange.respond_local(500, b"the route's policy check failed\n")
+        exchange.respond_local(500, b"the route's policy check failed\n")
 
     def _basic(self, exchange: Exchange) -> bool | Deferred:
         auth = self.basic_auth
@@ -207,8 +213,22 @@ class CompiledPolicies:
             exchange.respond_local(503, b"too many logins being checked: retry\n")
             return False
         if isinstance(checked, bool):
-            return checked or self._unauthorized(exchange, auth)
-        return checked.addCallback(lambda matched: matched or self._unauthorized(exchange, auth))
+            return self._basic_passed(exchange) if checked else self._unauthorized(exchange, auth)
+        return checked.addCallback(self._basic_checked, exchange, auth)
+
+    def _basic_checked(self, matched: bool, exchange: Exchange, auth: CompiledBasicAuth) -> bool:
+        if exchange.finished:
+            return False  # (answered meanwhile: the deadline, or the client left)
+        return self._basic_passed(exchange) if matched else self._unauthorized(exchange, auth)
+
+    def _basic_passed(self, exchange: Exchange) -> bool:
+        """A request in with Basic credentials: on a rule JWT reaches too, without the
+        client's own copies of the fields claims fill (a Basic user is no token's
+        subject)."""
+        if self.jwt is not None and self.jwt.fields:
+            fields = self.jwt.fields
+            exchange.request.headers = [f for f in exchange.request.headers if f[0] not in fields]
+        return True
 
     def _basic_or_jwt(self, exchange: Exchange) -> bool | Deferred:
         """Basic credentials or a bearer token, whichever the request carries."""
@@ -286,7 +306,8 @@ class CompiledPolicies:
             why=why,
             open="; failing open" if spec.fail_open else "",
         )
-        if spec.fail_open:
+        if spec.fail_open:  # (in without the service's word: no client copies of its fields)
+            exchange.request.headers = ext.with_answer(exchange.request.headers, [])
             return True
         _denied(exchange, spec.policy, "ext_auth_unavailable")
         exchange.respond_local(503, b"the authorization service did not answer\n")
@@ -358,8 +379,8 @@ class CompiledPolicies:
 
 
 def _stop(result, timer):
-    """Pass ``result`` on, the timer for the check that made it stopped."""
-    if timer.active():
+    """Pass ``result`` on, ``timer`` (if any) stopped."""
+    if timer is not None and timer.active():
         timer.cancel()
     return result
 
