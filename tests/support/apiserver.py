@@ -39,6 +39,7 @@ RESOURCES: dict[tuple[str, str, str], tuple[str, bool, bool]] = {
     (GATEWAY, "v1", "backendtlspolicies"): ("BackendTLSPolicy", True, True),
     ("gateway.twistgw.dev", "v1alpha1", "trafficpolicies"): ("TrafficPolicy", True, True),
     ("gateway.twistgw.dev", "v1alpha1", "securitypolicies"): ("SecurityPolicy", True, True),
+    ("gateway.twistgw.dev", "v1alpha1", "pythonfilters"): ("PythonFilter", True, False),
 }
 PLURALS = {kind: key for key, (kind, _, _) in RESOURCES.items()}
 

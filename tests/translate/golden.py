@@ -17,7 +17,11 @@ from twistgw.translate import TranslateOptions, Translation, translate
 
 CASES_DIR = pathlib.Path(__file__).parent / "cases"
 #: Case options that set a TranslateOptions field as they are.
-BOUND_OPTIONS = {"maxRouteEntries": "max_route_entries", "maxTableEntries": "max_table_entries"}
+BOUND_OPTIONS = {
+    "maxRouteEntries": "max_route_entries",
+    "maxTableEntries": "max_table_entries",
+    "filterPlugins": "filter_plugins",  # plugin name -> its config schema
+}
 PEM_START = "-----BEGIN"
 
 

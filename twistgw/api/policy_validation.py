@@ -318,4 +318,12 @@ def _policy(body: dict) -> None:
             check(spec[section], f"spec.{section}")
 
 
-POLICY_VALIDATORS = dict.fromkeys(SECTION_CHECKS, _policy)
+def _python_filter(body: dict) -> None:
+    """A PythonFilter: which installed plugin (``spec.plugin``) and its ``config`` (an
+    object; the plugin's own schema judges it when a route references the filter)."""
+    spec = mapping(body.get("spec"), "spec")
+    string(spec, "plugin", "spec", required=True, pattern=NAME_RE, max_len=63)
+    mapping(spec.setdefault("config", {}), "spec.config")
+
+
+POLICY_VALIDATORS = {**dict.fromkeys(SECTION_CHECKS, _policy), "PythonFilter": _python_filter}

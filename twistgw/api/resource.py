@@ -28,6 +28,7 @@ KNOWN_KINDS: Mapping[str, str] = {
     "BackendTLSPolicy": GATEWAY_GROUP,
     "TrafficPolicy": POLICY_GROUP,
     "SecurityPolicy": POLICY_GROUP,
+    "PythonFilter": POLICY_GROUP,
     "Namespace": CORE_GROUP,
     "Service": CORE_GROUP,
     "EndpointSlice": "discovery.k8s.io",

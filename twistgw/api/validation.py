@@ -302,6 +302,12 @@ def _filters(filters: Any, where: str) -> None:
             if flt.get("requestMirror") is None:
                 _fail(f"{at}.requestMirror", "is required for type RequestMirror")
             _mirror(flt["requestMirror"], f"{at}.requestMirror")
+        elif kind == "ExtensionRef":
+            ref = _mapping(flt.get("extensionRef"), f"{at}.extensionRef")
+            if not ref:
+                _fail(f"{at}.extensionRef", "is required for type ExtensionRef")
+            for key in ("group", "kind", "name"):
+                _string(ref, key, f"{at}.extensionRef", required=True)
         elif kind == "CORS":
             if flt.get("cors") is None:
                 _fail(f"{at}.cors", "is required for type CORS")

@@ -44,6 +44,7 @@ WATCHED: tuple[APIResource, ...] = (
     APIResource("BackendTLSPolicy", GATEWAY, "v1", "backendtlspolicies"),
     APIResource("TrafficPolicy", POLICIES, "v1alpha1", "trafficpolicies"),
     APIResource("SecurityPolicy", POLICIES, "v1alpha1", "securitypolicies"),
+    APIResource("PythonFilter", POLICIES, "v1alpha1", "pythonfilters"),
     APIResource("Service", "", "v1", "services"),
     APIResource("EndpointSlice", "discovery.k8s.io", "v1", "endpointslices"),
     APIResource("Namespace", "", "v1", "namespaces", namespaced=False),

@@ -60,9 +60,22 @@ class CORS:
 
 
 @attrs.frozen
+class PythonFilter:
+    """An ExtensionRef filter's PythonFilter: the installed plugin it runs and its
+    config (JSON text, checked against the plugin's schema). ``problem``: why it cannot
+    run (a missing object or plugin, a config refused); the rule then answers 500."""
+
+    name: str  # "namespace/name" of the PythonFilter
+    plugin: str = ""
+    config: str = "{}"
+    problem: str | None = None
+
+
+@attrs.frozen
 class Filters:
     """The filters of a rule or a backendRef, in the order the spec applies them;
-    ``mirrors``: the rule's RequestMirror filters whose backends resolved."""
+    ``mirrors``: the rule's RequestMirror filters whose backends resolved; ``python``:
+    its ExtensionRef filters to PythonFilters, in order."""
 
     request_headers: HeaderModifier | None = None
     response_headers: HeaderModifier | None = None
@@ -70,6 +83,7 @@ class Filters:
     rewrite: URLRewrite | None = None
     mirrors: tuple[Mirror, ...] = ()
     cors: CORS | None = None
+    python: tuple[PythonFilter, ...] = ()
 
 
 @attrs.frozen

@@ -37,8 +37,10 @@ PRECEDENCE = {"HTTPRoute": http_precedence, "GRPCRoute": grpc_precedence}
 KIND_RANK = {"HTTPRoute": 0, "GRPCRoute": 1}
 
 
-def _analyse(snapshot: Snapshot, route: Resource, policies: BackendTLSPolicies) -> RouteAnalysis:
-    return ROUTE_ANALYSERS[route.kind](snapshot, route, policies)
+def _analyse(
+    snapshot: Snapshot, route: Resource, policies: BackendTLSPolicies, plugins
+) -> RouteAnalysis:
+    return ROUTE_ANALYSERS[route.kind](snapshot, route, policies, plugins)
 
 
 def _precedence(route: Resource, match_index: int, compiled: ir.Route) -> tuple:
@@ -136,7 +138,7 @@ def translate(snapshot: Snapshot, options: TranslateOptions) -> Translation:
         by_name,
         [route for kind in ROUTE_ANALYSERS for route in snapshot.of_kind(kind)],
         options.controller_name,
-        partial(_analyse, policies=policies),
+        partial(_analyse, policies=policies, plugins=options.filter_plugins),
         HostnameClaims(),
         EntryBudget(options.max_route_entries, options.max_table_entries),
         listener_sets.by_name(),

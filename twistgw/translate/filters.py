@@ -49,11 +49,13 @@ def compile_filters(
     match: ir.Match,
     allowed: frozenset[str],
     mirrors: tuple[ir.Mirror, ...] = (),
+    python: tuple[ir.PythonFilter, ...] = (),
 ) -> ir.Filters:
-    """The IR of a rule's (or a backendRef's) filters, with the rule's ``mirrors``
-    (resolved apart: see mirrors.py); raises UnsupportedRule for a type outside
-    ``allowed`` or a combination twistgw cannot do."""
-    fields: dict[str, Any] = {"mirrors": mirrors}
+    """The IR of a rule's (or a backendRef's) filters, with the rule's ``mirrors`` and
+    ExtensionRef filters (``python``; both resolved apart: see mirrors.py and
+    extensions.py); raises UnsupportedRule for a type outside ``allowed`` or a
+    combination twistgw cannot do."""
+    fields: dict[str, Any] = {"mirrors": mirrors, "python": python}
     for spec in specs or []:
         kind = spec["type"]
         if kind not in allowed:

@@ -99,7 +99,10 @@ GRPC_RULES = RuleKind(
 
 
 def analyse_grpc_route(
-    snapshot: Snapshot, route: Resource, policies: BackendTLSPolicies
+    snapshot: Snapshot,
+    route: Resource,
+    policies: BackendTLSPolicies,
+    plugins: Mapping[str, Mapping[str, Any]],
 ) -> RouteAnalysis:
     """Compile every rule of a GRPCRoute; note backend and support problems."""
-    return analyse_rules(snapshot, route, policies, GRPC_RULES)
+    return analyse_rules(snapshot, route, policies, GRPC_RULES, plugins)

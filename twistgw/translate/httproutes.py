@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from twistgw.api.resource import Resource
@@ -20,6 +21,7 @@ SUPPORTED_FILTERS = frozenset(
         "URLRewrite",
         "RequestMirror",
         "CORS",
+        "ExtensionRef",
     }
 )
 SUPPORTED_BACKEND_FILTERS = frozenset(
@@ -112,7 +114,10 @@ HTTP_RULES = RuleKind(
 
 
 def analyse_route(
-    snapshot: Snapshot, route: Resource, policies: BackendTLSPolicies
+    snapshot: Snapshot,
+    route: Resource,
+    policies: BackendTLSPolicies,
+    plugins: Mapping[str, Mapping[str, Any]],
 ) -> RouteAnalysis:
     """Compile every rule of an HTTPRoute; note backend and support problems."""
-    return analyse_rules(snapshot, route, policies, HTTP_RULES)
+    return analyse_rules(snapshot, route, policies, HTTP_RULES, plugins)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
@@ -31,6 +32,8 @@ class TranslateOptions:
     ``max_route_entries``, ``max_table_entries``: the routing entries (listeners x
     hostnames x matches) one route, and all routes together, may expand into; a
     route's parent past either is refused (budget.py).
+    ``filter_plugins``: the filter plugins the gateway may run (installed and allowed),
+    by name, with their config schemas: what PythonFilters may name.
     """
 
     controller_name: str = "gateway.twistgw.dev/controller"
@@ -41,6 +44,7 @@ class TranslateOptions:
     publish_service: tuple[str, str] | None = None
     max_route_entries: int = DEFAULT_MAX_ROUTE_ENTRIES
     max_table_entries: int = DEFAULT_MAX_TABLE_ENTRIES
+    filter_plugins: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
 
 
 @attrs.frozen

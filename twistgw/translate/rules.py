@@ -5,7 +5,7 @@ is dropped with its reason."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -15,6 +15,7 @@ from twistgw.routing import ir
 from twistgw.snapshot import Snapshot
 from twistgw.translate.attachment import RouteAnalysis
 from twistgw.translate.backendtls import BackendTLSPolicies
+from twistgw.translate.extensions import compile_extensions
 from twistgw.translate.filters import UnsupportedRule, compile_filters
 from twistgw.translate.mirrors import compile_mirrors
 from twistgw.translate.references import compile_backends
@@ -35,7 +36,11 @@ class RuleKind:
 
 
 def analyse_rules(
-    snapshot: Snapshot, route: Resource, policies: BackendTLSPolicies, kind: RuleKind
+    snapshot: Snapshot,
+    route: Resource,
+    policies: BackendTLSPolicies,
+    kind: RuleKind,
+    plugins: Mapping[str, Mapping[str, Any]],
 ) -> RouteAnalysis:
     """Compile every rule of ``route``; note backend and support problems."""
     result = RouteAnalysis()
@@ -56,10 +61,13 @@ def analyse_rules(
             mirrors = ()
             if "RequestMirror" in kind.filters:
                 mirrors = compile_mirrors(snapshot, route, rule.get("filters"), result, policies)
+            python = ()
+            if "ExtensionRef" in kind.filters:
+                python = compile_extensions(snapshot, route, rule.get("filters"), result, plugins)
             entries = []
             for match_index, match_spec in enumerate(rule.get("matches") or [{}]):
                 match = kind.match(match_spec)
-                filters = compile_filters(rule.get("filters"), match, kind.filters, mirrors)
+                filters = compile_filters(rule.get("filters"), match, kind.filters, mirrors, python)
                 backends = tuple(
                     attrs.evolve(
                         backend,

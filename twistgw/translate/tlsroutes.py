@@ -11,7 +11,7 @@ from twistgw.translate.references import compile_backends
 
 
 def analyse_stream_route(
-    snapshot: Snapshot, route: Resource, policies: BackendTLSPolicies
+    snapshot: Snapshot, route: Resource, policies: BackendTLSPolicies, plugins: object = None
 ) -> RouteAnalysis:
     """Compile a TLSRoute's, TCPRoute's or UDPRoute's rules (one StreamRoute each;
     listeners serve the first)."""
