@@ -9,6 +9,7 @@ import http.server
 import io
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -19,8 +20,10 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
+import twisted.plugins
 from tests.support.gateway import GatewayProcess, wait_until
 from twistgw.cli import status
+from twistgw.cli.main import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "etc", "example")
@@ -230,3 +233,14 @@ def test_validate_applies_the_directory_limits() -> None:
     done = twistgw("validate", "--config-max-objects", "3", EXAMPLE)
     assert done.returncode == 1
     assert f"{EXAMPLE}: " in done.stdout and "--config-max-objects" in done.stdout
+
+
+def test_plugins_lists_the_installed_filter_plugins(monkeypatch, capsys) -> None:
+    example = pathlib.Path(__file__).parents[1] / "examples" / "security-headers"
+    monkeypatch.syspath_prepend(str(example))  # (twisted.plugins is imported already)
+    plugins = [*twisted.plugins.__path__, str(example / "twisted" / "plugins")]
+    monkeypatch.setattr(twisted.plugins, "__path__", plugins)
+    assert main(["plugins"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("security-headers: adds HSTS")
+    assert '"frameOptions"' in shown

@@ -99,9 +99,8 @@ def test_config_limits_are_in_the_help_with_their_defaults():
 
 
 def test_expansion_bounds_default_and_reach_the_translator(tmp_path):
-    assert translate_options(_parse(tmp_path)) == TranslateOptions(
-        max_route_entries=4096, max_table_entries=200_000
-    )
+    found = translate_options(_parse(tmp_path, "--filter-plugins="))  # (what is installed varies)
+    assert found == TranslateOptions(max_route_entries=4096, max_table_entries=200_000)
     options = translate_options(
         _parse(
             tmp_path,

@@ -162,6 +162,13 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemax",
         )
+        self.filter_failures = Counter(
+            "twistgw_filter_failures",
+            "Requests a filter plugin failed (raised, or its Deferred failed), answered 500, "
+            "by plugin",
+            ["plugin"],
+            registry=self.registry,
+        )
         self.rate_limit_store_failures = Counter(
             "twistgw_rate_limit_store_failures",
             "Rate-limit decisions the shared store (--rate-limit-redis) could not make, by "
@@ -308,6 +315,10 @@ class Metrics:
     def endpoint_down(self, endpoint: str, down: bool) -> None:
         """Whether an endpoint is out of rotation in this worker now."""
         self.endpoints_down.labels(endpoint).set(1 if down else 0)
+
+    def filter_failed(self, plugin: str) -> None:
+        """Count a request a filter plugin failed."""
+        self.filter_failures.labels(plugin).inc()
 
     def rate_limit_store_failed(self, outcome: str) -> None:
         """Count a rate-limit decision the shared store could not make."""

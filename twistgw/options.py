@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from twisted.python import usage
 
 from twistgw.dataplane.redisclient import parse_url
+from twistgw.extensions.filters import allowed_plugins
 from twistgw.ipc.settings import UNDERSCORE_ACTIONS, DataPlaneSettings
 from twistgw.sources.limits import ConfigLimits
 from twistgw.translate.budget import DEFAULT_MAX_ROUTE_ENTRIES, DEFAULT_MAX_TABLE_ENTRIES
@@ -469,6 +470,13 @@ class GatewayOptions(usage.Options):
             "answers 503 (both counted in twistgw_rate_limit_store_failures_total).",
         ],
         [
+            "filter-plugins",
+            None,
+            None,
+            "Comma-separated names of the installed filter plugins PythonFilters may run "
+            "(`twistgw plugins` lists them); all installed ones by default, '' for none.",
+        ],
+        [
             "access-log",
             None,
             None,
@@ -585,6 +593,9 @@ class GatewayOptions(usage.Options):
         keys = self["rate-limit-keys"]
         if keys < 8 or keys % 8 or keys > 1 << 26:
             raise usage.UsageError("--rate-limit-keys must be a multiple of 8 up to 67108864")
+        plugins = self["filter-plugins"]
+        if plugins is not None:
+            self["filter-plugins"] = tuple(p.strip() for p in plugins.split(",") if p.strip())
         if self["rate-limit-redis-failure"] not in ("open", "closed"):
             raise usage.UsageError("--rate-limit-redis-failure must be open or closed")
         if self["rate-limit-redis"]:
@@ -635,6 +646,7 @@ def data_plane_settings(options: Mapping[str, Any]) -> DataPlaneSettings:
         rate_limit_keys=options["rate-limit-keys"],
         rate_limit_redis=options["rate-limit-redis"] or "",
         rate_limit_redis_failure=options["rate-limit-redis-failure"],
+        filter_plugins=options["filter-plugins"],
         proxy_protocol=options["proxy-protocol"],
         access_log=options["access-log"],
         trace_propagation=bool(options["trace-propagation"] or options["otlp-endpoint"]),
@@ -686,4 +698,8 @@ def translate_options(options: Mapping[str, Any]) -> TranslateOptions:
         publish_service=options["publish-service"] or None,
         max_route_entries=options["route-max-entries"],
         max_table_entries=options["routing-table-max-entries"],
+        filter_plugins={
+            name: plugin.config_schema
+            for name, plugin in allowed_plugins(options["filter-plugins"]).items()
+        },
     )

@@ -1,5 +1,6 @@
 """twistgw: check manifests offline (validate), show what the gateway would make of
-them (translate), and ask a running gateway how its objects are (status)."""
+them (translate), ask a running gateway how its objects are (status), and list the
+filter plugins installed here (plugins)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from twisted.python import usage
 
 from twistgw.cli import offline, status
 from twistgw.cli.printable import printable
+from twistgw.extensions.filters import installed_plugins
 from twistgw.options import GatewayOptions
 from twistgw.translate import Translation
 
@@ -23,6 +25,8 @@ Service, a refused reference, a conflicting listener, ...). Exit status 0 only w
 there is none: for CI pipelines and pre-commit hooks."""
 TRANSLATE = """Run the gateway's translator on manifest directories, offline, and print
 every object's status (as the admin endpoint's /status would) and the routing table."""
+PLUGINS = """List the filter plugins installed where this runs (what PythonFilters may
+name, unless --filter-plugins narrows it), each with its config schema."""
 STATUS = """Ask a running gateway's admin endpoint and print its Gateways, their
 listeners and the routes attached to them, with conditions, attached-route counts and
 addresses. Exit status 1 when something is not Accepted or Programmed (or a
@@ -56,7 +60,21 @@ def parser() -> argparse.ArgumentParser:
         help="the gateway's admin endpoint URL (default: %(default)s)",
     )
     ask.add_argument("--token-file", help="file holding the admin token (see --admin-token-file)")
+    commands.add_parser("plugins", help="the filter plugins installed here", description=PLUGINS)
     return top
+
+
+def _plugins() -> int:
+    """Each installed filter plugin: its name, what it does, its config schema."""
+    installed = installed_plugins()
+    for name in sorted(installed):
+        plugin = installed[name]
+        print(f"{name}: {printable(str(plugin.description))}")
+        schema = json.dumps(plugin.config_schema, indent=2, sort_keys=True)
+        print("  config schema: " + schema.replace("\n", "\n  "))
+    if not installed:
+        print("no filter plugins are installed (docs/filters.md: how to write one)")
+    return 0
 
 
 def _offline(args: argparse.Namespace) -> tuple[offline.Loaded, Translation]:
@@ -81,6 +99,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "status":
             return status.run(args.admin, args.token_file, sys.stdout, sys.stderr)
+        if args.command == "plugins":
+            return _plugins()
         loaded, translation = _offline(args)
     except usage.UsageError as exc:
         print(f"twistgw {args.command}: {exc}", file=sys.stderr)

@@ -21,6 +21,7 @@ from twistgw.dataplane.datagram import MAX_DATAGRAM, UDPServer
 from twistgw.dataplane.http import accesslog as access_log
 from twistgw.dataplane.http.clientaddr import Networks
 from twistgw.dataplane.http.policies import Guards
+from twistgw.dataplane.http.pyfilters import FilterRegistry
 from twistgw.dataplane.http.router import Router
 from twistgw.dataplane.http.server import HTTPProxyFactory
 from twistgw.dataplane.http.sessions import SessionKeys
@@ -31,6 +32,7 @@ from twistgw.dataplane.stream.tcp import TCPFrontFactory
 from twistgw.dataplane.stream.tlsfront import TLSFrontFactory
 from twistgw.dataplane.tls import SNIContexts
 from twistgw.dataplane.tlswrite import BatchedTLSFactory
+from twistgw.extensions.filters import allowed_plugins
 from twistgw.ipc.settings import DEFAULT_SETTINGS, DataPlaneSettings
 from twistgw.metrics import Metrics
 from twistgw.routing.ir import Bind, BindKey, HTTPListener, RoutingTable
@@ -205,6 +207,7 @@ class DataPlane:
             Networks(filter(None, settings.trusted_proxies.split(","))),
             buckets if buckets is not None else SharedBuckets(slots=settings.rate_limit_keys),
             fail_open=settings.rate_limit_redis_failure == "open",
+            filters=FilterRegistry(allowed_plugins(settings.filter_plugins), metrics),
         )
         self.spans = spans
         self.metrics = metrics
@@ -291,6 +294,7 @@ class DataPlane:
             server.install(state)
         self.waiting = waiting
         self.guards.health.update(table)
+        self.guards.filters.new_table()
 
     def adopt(self, key: Key, descriptor: int, family: socket.AddressFamily) -> None:
         """Serve a socket the supervisor bound (listening TCP, or UDP) with what the

@@ -50,7 +50,8 @@ class DataPlaneSettings:
     ``rate_limit_redis``: a Redis URL whose buckets every replica shares instead ("":
     none), and ``rate_limit_redis_failure`` what to do when it cannot answer ("open":
     let requests through, "closed": 503).
-    ``proxy_protocol``: listening ports (any address) whose connections must start
+    ``filter_plugins``: the installed filter plugins PythonFilters may run, by name
+    (None: all). ``proxy_protocol``: listening ports (any address) whose connections must start
     with a PROXY protocol header, version 1 or 2; its source address becomes the
     connection's peer for every protocol served there (UDP ports aside), and a
     connection without a valid header within ``header_timeout`` is closed.
@@ -91,6 +92,9 @@ class DataPlaneSettings:
     rate_limit_keys: int = 131072
     rate_limit_redis: str = ""
     rate_limit_redis_failure: str = "open"
+    filter_plugins: tuple[str, ...] | None = attrs.field(
+        default=None, converter=lambda names: None if names is None else tuple(names)
+    )
     proxy_protocol: tuple[int, ...] = attrs.field(default=(), converter=tuple)
     access_log: str = ""
     trace_propagation: bool = False

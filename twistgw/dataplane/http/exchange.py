@@ -79,6 +79,7 @@ class Exchange:
         "mirrors",
         "added",
         "encoder",
+        "filter_request",
         "trace",
         "session_pin",
         "session_held",
@@ -119,6 +120,7 @@ class Exchange:
         # the rate limit's (None: none)
         self.added: Headers | None = None
         self.encoder: Encoder | None = None  # the response body's, when compressed
+        self.filter_request = None  # what filter plugins see of the request, if any run
         self.trace: Trace | None = None  # made with the first attempt's request head
         # session persistence: (endpoint id, backend, endpoint) the client's value
         # names, until the first attempt uses it; the id it named (no new value is
@@ -478,6 +480,9 @@ class Exchange:
             trace.spans[-1].status = response.status
         guard = self.guard
         if guard is not None and guard.retry_on(response.status) and self._retry("status"):
+            return
+        python = self.route.guards.python if self.route.guards is not None else None
+        if python is not None and not python.on_response(self, response):  # (answered 500)
             return
         self.code = response.status
         self.responded = True

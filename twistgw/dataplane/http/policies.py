@@ -24,6 +24,7 @@ from twistgw.dataplane.http.compression import CompiledCompression
 from twistgw.dataplane.http.extauth import AuthClient, CompiledExtAuth, Denied
 from twistgw.dataplane.http.health import EndpointHealth
 from twistgw.dataplane.http.jwtauth import CompiledJWT, KeySets, bearer
+from twistgw.dataplane.http.pyfilters import CompiledPythonFilters, FilterRegistry
 from twistgw.dataplane.ratelimit import Decision, SharedBuckets
 from twistgw.dataplane.redisbuckets import RedisBuckets
 from twistgw.routing import ir
@@ -52,11 +53,13 @@ class Guards:
         buckets: SharedBuckets | RedisBuckets | None = None,
         verifier: Verifier | None = None,
         fail_open: bool = True,
+        filters: FilterRegistry | None = None,
     ) -> None:
         self.metrics = metrics
         self.key_sets = KeySets(reactor)
         self.auth_client = AuthClient(reactor)
         self.health = EndpointHealth(reactor, metrics)
+        self.filters = filters if filters is not None else FilterRegistry({}, metrics)
         self.trusted = trusted_proxies if trusted_proxies is not None else Networks(())
         self.buckets = buckets if buckets is not None else SharedBuckets(slots=1024)
         self.verifier = verifier if verifier is not None else Verifier(reactor)
@@ -117,10 +120,11 @@ class CompiledPolicies:
         "ext_auth",
         "compression",
         "health",
+        "python",
         "checks",
     )
 
-    def __init__(self, spec: ir.Policies) -> None:
+    def __init__(self, spec: ir.Policies, python: tuple[ir.PythonFilter, ...] = ()) -> None:
         self.refused = spec.refused
         self.ip_access = CompiledIPAccess(spec.ip_access) if spec.ip_access else None
         self.rate_limit = CompiledRateLimit(spec.rate_limit) if spec.rate_limit else None
@@ -142,6 +146,10 @@ class CompiledPolicies:
             self.checks.append(self._jwt)
         if self.ext_auth is not None:
             self.checks.append(self._ext)
+        #: the rule's ExtensionRef filters (plugins): after the policies' checks
+        self.python = CompiledPythonFilters(python) if python else None
+        if self.python is not None:
+            self.checks += self.python.request_checks()
 
     def screen(self, exchange: Exchange) -> bool:
         """Check the request before its CORS preflight; whether it may go on (if not,

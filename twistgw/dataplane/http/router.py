@@ -23,6 +23,7 @@ from twistgw.routing import ir
 Headers = list[tuple[bytes, bytes]]
 #: Hosts remembered per router (the cache is dropped with the router on each update).
 HOST_CACHE_SIZE = 10000
+NO_POLICIES = ir.Policies()
 
 
 class CompiledHeaderModifier:
@@ -157,7 +158,12 @@ class CompiledRoute:
             keys = keys if keys is not None else SessionKeys.for_process()
             self.session = CompiledSession(spec.session, self.backends.all, keys)
         self.policy = compile_policy(spec)
-        self.guards = CompiledPolicies(spec.policies) if spec.policies is not None else None
+        python = spec.filters.python
+        self.guards = (
+            CompiledPolicies(spec.policies or NO_POLICIES, python)
+            if spec.policies is not None or python
+            else None
+        )
         self.mirrors = [
             (CompiledBackend(m.backend), m.numerator / m.denominator) for m in filters.mirrors
         ]

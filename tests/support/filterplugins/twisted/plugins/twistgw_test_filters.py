@@ -1,0 +1,49 @@
+"""Filter plugins for tests: one that fails, one that waits, one that answers itself
+(found by Twisted's plugin system when tests/support/filterplugins is on the path)."""
+
+from twisted.internet import reactor, task
+from zope.interface import implementer
+
+from twistgw.extensions.filters import Answer, IFilterPlugin
+
+
+class _Raises:
+    def on_request(self, request):
+        raise RuntimeError("this plugin always fails")
+
+
+class _Waits:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_request(self, request):
+        request.headers.set("X-Waited", str(self.seconds))
+        return task.deferLater(reactor, self.seconds, lambda: None)
+
+
+class _Answers:
+    def on_request(self, request):
+        if request.headers.get("X-Let-Me") == "in":
+            return None
+        return Answer(418, b"no tea here\n", [("X-Answered-By", "plugin")])
+
+
+@implementer(IFilterPlugin)
+class _Plugin:
+    def __init__(self, name: str, make, schema: dict) -> None:
+        self.name = name
+        self.description = f"test plugin {name}"
+        self.config_schema = schema
+        self._make = make
+
+    def make(self, config):
+        return self._make(config)
+
+
+raises = _Plugin("test-raises", lambda config: _Raises(), {"type": "object"})
+waits = _Plugin(
+    "test-waits",
+    lambda config: _Waits(config["seconds"]),
+    {"type": "object", "required": ["seconds"], "properties": {"seconds": {"type": "number"}}},
+)
+answers = _Plugin("test-answers", lambda config: _Answers(), {"type": "object"})

@@ -1,0 +1,156 @@
+"""Filter plugins through real gateway processes with two workers: the
+security-headers example on a route; a plugin that raises answers 500 and the worker
+lives; a plugin that waits does not hold other requests; one that answers itself; a
+PythonFilter naming a missing plugin, or one --filter-plugins does not allow, leaves
+its route ResolvedRefs=False, answering 500."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.gateway import GatewayProcess, wait_until
+from tests.support.manifests import backend, gateway_class, gateway_manifest, http_route, service
+from tests.support.rawbackend import RawBackend
+
+ROOT = pathlib.Path(__file__).parents[1]
+PLUGIN_PATHS = [
+    ROOT / "examples" / "security-headers",
+    ROOT / "tests" / "support" / "filterplugins",
+]
+
+
+@pytest.fixture(scope="module")
+def plugin_path() -> Iterator[None]:
+    """The example and test plugins on the gateway processes' path (as if installed)."""
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [*map(str, PLUGIN_PATHS), *([before] if before else [])]
+    )
+    yield
+    if before is None:
+        del os.environ["PYTHONPATH"]
+    else:
+        os.environ["PYTHONPATH"] = before
+
+
+def _python_filter(name: str, plugin: str, **config) -> dict:
+    return {
+        "apiVersion": "gateway.twistgw.dev/v1alpha1",
+        "kind": "PythonFilter",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"plugin": plugin, "config": config},
+    }
+
+
+def _rule(path: str, *filters: str) -> dict:
+    return {
+        "matches": [{"path": {"type": "PathPrefix", "value": path}}],
+        "filters": [
+            {
+                "type": "ExtensionRef",
+                "extensionRef": {
+                    "group": "gateway.twistgw.dev",
+                    "kind": "PythonFilter",
+                    "name": name,
+                },
+            }
+            for name in filters
+        ],
+        "backendRefs": [backend("web")],
+    }
+
+
+def _documents(server: RawBackend) -> list[dict]:
+    rules = [
+        _rule("/secure", "secure"),
+        _rule("/raises", "raises"),
+        _rule("/waits", "waits"),
+        _rule("/answers", "answers"),
+        _rule("/ghost", "ghost"),
+        _rule(
+            "/",
+        ),
+    ]
+    return [
+        gateway_class(),
+        gateway_manifest(),
+        *service("web", [server.address]),
+        http_route("web", rules),
+        _python_filter("secure", "security-headers", frameOptions="SAMEORIGIN"),
+        _python_filter("raises", "test-raises"),
+        _python_filter("waits", "test-waits", seconds=3),
+        _python_filter("answers", "test-answers"),
+        _python_filter("ghost", "no-such-plugin"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def gateway(plugin_path) -> Iterator[GatewayProcess]:
+    server = RawBackend()
+    gateway = GatewayProcess(("--workers", "2")).start()
+    gateway.write("filters.yaml", _documents(server))
+    wait_until(lambda: gateway.request("/answers")[0] == 418, what="the filters in force")
+    yield gateway
+    gateway.stop()
+    server.close()
+
+
+def test_the_security_headers_example_sets_its_fields(gateway) -> None:
+    code, headers, _ = gateway.request("/secure")
+    assert code == 200
+    assert headers["x-frame-options"] == "SAMEORIGIN"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["strict-transport-security"].startswith("max-age=")
+    assert "x-frame-options" not in gateway.request("/")[1]  # other rules: untouched
+
+
+def test_a_plugin_that_raises_answers_500_and_the_workers_live(gateway) -> None:
+    for _ in range(4):
+        assert gateway.request("/raises")[0] == 500
+    assert gateway.request("/")[0] == 200
+    metrics = gateway.admin("/metrics")[1].decode()
+    assert 'twistgw_filter_failures_total{plugin="test-raises"}' in metrics
+    assert "this plugin always fails" in gateway.log()
+
+
+def test_a_plugin_that_waits_holds_only_its_own_request(gateway) -> None:
+    done: list[int] = []
+    slow = threading.Thread(target=lambda: done.append(gateway.request("/waits")[0]))
+    slow.start()
+    answers = [gateway.request("/")[0] for _ in range(10)]  # while the slow one waits
+    assert answers == [200] * 10
+    assert not done  # (the slow request still waits: the others were not held by it)
+    slow.join(30)
+    assert done == [200]
+
+
+def test_a_plugin_may_answer_itself(gateway) -> None:
+    code, headers, body = gateway.request("/answers")
+    assert (code, body, headers["x-answered-by"]) == (418, b"no tea here\n", "plugin")
+    assert gateway.request("/answers", headers={"X-Let-Me": "in"})[0] == 200
+
+
+def test_a_missing_plugin_leaves_its_route_unresolved(gateway) -> None:
+    assert gateway.request("/ghost")[0] == 500
+    condition = gateway.route_condition("web", "ResolvedRefs")
+    assert (condition["status"], condition["reason"]) == ("False", "BackendNotFound")
+    assert "no-such-plugin" in condition["message"]
+
+
+def test_a_plugin_not_allowed_is_not_run(plugin_path) -> None:
+    server = RawBackend()
+    gateway = GatewayProcess(("--workers", "1", "--filter-plugins", "test-answers")).start()
+    try:
+        gateway.write("filters.yaml", _documents(server))
+        wait_until(lambda: gateway.request("/answers")[0] == 418, what="the allowed one runs")
+        assert gateway.request("/secure")[0] == 500  # installed, but not allowed
+        condition = gateway.route_condition("web", "ResolvedRefs")
+        assert "not installed or not allowed" in condition["message"]
+    finally:
+        gateway.stop()
+        server.close()

@@ -1,0 +1,143 @@
+"""Filter plugins: request and response logic in Python that an operator installs on
+the gateway's hosts and routes reference with an ``ExtensionRef`` filter naming a
+``PythonFilter`` object (``docs/filters.md``).
+
+A plugin is an object providing ``IFilterPlugin``, found through Twisted's plugin
+system: a module in a ``twisted/plugins/`` directory of an installed package (as the
+``gateway`` twistd plugin itself is). ``make`` turns a PythonFilter's ``spec.config``
+(checked against the plugin's ``config_schema`` first) into an ``IFilter``, once per
+routing table; the filter then sees each request on the rules that reference it.
+
+A filter runs in a worker, on its reactor: it must not block (no synchronous network
+or disk I/O, nothing slow); work that waits returns a Deferred. What it raises (or a
+Deferred that fails) answers that request 500, is logged with the plugin's name and
+counted; it never ends the worker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+from twisted.plugin import IPlugin, getPlugins
+from zope.interface import Attribute, Interface
+
+#: The longest value a filter may give a field.
+MAX_FIELD_VALUE = 8192
+
+
+class IFilterPlugin(IPlugin):
+    """An installed filter plugin (an IPlugin: Twisted's plugin system lists only
+    those)."""
+
+    name = Attribute("str: what a PythonFilter's spec.plugin names (a DNS label)")
+    description = Attribute("str: one line for `twistgw plugins`")
+    config_schema = Attribute("dict: a JSON Schema that spec.config must satisfy")
+
+    def make(config: dict[str, Any]) -> IFilter:  # noqa: N805 (an interface method)
+        """A filter for one PythonFilter's ``config`` (already checked against
+        ``config_schema``); raise ValueError to refuse it (the message is reported)."""
+
+
+class IFilter(Interface):
+    """One configured filter. ``on_response`` is optional."""
+
+    def on_request(request: FilterRequest) -> Answer | None:  # noqa: N805
+        """See (and change) the request head; return None to let it go on, an Answer
+        to answer it here, or a Deferred firing with either."""
+
+
+@attrs.define
+class Answer:
+    """A response a filter gives instead of the backend's."""
+
+    status: int
+    body: bytes = b""
+    headers: list[tuple[str, str]] = attrs.field(factory=list)
+
+
+class Fields:
+    """Header fields as a filter sees them: names case-insensitive, text values (the
+    wire's bytes as Latin-1). Values a filter sets are checked: no CR, LF or NUL, at
+    most ``MAX_FIELD_VALUE`` characters, Latin-1 (a ValueError otherwise)."""
+
+    def __init__(self, fields: list[tuple[bytes, bytes]]) -> None:
+        self._fields = fields
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of ``name``."""
+        key = name.lower().encode("latin-1")
+        for found, value in self._fields:
+            if found == key:
+                return value.decode("latin-1")
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        key = name.lower().encode("latin-1")
+        return [value.decode("latin-1") for found, value in self._fields if found == key]
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every ``name`` field with one of ``value``."""
+        self.remove(name)
+        self.add(name, value)
+
+    def add(self, name: str, value: str) -> None:
+        self._fields.append((_name(name), _value(value)))
+
+    def remove(self, name: str) -> None:
+        key = name.lower().encode("latin-1")
+        self._fields[:] = [field for field in self._fields if field[0] != key]
+
+    def __contains__(self, name: str) -> bool:
+        return self.get(name) is not None
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for name, value in self._fields:
+            yield name.decode("latin-1"), value.decode("latin-1")
+
+    def as_list(self) -> list[tuple[bytes, bytes]]:
+        """The fields as the exchange carries them."""
+        return self._fields
+
+
+def _name(name: str) -> bytes:
+    data = name.lower().encode("latin-1")
+    if not data or any(c <= 0x20 or c >= 0x7F or c in b'"(),/:;<=>?@[\\]{}' for c in data):
+        raise ValueError(f"{name!r} is not a header field name")
+    return data
+
+
+def _value(value: str) -> bytes:
+    if len(value) > MAX_FIELD_VALUE or any(c in value for c in "\r\n\0"):
+        raise ValueError("a field value may not hold CR, LF or NUL, nor be that long")
+    return value.encode("latin-1")
+
+
+@attrs.define
+class FilterRequest:
+    """The request head a filter sees: ``method``, ``target`` (path and query),
+    ``authority``, ``client`` (the connection's peer address) and ``headers`` (which
+    the filter may change)."""
+
+    method: str
+    target: str
+    authority: str
+    client: str
+    headers: Fields
+
+
+def installed_plugins() -> dict[str, Any]:
+    """Every installed filter plugin, by name (the first of a name wins)."""
+    found: dict[str, Any] = {}
+    for plugin in getPlugins(IFilterPlugin):
+        found.setdefault(plugin.name, plugin)
+    return found
+
+
+def allowed_plugins(allowed: tuple[str, ...] | None) -> dict[str, Any]:
+    """The installed filter plugins the gateway may run (``allowed``: by name; None:
+    every one installed)."""
+    installed = installed_plugins()
+    if allowed is None:
+        return installed
+    return {name: plugin for name, plugin in installed.items() if name in allowed}
