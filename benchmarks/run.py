@@ -130,9 +130,13 @@ class Service:
                 self.process.wait()
 
 
-def _spawn(command: list[str], log_path: str) -> subprocess.Popen:
+def _spawn(
+    command: list[str], log_path: str, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     log = open(log_path, "wb")  # noqa: SIM115 - kept open for the child's lifetime
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+    )
 
 
 NGINX_ORIGIN = """
@@ -382,6 +386,14 @@ stringData: {{.htpasswd: "bench:{entry}"}}
         spec = "basicAuth: {secretRef: {name: users}}"
         token = base64.b64encode(b"bench:bench").decode()
         return [secret, _policy("SecurityPolicy", spec)], (f"Authorization: Basic {token}",)
+    if policy == "filter":  # (the catch-all route gets it: see twistgw_config)
+        document = """
+apiVersion: gateway.twistgw.dev/v1alpha1
+kind: PythonFilter
+metadata: {name: noop, namespace: default}
+spec: {plugin: test-noop}
+"""
+        return [document], ()
     if policy == "jwt":
         key = ECKey.generate_key("P-256", parameters={"kid": "bench"}, private=True)
         jwks = json.dumps(KeySet([key]).as_dict(private=False))
@@ -412,8 +424,10 @@ spec:
 """
 
 
-#: What ``twistgw:W:R:POLICY`` targets attach to the Gateway (see policy_documents).
-POLICIES = ("ratelimit", "ipaccess", "basic", "jwt")
+#: What ``twistgw:W:R:POLICY`` targets attach to the Gateway (see policy_documents);
+#: "filter": a no-op filter plugin (tests/support/filterplugins) on the route the load hits.
+POLICIES = ("ratelimit", "ipaccess", "basic", "jwt", "filter")
+FILTER_PLUGINS = os.path.join(HERE, "..", "tests", "support", "filterplugins")
 
 
 def twistgw_config(
@@ -477,6 +491,13 @@ endpoints: [{{addresses: [127.0.0.1]}}]
     if policy:
         policies, fields = policy_documents(policy)
         documents += policies
+    if policy == "filter":
+        documents[-len(policies) - 1] = documents[-len(policies) - 1].replace(
+            "rules: [{backendRefs: [{name: origin, port: 80}]}]",
+            "rules: [{filters: [{type: ExtensionRef, extensionRef: "
+            "{group: gateway.twistgw.dev, kind: PythonFilter, name: noop}}], "
+            "backendRefs: [{name: origin, port: 80}]}]",
+        )
     with open(os.path.join(directory, "bench.yaml"), "w") as handle:
         handle.write("---".join(documents))
     return fields
@@ -522,6 +543,7 @@ def start_twistgw(
             *extra,
         ],
         config + ".log",
+        env={**os.environ, "PYTHONPATH": FILTER_PLUGINS} if policy == "filter" else None,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -731,13 +753,15 @@ SCENARIOS = {
         "policies",
         "keep-alive, small responses, 64 connections: no policy, then each of: a rate "
         "limit per client address (never reached), an IP allow list, Basic auth (bcrypt, "
-        "remembered), JWT (ES256 from a Secret), on the whole Gateway",
+        "remembered), JWT (ES256 from a Secret), on the whole Gateway; and a no-op filter "
+        "plugin on the route",
         targets=(
             "twistgw:2",
             "twistgw:2:10:ratelimit",
             "twistgw:2:10:ipaccess",
             "twistgw:2:10:basic",
             "twistgw:2:10:jwt",
+            "twistgw:2:10:filter",
         ),
     ),
     "close": Scenario("close", "a new connection per request, small responses", close=True),

@@ -72,6 +72,7 @@ def _documents(server: RawBackend) -> list[dict]:
         _rule("/waits", "waits"),
         _rule("/answers", "answers"),
         _rule("/ghost", "ghost"),
+        _rule("/odd", "odd"),
         _rule(
             "/",
         ),
@@ -86,6 +87,7 @@ def _documents(server: RawBackend) -> list[dict]:
         _python_filter("waits", "test-waits", seconds=3),
         _python_filter("answers", "test-answers"),
         _python_filter("ghost", "no-such-plugin"),
+        _python_filter("odd", "test-odd"),
     ]
 
 
@@ -127,6 +129,12 @@ def test_a_plugin_that_waits_holds_only_its_own_request(gateway) -> None:
     assert not done  # (the slow request still waits: the others were not held by it)
     slow.join(30)
     assert done == [200]
+
+
+def test_a_plugin_that_returns_something_odd_or_sets_framing_answers_500(gateway) -> None:
+    assert gateway.request("/odd")[0] == 500  # False is not "go on"
+    assert gateway.request("/odd", headers={"X-Frame-It": "1"})[0] == 500  # no smuggling
+    assert gateway.request("/")[0] == 200
 
 
 def test_a_plugin_may_answer_itself(gateway) -> None:

@@ -294,7 +294,7 @@ class DataPlane:
             server.install(state)
         self.waiting = waiting
         self.guards.health.update(table)
-        self.guards.filters.new_table()
+        self.guards.filters.new_table(table)
 
     def adopt(self, key: Key, descriptor: int, family: socket.AddressFamily) -> None:
         """Serve a socket the supervisor bound (listening TCP, or UDP) with what the

@@ -19,9 +19,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import attrs
+from jsonschema import Draft202012Validator
+from twisted.logger import Logger
 from twisted.plugin import IPlugin, getPlugins
 from zope.interface import Attribute, Interface
 
+from twistgw.httpfields import CONNECTION_FIELDS
+
+log = Logger()
 #: The longest value a filter may give a field.
 MAX_FIELD_VALUE = 8192
 
@@ -58,8 +63,10 @@ class Answer:
 
 class Fields:
     """Header fields as a filter sees them: names case-insensitive, text values (the
-    wire's bytes as Latin-1). Values a filter sets are checked: no CR, LF or NUL, at
-    most ``MAX_FIELD_VALUE`` characters, Latin-1 (a ValueError otherwise)."""
+    wire's bytes as Latin-1). Fields a filter sets are checked: names tokens and not
+    the fields that frame the message (Content-Length, Transfer-Encoding, Host, ...),
+    values without CR, LF or NUL, at most ``MAX_FIELD_VALUE`` characters, Latin-1 (a
+    ValueError otherwise)."""
 
     def __init__(self, fields: list[tuple[bytes, bytes]]) -> None:
         self._fields = fields
@@ -104,6 +111,8 @@ def _name(name: str) -> bytes:
     data = name.lower().encode("latin-1")
     if not data or any(c <= 0x20 or c >= 0x7F or c in b'"(),/:;<=>?@[\\]{}' for c in data):
         raise ValueError(f"{name!r} is not a header field name")
+    if name.lower() in CONNECTION_FIELDS:
+        raise ValueError(f"{name!r} frames the message: only the gateway sets it")
     return data
 
 
@@ -127,9 +136,17 @@ class FilterRequest:
 
 
 def installed_plugins() -> dict[str, Any]:
-    """Every installed filter plugin, by name (the first of a name wins)."""
+    """Every installed filter plugin, by name (the first of a name wins); one whose
+    name or config schema is not usable is left out, with a log line."""
     found: dict[str, Any] = {}
     for plugin in getPlugins(IFilterPlugin):
+        try:
+            if not isinstance(plugin.name, str) or not isinstance(plugin.config_schema, dict):
+                raise TypeError("its name must be a string and its config_schema a dict")
+            Draft202012Validator.check_schema(plugin.config_schema)
+        except Exception as exc:  # (anything a broken plugin has: it is left out)
+            log.warn("filter plugin {plugin!r} left out: {error}", plugin=plugin, error=exc)
+            continue
         found.setdefault(plugin.name, plugin)
     return found
 

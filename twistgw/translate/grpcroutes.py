@@ -19,7 +19,7 @@ from twistgw.translate.filters import UnsupportedRule
 from twistgw.translate.rules import RuleKind, analyse_rules
 
 #: Filters twistgw implements on GRPCRoute rules and backendRefs.
-SUPPORTED_FILTERS = frozenset({"RequestHeaderModifier", "ResponseHeaderModifier"})
+SUPPORTED_FILTERS = frozenset({"RequestHeaderModifier", "ResponseHeaderModifier", "ExtensionRef"})
 #: What a service or method left out matches: one path segment.
 ANY_NAME = "[^/]+"
 
@@ -93,7 +93,7 @@ GRPC_RULES = RuleKind(
     problems=lambda rule, where: grpc_regex_problems(rule, where) + wire_problems(rule, where),
     match=grpc_match,
     filters=SUPPORTED_FILTERS,
-    backend_filters=SUPPORTED_FILTERS,
+    backend_filters=SUPPORTED_FILTERS - {"ExtensionRef"},  # (rules only, as HTTPRoutes)
     fields=lambda rule: {"grpc": True},
 )
 

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from twistgw.dataplane.http.messages import Response
 
 log = Logger()
+#: The longest body a filter's Answer may have.
+MAX_ANSWER_BODY = 1024 * 1024
 
 
 class FilterRegistry:
@@ -33,23 +35,49 @@ class FilterRegistry:
         self.metrics = metrics
         self.made: dict[tuple[str, str], Any] = {}
 
-    def new_table(self) -> None:
-        self.made = {}
+    def new_table(self, table: ir.RoutingTable) -> None:
+        """Keep the filters the new table still uses (their state goes on), drop the
+        others."""
+        used = {(spec.plugin, spec.config) for spec in _python_filters(table)}
+        self.made = {key: made for key, made in self.made.items() if key in used}
 
     def filter_for(self, spec: ir.PythonFilter) -> Any:
         """The filter of a PythonFilter; raises ValueError when it cannot be made."""
         key = (spec.plugin, spec.config)
         found = self.made.get(key)
         if found is None:
-            plugin = self.plugins.get(spec.plugin)
-            if plugin is None:
-                raise ValueError(f"plugin {spec.plugin!r} is not installed here")
-            found = self.made[key] = plugin.make(json.loads(spec.config))
+            try:
+                plugin = self.plugins.get(spec.plugin)
+                if plugin is None:
+                    raise ValueError(f"plugin {spec.plugin!r} is not installed here")
+                found = plugin.make(json.loads(spec.config))
+            except Exception as exc:  # (remembered: make is not tried on every request)
+                found = _Unmade(exc)
+            self.made[key] = found
+        if isinstance(found, _Unmade):
+            raise found.error
         return found
 
     def failed(self, plugin: str, where: str, failure) -> None:
         log.failure("filter plugin {plugin} failed in {where}", failure, plugin=plugin, where=where)
         self.metrics.filter_failed(plugin)
+
+
+class _Unmade:
+    """A filter its plugin could not make (for this table): why."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _python_filters(table: ir.RoutingTable) -> Iterable[ir.PythonFilter]:
+    for bind in table.binds:
+        for listener in bind.listeners:
+            for vhost in getattr(listener, "virtual_hosts", ()):
+                for route in vhost.routes:
+                    yield from route.filters.python
 
 
 class CompiledPythonFilters:
@@ -132,26 +160,30 @@ class _RequestCheck:
             exchange.respond_local(500, b"a filter of this route failed\n")
             return False
         exchange.request.headers = exchange.filter_request.headers.as_list()
-        if isinstance(result, Answer):
-            try:
-                answer = _answer(result)
-            except (ValueError, TypeError, UnicodeEncodeError):
-                registry.failed(self.spec.plugin, "on_request", Failure())
-                exchange.respond_local(500, b"a filter of this route failed\n")
-                return False
-            exchange.respond_local(*answer)
+        if result is None:
+            return True
+        try:
+            if not isinstance(result, Answer):
+                raise TypeError(f"on_request returned {type(result).__name__}: None or an Answer")
+            answer = _answer(result)
+        except Exception:
+            registry.failed(self.spec.plugin, "on_request", Failure())
+            exchange.respond_local(500, b"a filter of this route failed\n")
             return False
-        return True
+        exchange.respond_local(*answer)
+        return False
 
 
 def _answer(answer: Answer) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     """A filter's Answer as the exchange sends it, checked like fields a filter sets."""
     if not isinstance(answer.status, int) or not 200 <= answer.status <= 599:
         raise ValueError(f"an answer's status must be from 200 to 599, not {answer.status!r}")
+    if not isinstance(answer.body, bytes) or len(answer.body) > MAX_ANSWER_BODY:
+        raise ValueError(f"an answer's body must be bytes, at most {MAX_ANSWER_BODY}")
     fields = Fields([])
     for name, value in answer.headers:
         fields.add(name, value)
-    return answer.status, bytes(answer.body), fields.as_list()
+    return answer.status, answer.body, fields.as_list()
 
 
 def _request_view(exchange: Exchange) -> FilterRequest:

@@ -47,3 +47,21 @@ waits = _Plugin(
     {"type": "object", "required": ["seconds"], "properties": {"seconds": {"type": "number"}}},
 )
 answers = _Plugin("test-answers", lambda config: _Answers(), {"type": "object"})
+
+
+class _Odd:
+    """Returns what is neither None nor an Answer, and tries to set a framing field."""
+
+    def on_request(self, request):
+        if request.headers.get("X-Frame-It"):
+            request.headers.add("Transfer-Encoding", "chunked")
+        return False
+
+
+class _Nothing:
+    def on_request(self, request):
+        return None
+
+
+noop = _Plugin("test-noop", lambda config: _Nothing(), {"type": "object"})
+odd = _Plugin("test-odd", lambda config: _Odd(), {"type": "object"})
