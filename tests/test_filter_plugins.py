@@ -6,6 +6,7 @@ its route ResolvedRefs=False, answering 500."""
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import threading
@@ -20,6 +21,7 @@ from tests.support.rawbackend import RawBackend
 ROOT = pathlib.Path(__file__).parents[1]
 PLUGIN_PATHS = [
     ROOT / "examples" / "security-headers",
+    ROOT / "examples" / "ab-cookie",
     ROOT / "tests" / "support" / "filterplugins",
 ]
 
@@ -65,6 +67,10 @@ def _rule(path: str, *filters: str) -> dict:
     }
 
 
+def _seen(server: RawBackend, path: bytes) -> bytes:
+    return [r for r in server.requests if r.startswith(b"GET " + path)][-1].lower()
+
+
 def _documents(server: RawBackend) -> list[dict]:
     rules = [
         _rule("/secure", "secure"),
@@ -73,6 +79,7 @@ def _documents(server: RawBackend) -> list[dict]:
         _rule("/answers", "answers"),
         _rule("/ghost", "ghost"),
         _rule("/odd", "odd"),
+        _rule("/ab", "ab"),
         _rule(
             "/",
         ),
@@ -88,18 +95,24 @@ def _documents(server: RawBackend) -> list[dict]:
         _python_filter("answers", "test-answers"),
         _python_filter("ghost", "no-such-plugin"),
         _python_filter("odd", "test-odd"),
+        _python_filter("ab", "ab-cookie", groups={"a": 0, "b": 1}),
     ]
 
 
 @pytest.fixture(scope="module")
-def gateway(plugin_path) -> Iterator[GatewayProcess]:
+def server() -> Iterator[RawBackend]:
     server = RawBackend()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def gateway(plugin_path, server) -> Iterator[GatewayProcess]:
     gateway = GatewayProcess(("--workers", "2")).start()
     gateway.write("filters.yaml", _documents(server))
     wait_until(lambda: gateway.request("/answers")[0] == 418, what="the filters in force")
     yield gateway
     gateway.stop()
-    server.close()
 
 
 def test_the_security_headers_example_sets_its_fields(gateway) -> None:
@@ -111,10 +124,16 @@ def test_the_security_headers_example_sets_its_fields(gateway) -> None:
     assert "x-frame-options" not in gateway.request("/")[1]  # other rules: untouched
 
 
+def _pids(gateway: GatewayProcess) -> list[int]:
+    return [w["pid"] for w in json.loads(gateway.admin("/config_dump")[1])["workers"]]
+
+
 def test_a_plugin_that_raises_answers_500_and_the_workers_live(gateway) -> None:
+    before = _pids(gateway)
     for _ in range(4):
         assert gateway.request("/raises")[0] == 500
     assert gateway.request("/")[0] == 200
+    assert _pids(gateway) == before  # (no worker died and was replaced)
     metrics = gateway.admin("/metrics")[1].decode()
     assert 'twistgw_filter_failures_total{plugin="test-raises"}' in metrics
     assert "this plugin always fails" in gateway.log()
@@ -162,3 +181,12 @@ def test_a_plugin_not_allowed_is_not_run(plugin_path) -> None:
     finally:
         gateway.stop()
         server.close()
+
+
+def test_the_ab_cookie_example_keeps_a_client_in_its_group(gateway, server) -> None:
+    code, headers, _ = gateway.request("/ab/new", headers={"X-AB-New": "forged"})
+    assert code == 200 and headers["set-cookie"].startswith("ab=b; Path=/;")
+    assert b"\r\nx-ab-group: b\r\n" in _seen(server, b"/ab/new")
+    code, headers, _ = gateway.request("/ab/back", headers={"Cookie": "ab=a"})
+    assert code == 200 and "set-cookie" not in headers
+    assert b"\r\nx-ab-group: a\r\n" in _seen(server, b"/ab/back")
