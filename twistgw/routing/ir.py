@@ -4,6 +4,8 @@ into plain JSON with ``attrs.asdict`` (the admin config dump)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import attrs
 
 
@@ -459,6 +461,15 @@ def transport_of(protocol: str) -> str:
 @attrs.frozen
 class RoutingTable:
     binds: tuple[Bind, ...] = ()
+
+    def http_routes(self) -> Iterator[Route]:
+        """Every HTTP route entry of the table (a rule repeated per hostname and
+        listener comes once per entry)."""
+        for bind in self.binds:
+            for listener in bind.listeners:
+                if isinstance(listener, HTTPListener):
+                    for vhost in listener.virtual_hosts:
+                        yield from vhost.routes
 
     def as_dict(self) -> dict:
         """Plain data for the config dump; private keys are left out."""

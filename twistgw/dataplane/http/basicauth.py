@@ -61,11 +61,15 @@ class Verifier:
     def __init__(self, reactor, in_thread=threads.deferToThread) -> None:
         self.reactor = reactor
         self.in_thread = in_thread
-        self.checking = 0
         self.remembered: OrderedDict[bytes, None] = OrderedDict()
         #: checks running, by credential digest: the requests waiting for each
         self.waiting: dict[bytes, list[Deferred]] = {}
         self.by_user: dict[str, int] = {}  # checks running per user name
+
+    @property
+    def checking(self) -> int:
+        """bcrypt checks running (one per credential digest being checked)."""
+        return len(self.waiting)
 
     def check(self, hashed: str, password: bytes, user: str = "") -> bool | Deferred | None:
         """Whether ``password`` matches the entry: a bool, a Deferred firing with one
@@ -87,12 +91,10 @@ class Verifier:
         by_user = self.by_user.get(user, 0)
         if self.checking >= MAX_CHECKING or by_user >= MAX_CHECKING_PER_USER:
             return None
-        self.checking += 1
         self.by_user[user] = by_user + 1
         self.waiting[memo] = waiting = []
 
         def done(matched: bool) -> bool:
-            self.checking -= 1
             left = self.by_user.pop(user) - 1
             if left:
                 self.by_user[user] = left

@@ -15,7 +15,7 @@ none at all: Envoy's panic mode)."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
@@ -122,7 +122,9 @@ class EndpointHealth:
         """Probe the endpoints the table's health checks reach (and stop probing
         others)."""
         wanted: dict[Key, ir.ActiveCheck] = {}
-        for route in _routes(table):
+        for route in table.http_routes():
+            if route.policies is None or route.policies.health_check is None:
+                continue
             check = route.policies.health_check.active
             if check is None:
                 continue
@@ -206,13 +208,3 @@ class EndpointHealth:
         self.mark(key, "passive", True, f"had {errors} errors in a row")
         # (back in rotation when the time is up, traffic or not: the gauge says so)
         self.reactor.callLater(check.ejection_time, self.is_down, key)
-
-
-def _routes(table: ir.RoutingTable) -> Iterator[ir.Route]:
-    """The table's HTTP routes a health check reaches."""
-    for bind in table.binds:
-        for listener in bind.listeners:
-            for vhost in getattr(listener, "virtual_hosts", ()):
-                for route in vhost.routes:
-                    if route.policies is not None and route.policies.health_check is not None:
-                        yield route

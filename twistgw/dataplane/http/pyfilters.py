@@ -38,7 +38,11 @@ class FilterRegistry:
     def new_table(self, table: ir.RoutingTable) -> None:
         """Keep the filters the new table still uses (their state goes on), drop the
         others."""
-        used = {(spec.plugin, spec.config) for spec in _python_filters(table)}
+        used = {
+            (spec.plugin, spec.config)
+            for route in table.http_routes()
+            for spec in route.filters.python
+        }
         self.made = {key: made for key, made in self.made.items() if key in used}
 
     def filter_for(self, spec: ir.PythonFilter) -> Any:
@@ -52,10 +56,11 @@ class FilterRegistry:
                     raise ValueError(f"plugin {spec.plugin!r} is not installed here")
                 found = plugin.make(json.loads(spec.config))
             except Exception as exc:  # (remembered: make is not tried on every request)
-                found = _Unmade(exc)
+                found = _Unmade(f"{type(exc).__name__}: {exc}")
             self.made[key] = found
         if isinstance(found, _Unmade):
-            raise found.error
+            # (a new exception each time: raising a stored one would grow its traceback)
+            raise ValueError(f"plugin {spec.plugin!r} could not make the filter: {found.why}")
         return found
 
     def failed(self, plugin: str, where: str, failure) -> None:
@@ -66,18 +71,10 @@ class FilterRegistry:
 class _Unmade:
     """A filter its plugin could not make (for this table): why."""
 
-    __slots__ = ("error",)
+    __slots__ = ("why",)
 
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-
-def _python_filters(table: ir.RoutingTable) -> Iterable[ir.PythonFilter]:
-    for bind in table.binds:
-        for listener in bind.listeners:
-            for vhost in getattr(listener, "virtual_hosts", ()):
-                for route in vhost.routes:
-                    yield from route.filters.python
+    def __init__(self, why: str) -> None:
+        self.why = why
 
 
 class CompiledPythonFilters:
