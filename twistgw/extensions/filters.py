@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from twisted.plugin import IPlugin, getPlugins
 from zope.interface import Attribute, Interface
 
+from twistgw.api.fields import HEADER_NAME_RE
 from twistgw.httpfields import CONNECTION_FIELDS
 
 log = Logger()
@@ -108,9 +109,9 @@ class Fields:
 
 
 def _name(name: str) -> bytes:
-    data = name.lower().encode("latin-1")
-    if not data or any(c <= 0x20 or c >= 0x7F or c in b'"(),/:;<=>?@[\\]{}' for c in data):
-        raise ValueError(f"{name!r} is not a header field name")
+    if not HEADER_NAME_RE.fullmatch(name) or len(name) > 256:
+        raise ValueError(f"{name[:64]!r} is not a header field name")
+    data = name.lower().encode("ascii")
     if name.lower() in CONNECTION_FIELDS:
         raise ValueError(f"{name!r} frames the message: only the gateway sets it")
     return data

@@ -40,6 +40,15 @@ def _once(snapshot: Snapshot, name: str, resource: Resource, parse: Callable[[Re
     return found
 
 
+def secret_value(secret: Resource, key: str) -> bytes:
+    """A Secret's ``key``: ``data`` (base64) or ``stringData``; raises ValueError (the
+    message names the Secret and the key) when it has none or it is not base64."""
+    try:
+        return _decoded(secret, key)
+    except _Unusable as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _decoded(secret: Resource, key: str) -> bytes:
     value = (secret.body.get("data") or {}).get(key)
     if value is None:

@@ -12,8 +12,6 @@ used is left out."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import json
 from collections.abc import Iterable
@@ -30,6 +28,7 @@ from twistgw.routing import ir
 from twistgw.snapshot import Snapshot
 from twistgw.translate.attachment import Attachment
 from twistgw.translate.backendtls import MAX_ANCESTORS
+from twistgw.translate.certificates import secret_value
 from twistgw.translate.conditions import condition
 from twistgw.translate.gateways import GatewayState
 from twistgw.translate.references import BackendError, resolve_service
@@ -80,7 +79,7 @@ def _htpasswd(snapshot: Snapshot, policy: Resource, spec: dict) -> ir.BasicAuth:
     where = f"Secret {policy.namespace}/{name}"
     if secret is None:
         raise Unusable(f"basicAuth: {where} does not exist")
-    text = _secret_text(secret, HTPASSWD_KEY, f"basicAuth: {where}")
+    text = _secret_text(secret, HTPASSWD_KEY, "basicAuth")
     users: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -111,7 +110,7 @@ def _jwt_provider(snapshot: Snapshot, policy: Resource, spec: dict) -> ir.JWTPro
         secret = snapshot.get("Secret", policy.namespace, name)
         if secret is None:
             raise Unusable(f"{where} does not exist")
-        text = _secret_text(secret, JWKS_KEY, where)
+        text = _secret_text(secret, JWKS_KEY, f"jwt provider {spec['name']}")
         try:
             KeySet.import_key_set(json.loads(text))
         except (ValueError, TypeError, KeyError, JoseError) as exc:
@@ -168,17 +167,11 @@ def _ext_auth(snapshot: Snapshot, policy: Resource, spec: dict) -> ir.ExtAuth:
 
 
 def _secret_text(secret: Resource, key: str, where: str) -> str:
-    """A Secret's ``key`` as text (``data`` base64, or ``stringData``)."""
-    encoded = (secret.body.get("data") or {}).get(key)
-    if encoded is not None:
-        try:
-            return base64.b64decode(encoded, validate=True).decode("utf-8")
-        except (binascii.Error, ValueError) as exc:
-            raise Unusable(f"{where} {key} is not base64 UTF-8") from exc
-    text = (secret.body.get("stringData") or {}).get(key)
-    if text is None:
-        raise Unusable(f"{where} has no {key} key")
-    return text
+    """A Secret's ``key`` as UTF-8 text (``where``: the section, for the message)."""
+    try:
+        return secret_value(secret, key).decode("utf-8")
+    except ValueError as exc:  # (UnicodeDecodeError too)
+        raise Unusable(f"{where}: {exc}") from exc
 
 
 def _compile(snapshot: Snapshot, state: PolicyState) -> None:

@@ -28,6 +28,8 @@ from twistgw.routing import ir
 #: user's password cannot hold every check and keep the others out).
 MAX_CHECKING = 16
 MAX_CHECKING_PER_USER = 4
+#: Requests that may wait for one check's outcome.
+MAX_WAITING = 1024
 #: Credentials remembered as good per worker.
 MAX_REMEMBERED = 10000
 #: The longest Authorization value read (user and password, base64).
@@ -85,6 +87,8 @@ class Verifier:
             return True
         waiting = self.waiting.get(memo)
         if waiting is not None:
+            if len(waiting) >= MAX_WAITING:
+                return None
             waiter: Deferred = Deferred()
             waiting.append(waiter)
             return waiter

@@ -80,6 +80,7 @@ class Exchange:
         "added",
         "encoder",
         "filter_request",
+        "where",
         "trace",
         "session_pin",
         "session_held",
@@ -121,6 +122,7 @@ class Exchange:
         self.added: Headers | None = None
         self.encoder: Encoder | None = None  # the response body's, when compressed
         self.filter_request = None  # what filter plugins see of the request, if any run
+        self.where: tuple[str, str, str] | None = None  # path, query, authority: for resume
         self.trace: Trace | None = None  # made with the first attempt's request head
         # session persistence: (endpoint id, backend, endpoint) the client's value
         # names, until the first attempt uses it; the id it named (no new value is
@@ -160,16 +162,16 @@ class Exchange:
                 fields, self.added = self.added, None
                 self.respond_local(204, b"", fields)
                 return
-        if guards is not None and not guards.admit(self):
-            return
+        if guards is not None:
+            self.where = (path, query, authority)  # (for resume: a check may go on later,
+            if not guards.admit(self):  # or have gone on already, its Deferred fired)
+                return
         self.admitted(path, query, authority)
 
     def resume(self) -> None:
         """Go on with a request its policies let through later (a password checked in
-        a thread)."""
-        path_bytes, _, query_bytes = self.request.target.partition(b"?")
-        authority = (_hosts.get(self.request.authority) or _host_names(self.request.authority))[0]
-        self.admitted(path_bytes.decode("latin-1"), query_bytes.decode("latin-1"), authority)
+        a thread), where ``start`` left it."""
+        self.admitted(*self.where)
 
     def admitted(self, path: str, query: str, authority: str) -> None:
         """Go on with a request its route's policies let through: redirect, or send

@@ -120,17 +120,23 @@ class EndpointHealth:
 
     def update(self, table: ir.RoutingTable) -> None:
         """Probe the endpoints the table's health checks reach (and stop probing
-        others)."""
+        others); forget what was known of endpoints no check reaches any more."""
         wanted: dict[Key, ir.ActiveCheck] = {}
+        checked: set[Key] = set()
         for route in table.http_routes():
             if route.policies is None or route.policies.health_check is None:
                 continue
             check = route.policies.health_check.active
-            if check is None:
-                continue
             for backend in route.backends:
                 for endpoint in backend.endpoints:
-                    wanted.setdefault((endpoint.address, endpoint.port), check)
+                    key = (endpoint.address, endpoint.port)
+                    checked.add(key)
+                    if check is not None:
+                        wanted.setdefault(key, check)
+        for key in [k for k in (*self.errors, *self.ejected) if k not in checked]:
+            self.errors.pop(key, None)
+            if self.ejected.pop(key, None) is not None and key not in self.failing:
+                self.metrics.endpoint_down(f"{key[0]}:{key[1]}", False)
         for key in [k for k, p in self.probers.items() if wanted.get(k) != p.check]:
             self.probers.pop(key).stop()
             if key in self.failing:

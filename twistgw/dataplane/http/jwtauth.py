@@ -47,6 +47,9 @@ MAX_TOKEN = 8192
 #: Verified tokens remembered per policy; how long one without ``exp`` is.
 MAX_REMEMBERED = 4096
 REMEMBER_WITHOUT_EXPIRY = 60.0
+#: Seconds a refused token is refused again without a check (one not valid yet may be
+#: soon).
+REMEMBER_REFUSED = 30.0
 #: Seconds of clock skew allowed on ``exp`` and ``nbf``.
 LEEWAY = 30
 #: A claim's value put in a request field: at most this long, printable.
@@ -193,7 +196,7 @@ class Provider:
 class CompiledJWT:
     """A jwt section, ready to check requests."""
 
-    __slots__ = ("policy", "providers", "fields", "remembered")
+    __slots__ = ("policy", "providers", "fields", "remembered", "refused")
 
     def __init__(self, spec: ir.JWTAuth) -> None:
         self.policy = spec.policy
@@ -202,6 +205,22 @@ class CompiledJWT:
         self.fields = frozenset(h for p in self.providers for _, h in p.claims)
         #: token -> (provider, claims, until)
         self.remembered: OrderedDict[bytes, tuple[Provider, dict, float]] = OrderedDict()
+        #: tokens refused lately -> until when (a bad token is not checked again at once)
+        self.refused: OrderedDict[bytes, float] = OrderedDict()
+
+    def refuse(self, token: bytes, now: float) -> None:
+        self.refused[token] = now + REMEMBER_REFUSED
+        if len(self.refused) > MAX_REMEMBERED:
+            self.refused.popitem(last=False)
+
+    def was_refused(self, token: bytes, now: float) -> bool:
+        until = self.refused.get(token)
+        if until is None:
+            return False
+        if until <= now:
+            del self.refused[token]
+            return False
+        return True
 
     def candidates(self, token: bytes) -> list[Provider]:
         issuer = unverified_issuer(token)

@@ -254,6 +254,8 @@ class CompiledPolicies:
         if known is not None:
             exchange.request.headers = auth.with_claims(exchange.request.headers, *known)
             return True
+        if auth.was_refused(token, now):
+            return self._no_token(exchange, auth, b', error="invalid_token"')
         return self._verify(exchange, auth, token, auth.candidates(token), now)
 
     def _verify(
@@ -276,6 +278,7 @@ class CompiledPolicies:
                     exchange.request.headers, provider, claims
                 )
                 return True
+        auth.refuse(token, now)
         return self._no_token(exchange, auth, b', error="invalid_token"')
 
     def _ext(self, exchange: Exchange) -> bool | Deferred:

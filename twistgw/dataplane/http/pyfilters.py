@@ -94,18 +94,20 @@ class CompiledPythonFilters:
         """Let each filter see the response head (sync); False: one failed (answered
         500 here)."""
         registry = exchange.conn.factory.guards.filters
-        fields = Fields(list(response.headers))
+        fields = None  # (made when a filter has on_response: most have not)
         for spec in self.specs:
             try:
-                made = registry.filter_for(spec)
-                hook = getattr(made, "on_response", None)
+                hook = getattr(registry.filter_for(spec), "on_response", None)
                 if hook is not None:
+                    if fields is None:
+                        fields = Fields(list(response.headers))
                     hook(exchange.filter_request, _ResponseView(response, fields))
             except Exception:
                 registry.failed(spec.plugin, "on_response", Failure())
                 exchange.respond_local(500, b"a filter of this route failed\n")
                 return False
-        response.headers = fields.as_list()
+        if fields is not None:
+            response.headers = fields.as_list()
         return True
 
 

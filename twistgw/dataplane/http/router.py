@@ -135,7 +135,9 @@ class CompiledRoute:
         "session",
     )
 
-    def __init__(self, spec: ir.Route, keys: SessionKeys | None = None) -> None:
+    def __init__(
+        self, spec: ir.Route, keys: SessionKeys | None = None, shared: dict | None = None
+    ) -> None:
         self.spec = spec
         self.name = spec.route
         self.rule = spec.rule_name or str(spec.rule)  # (for metrics and the access log)
@@ -158,12 +160,7 @@ class CompiledRoute:
             keys = keys if keys is not None else SessionKeys.for_process()
             self.session = CompiledSession(spec.session, self.backends.all, keys)
         self.policy = compile_policy(spec)
-        python = spec.filters.python
-        self.guards = (
-            CompiledPolicies(spec.policies or NO_POLICIES, python)
-            if spec.policies is not None or python
-            else None
-        )
+        self.guards = _guards(spec, shared if shared is not None else {})
         self.mirrors = [
             (CompiledBackend(m.backend), m.numerator / m.denominator) for m in filters.mirrors
         ]
@@ -290,12 +287,26 @@ def _order(entry: tuple[int, CompiledRoute]) -> int:
     return entry[0]
 
 
+def _guards(spec: ir.Route, shared: dict) -> CompiledPolicies | None:
+    """The route's compiled policies and filters, one per distinct set in ``shared``
+    (a Gateway-wide policy reaches every rule: its key set, htpasswd, token cache and
+    address lists are made once per table, not once per rule)."""
+    python = spec.filters.python
+    if spec.policies is None and not python:
+        return None
+    key = (spec.policies, python)
+    found = shared.get(key)
+    if found is None:
+        found = shared[key] = CompiledPolicies(spec.policies or NO_POLICIES, python)
+    return found
+
+
 def _compiled(
-    spec: ir.Route, compiled: dict[int, CompiledRoute], keys: SessionKeys | None
+    spec: ir.Route, compiled: dict[int, CompiledRoute], keys: SessionKeys | None, shared: dict
 ) -> CompiledRoute:
     route = compiled.get(id(spec))
     if route is None:
-        route = compiled[id(spec)] = CompiledRoute(spec, keys)
+        route = compiled[id(spec)] = CompiledRoute(spec, keys, shared)
     return route
 
 
@@ -309,9 +320,12 @@ class CompiledListener:
         spec: ir.HTTPListener,
         compiled: dict[ir.Route, CompiledRoute] | None = None,
         keys: SessionKeys | None = None,
+        shared: dict | None = None,
     ) -> None:
         if compiled is None:
             compiled = {}
+        if shared is None:
+            shared = {}
         self.spec = spec
         self.name = spec.name
         self.gateway = spec.gateway
@@ -321,7 +335,7 @@ class CompiledListener:
         self.any: RouteIndex | None = None
         self._candidates: dict[str, list[RouteIndex]] = {}
         for vhost in spec.virtual_hosts:
-            routes = RouteIndex([_compiled(r, compiled, keys) for r in vhost.routes])
+            routes = RouteIndex([_compiled(r, compiled, keys, shared) for r in vhost.routes])
             if vhost.hostname == "*":
                 self.any = routes
             elif vhost.hostname.startswith("*."):
@@ -359,8 +373,9 @@ class Router:
     def __init__(self, bind: ir.Bind, keys: SessionKeys | None = None) -> None:
         self.bind = bind
         compiled: dict[ir.Route, CompiledRoute] = {}
+        shared: dict = {}  # (policies, filters) -> their compiled form, for every rule
         self.listeners = sorted(
-            (CompiledListener(li, compiled, keys) for li in bind.listeners),
+            (CompiledListener(li, compiled, keys, shared) for li in bind.listeners),
             key=lambda li: specificity(li.hostname),
         )
         self._exact: dict[str, CompiledListener] = {}
