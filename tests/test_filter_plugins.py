@@ -184,9 +184,10 @@ def test_a_plugin_not_allowed_is_not_run(plugin_path) -> None:
 
 
 def test_the_ab_cookie_example_keeps_a_client_in_its_group(gateway, server) -> None:
-    code, headers, _ = gateway.request("/ab/new", headers={"X-AB-New": "forged"})
+    code, headers, _ = gateway.request("/ab/new", headers={"X-AB-Group": "a"})  # (a claim)
     assert code == 200 and headers["set-cookie"].startswith("ab=b; Path=/;")
-    assert b"\r\nx-ab-group: b\r\n" in _seen(server, b"/ab/new")
+    seen = _seen(server, b"/ab/new")
+    assert b"\r\nx-ab-group: b\r\n" in seen and seen.count(b"x-ab-group") == 1
     code, headers, _ = gateway.request("/ab/back", headers={"Cookie": "ab=a"})
     assert code == 200 and "set-cookie" not in headers
     assert b"\r\nx-ab-group: a\r\n" in _seen(server, b"/ab/back")

@@ -33,16 +33,15 @@ class ABCookie:
         return None
 
     def on_request(self, request) -> None:
-        request.headers.remove("X-AB-New")  # (only this filter says so, never a client)
         group = self._held(request)
         if group is None:
             group = random.choices(self.names, self.weights)[0]
-            request.headers.set("X-AB-New", "1")  # (for on_response: set the cookie)
-        request.headers.set(self.header, group)
+            request.notes["ab-new"] = group  # (for on_response: set the cookie)
+        request.headers.set(self.header, group)  # (a client's own copy is replaced)
 
     def on_response(self, request, response) -> None:
-        if request.headers.get("X-AB-New"):
-            group = request.headers.get(self.header)
+        group = request.notes.get("ab-new")
+        if group is not None:
             response.headers.add(
                 "Set-Cookie",
                 f"{self.cookie}={group}; Path=/; Max-Age={self.max_age}; HttpOnly; SameSite=Lax",

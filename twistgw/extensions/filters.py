@@ -30,6 +30,8 @@ from twistgw.httpfields import CONNECTION_FIELDS
 log = Logger()
 #: The longest value a filter may give a field.
 MAX_FIELD_VALUE = 8192
+#: The longest request body a filter may ask for (``request_body_limit``).
+MAX_REQUEST_BODY = 1024 * 1024
 
 
 class IFilterPlugin(IPlugin):
@@ -125,14 +127,26 @@ def _value(value: str) -> bytes:
 
 @attrs.define
 class FilterRequest:
-    """The request head a filter sees: ``method``, ``target`` (path and query),
-    ``authority``, ``client`` (the connection's peer address) and ``headers`` (which
-    the filter may change)."""
+    """The request a filter sees: ``method``, ``target`` (path and query),
+    ``authority``, ``client`` (the connection's peer address), ``headers`` (which the
+    filter may change), ``body`` (bytes, for a filter with a ``request_body_limit``,
+    which may replace them; else None) and ``notes`` (the request's own dict, for what
+    a filter carries from on_request to on_response)."""
 
     method: str
     target: str
     authority: str
     client: str
+    headers: Fields
+    body: bytes | None = None
+    notes: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.define
+class FilterResponse:
+    """The response head a filter sees: ``status`` and ``headers`` (changeable)."""
+
+    status: int
     headers: Fields
 
 

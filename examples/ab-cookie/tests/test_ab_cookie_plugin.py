@@ -46,7 +46,7 @@ def test_a_returning_client_keeps_a_group_of_ours(cookie, group) -> None:
         made.on_response(request, response)
         assert "set-cookie" not in response.headers  # (it has its cookie)
     else:  # a group not ours: placed anew, with a new cookie
-        assert request.headers.get("x-ab-new") == "1"
+        assert request.notes["ab-new"] == "b" and request.headers.get("x-ab-group") == "b"
 
 
 def test_weights_all_zero_are_refused() -> None:

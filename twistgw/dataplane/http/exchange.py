@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from twistgw.dataplane.fastwrite import has_pending
@@ -29,6 +30,7 @@ from twistgw.dataplane.http.tracing import AttemptSpan, Trace, new_span_id
 if TYPE_CHECKING:
     from twistgw.dataplane.http.h1.server import ServerCodec
     from twistgw.dataplane.http.otlp import SpanExport
+    from twistgw.dataplane.http.pyfilters import BodyRewrite
     from twistgw.dataplane.http.server import HTTPServerProtocol
     from twistgw.dataplane.http.upstream import UpstreamConnection
     from twistgw.routing.ir import Endpoint, RequestRedirect, URLRewrite
@@ -80,6 +82,10 @@ class Exchange:
         "added",
         "encoder",
         "filter_request",
+        "body_wait",
+        "body_limit",
+        "rewrite",
+        "held",
         "where",
         "trace",
         "session_pin",
@@ -122,6 +128,13 @@ class Exchange:
         self.added: Headers | None = None
         self.encoder: Encoder | None = None  # the response body's, when compressed
         self.filter_request = None  # what filter plugins see of the request, if any run
+        # a filter waits for the whole request body (at most body_limit bytes)
+        self.body_wait: Deferred | None = None
+        self.body_limit = 0
+        self.rewrite: BodyRewrite | None = None  # filters' rewriters of the response body
+        # what the backend sent while a filter's on_response is being waited for:
+        # body bytes, and (None, trailers) for its end
+        self.held: list | None = None
         self.where: tuple[str, str, str] | None = None  # path, query, authority: for resume
         self.trace: Trace | None = None  # made with the first attempt's request head
         # session persistence: (endpoint id, backend, endpoint) the client's value
@@ -354,14 +367,38 @@ class Exchange:
             return
         self.pending.append(data)
         self.pending_size += len(data)
-        if self.pending_size > MAX_PENDING_BODY:
+        if self.body_wait is not None:  # (read whole for a filter: no pause below its limit)
+            if self.pending_size > self.body_limit:
+                self.respond_local(413, b"the request body is too large for this route\n")
+        elif self.pending_size > MAX_PENDING_BODY:
             self.conn.pause_reading()
+
+    def read_body(self, limit: int) -> Deferred:
+        """Read the rest of the request's body (at most ``limit`` bytes in all, else
+        413) for a filter: a Deferred firing with True once it has come, or False if
+        the exchange ends first."""
+        wait = self.body_wait = Deferred()
+        self.body_limit = limit
+        if self.pending_size > limit:
+            self.respond_local(413, b"the request body is too large for this route\n")
+            return wait
+        self.down.accept_body()  # (a client waiting for 100 Continue gets it)
+        self.down.flush()
+        self.conn.resume_reading()
+        return wait
+
+    def _body_read(self, came: bool) -> None:
+        wait, self.body_wait = self.body_wait, None
+        wait.callback(came)
 
     def request_end(self) -> None:
         if self.request_done or self.finished:  # (a request without body is done at once)
             self.request_done = True
             return
         self.request_done = True
+        if self.body_wait is not None:
+            self._body_read(True)  # (the filter, then the rest of the checks, go on)
+            return
         mirrors, self.mirrors = self.mirrors, None
         if mirrors is not None:
             for mirror in mirrors:
@@ -484,8 +521,44 @@ class Exchange:
         if guard is not None and guard.retry_on(response.status) and self._retry("status"):
             return
         python = self.route.guards.python if self.route.guards is not None else None
-        if python is not None and not python.on_response(self, response):  # (answered 500)
+        if python is not None:
+            outcome = python.on_response(self, response)
+            if outcome is False:  # (answered 500)
+                return
+            if outcome is not True:  # a filter's Deferred: the response waits for it
+                self._hold(outcome, response, upgrade)
+                return
+        self._respond(response, upgrade)
+
+    def _hold(self, outcome: Deferred, response: Response, upgrade: bytes | None) -> None:
+        """Keep what the backend sends until a filter's on_response has answered (the
+        backend paused meanwhile), then go on with the response."""
+        self.held = []
+        if self.upstream is not None:
+            self.upstream.transport.pauseProducing()
+        outcome.addCallback(self._unhold, response, upgrade)
+
+    def _unhold(self, go_on: bool, response: Response, upgrade: bytes | None) -> None:
+        held, self.held = self.held, None
+        if not go_on or self.finished:
             return
+        self._respond(response, upgrade)
+        for data in held:
+            if self.finished:
+                return  # (a rewriter failed: cut short)
+            if isinstance(data, bytes):
+                self.response_data(data)
+            else:
+                self.response_end(data[1])
+        if self.finished:
+            return
+        self.flush()
+        upstream = self.upstream
+        if upstream is not None and upstream.connected and not self.producing:
+            upstream.transport.resumeProducing()
+
+    def _respond(self, response: Response, upgrade: bytes | None) -> None:
+        """Send the response head, with the route's and policies' fields."""
         self.code = response.status
         self.responded = True
         route, backend = self.route, self.backend
@@ -523,6 +596,18 @@ class Exchange:
                 self.grpc_status = value  # (a metrics label: the backend's text is bounded)
 
     def response_data(self, data: bytes) -> None:
+        if self.held is not None:
+            self.held.append(data)
+            return
+        if self.rewrite is not None:
+            data = self.rewrite.data(self.conn.factory.guards.filters, data)
+            if data is None:  # (a filter's rewriter failed: logged and counted)
+                self._cut_short()
+                return
+        self._send_body(data)
+
+    def _send_body(self, data: bytes) -> None:
+        """Send response body bytes, compressed if the response is."""
         if self.encoder is not None:
             data = self.encoder.compress(data)
         self.sent += len(data)
@@ -530,6 +615,8 @@ class Exchange:
 
     def flush(self) -> None:
         """Send what the last read from the backend produced, in one write."""
+        if self.held is not None or self.finished:
+            return
         down = self.down
         if self.encoder is not None:
             data = self.encoder.flush()
@@ -549,8 +636,18 @@ class Exchange:
         self._detach_upstream()
         if upstream is not None:
             upstream.release()
+        if self.held is not None:
+            self.held.append((None, trailers))
+            return
         if trailers:
             self._grpc_status(trailers)
+        if self.rewrite is not None:
+            data = self.rewrite.end(self.conn.factory.guards.filters)
+            if data is None:
+                self._cut_short()
+                return
+            if data:
+                self._send_body(data)
         if self.encoder is not None:
             data, self.encoder = self.encoder.finish(), None
             self.sent += len(data)
@@ -630,17 +727,21 @@ class Exchange:
         self._attempt_failed("timeout")
         self.conn.metrics.timed_out(self.route.name, which)
         if self.responded:  # the response was cut short: the client cannot be told
-            upstream = self.upstream
-            self._detach_upstream()
-            if upstream is not None:
-                upstream.abort()
-            self._finish()
-            self.conn.abort()
+            self._cut_short()
             return
         if self.upstream is None:
             self.conn.pool.cancel(self)  # (it may be waiting for a connection)
         self.respond_local(504, b"the backend did not answer in time\n")
         self.down.flush()
+
+    def _cut_short(self) -> None:
+        """End a response that has begun, unfinished: the client sees it broken off."""
+        upstream = self.upstream
+        self._detach_upstream()
+        if upstream is not None:
+            upstream.abort()
+        self._finish()
+        self.conn.abort()
 
     def _attempt_failed(self, error: str) -> None:
         """Note why the current attempt failed on its span (if recorded), and for the
@@ -752,6 +853,8 @@ class Exchange:
         self.finished = True
         if self.guard is not None:
             self.guard.cancel()
+        if self.body_wait is not None:
+            self._body_read(False)
         self._cancel_mirrors()
         conn = self.conn
         listener, route = self.listener, self.route

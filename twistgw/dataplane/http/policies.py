@@ -192,6 +192,9 @@ class CompiledPolicies:
 
     @staticmethod
     def _too_long(exchange: Exchange) -> None:
+        if exchange.body_wait is not None:  # (a filter waits for the client's body)
+            exchange.respond_local(408, b"the request body did not come in time\n")
+            return
         exchange.respond_local(503, b"the route's policy checks took too long\n")
 
     def _checked_later(self, exchange: Exchange, step: int, timer, passed: bool) -> None:

@@ -1,7 +1,8 @@
 """Filter plugins at request time: each worker's installed and allowed plugins, the
-filters they make for the PythonFilters of the current table, and the calls into them,
-guarded so that what a plugin raises answers that request 500 and is counted, never
-more."""
+filters they make for the PythonFilters of the current table, and the calls into them
+(the request head and, for a filter that asks, its body; the response head; body
+rewriters), guarded so that what a plugin raises answers that request 500 (or, once
+the response has begun, cuts it short) and is counted, never more."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from twistgw.extensions.filters import Answer, Fields, FilterRequest
+from twistgw.extensions.filters import (
+    MAX_REQUEST_BODY,
+    Answer,
+    Fields,
+    FilterRequest,
+    FilterResponse,
+)
 from twistgw.routing import ir
 
 if TYPE_CHECKING:
@@ -23,6 +30,11 @@ if TYPE_CHECKING:
 log = Logger()
 #: The longest body a filter's Answer may have.
 MAX_ANSWER_BODY = 1024 * 1024
+#: The bytes of request bodies a worker may be reading for filters at once (each
+#: counted at its filter's limit while it comes); past it, requests are answered 503.
+MAX_BODIES_READING = 64 * 1024 * 1024
+#: Seconds a Deferred of on_response may take before the request is answered 504.
+RESPONSE_TIMEOUT = 15.0
 
 
 class FilterRegistry:
@@ -34,16 +46,46 @@ class FilterRegistry:
         self.plugins = plugins
         self.metrics = metrics
         self.made: dict[tuple[str, str], Any] = {}
+        self.reading = 0  # bytes reserved by the request bodies being read for filters
 
     def new_table(self, table: ir.RoutingTable) -> None:
-        """Keep the filters the new table still uses (their state goes on), drop the
-        others."""
+        """Keep the filters the new table still uses (their state goes on), close and
+        drop the others."""
         used = {
             (spec.plugin, spec.config)
             for route in table.http_routes()
             for spec in route.filters.python
         }
+        for key, made in self.made.items():
+            close = getattr(made, "close", None) if key not in used else None
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    self.failed(key[0], "close", Failure())
         self.made = {key: made for key, made in self.made.items() if key in used}
+
+    def read_body(self, exchange: Exchange, limit: int) -> bool | Deferred:
+        """Have the request's whole body read (at most ``limit`` bytes) for a filter:
+        True when it is here, False when it cannot be (answered), else a Deferred
+        firing with whether it came."""
+        length = exchange.request.length
+        if length is not None and length > limit:  # (refused before the client sends it)
+            exchange.respond_local(413, b"the request body is too large for this route\n")
+            return False
+        if exchange.request_done:
+            return True
+        if self.reading + limit > MAX_BODIES_READING:
+            log.warn("too many request bodies being read for filters: answering 503")
+            exchange.respond_local(503, b"the gateway is busy: retry\n", [(b"retry-after", b"1")])
+            return False
+        self.reading += limit
+        read = exchange.read_body(limit)
+        return read.addBoth(self._read, limit)
+
+    def _read(self, came: bool, limit: int) -> bool:
+        self.reading -= limit
+        return came
 
     def filter_for(self, spec: ir.PythonFilter) -> Any:
         """The filter of a PythonFilter; raises ValueError when it cannot be made."""
@@ -90,35 +132,127 @@ class CompiledPythonFilters:
         True to go on, False having answered, or a Deferred of either."""
         return [_RequestCheck(spec) for spec in self.specs]
 
-    def on_response(self, exchange: Exchange, response: Response) -> bool:
-        """Let each filter see the response head (sync); False: one failed (answered
-        500 here)."""
+    def on_response(
+        self, exchange: Exchange, response: Response, step: int = 0, view=None
+    ) -> bool | Deferred:
+        """Let each filter see the response head, from filter ``step`` on: True to go
+        on (with the body rewriters they gave in ``exchange.rewrite``), False when one
+        failed (answered 500 here), or a Deferred of either when one returned one."""
         registry = exchange.conn.factory.guards.filters
-        fields = None  # (made when a filter has on_response: most have not)
-        for spec in self.specs:
+        specs = self.specs
+        while step < len(specs):
+            spec = specs[step]
+            step += 1
             try:
                 hook = getattr(registry.filter_for(spec), "on_response", None)
-                if hook is not None:
-                    if fields is None:
-                        fields = Fields(list(response.headers))
-                    hook(exchange.filter_request, _ResponseView(response, fields))
+                if hook is None:
+                    continue
+                if view is None:  # (made when a filter has on_response: most have not)
+                    view = FilterResponse(response.status, Fields(list(response.headers)))
+                outcome = hook(exchange.filter_request, view)
             except Exception:
-                registry.failed(spec.plugin, "on_response", Failure())
-                exchange.respond_local(500, b"a filter of this route failed\n")
+                return _failed(exchange, registry, spec.plugin, "on_response", Failure())
+            if isinstance(outcome, Deferred):
+                timer = exchange.conn.clock.callLater(
+                    RESPONSE_TIMEOUT, _too_long, exchange, spec.plugin
+                )
+                return outcome.addBoth(self._later, exchange, response, step, view, timer)
+            if not self._taken(exchange, response, spec, view, outcome):
                 return False
-        if fields is not None:
-            response.headers = fields.as_list()
+        if view is not None:
+            response.headers = view.headers.as_list()
+        return True
+
+    def _later(
+        self, outcome, exchange: Exchange, response: Response, step: int, view, timer
+    ) -> bool | Deferred:
+        if timer.active():
+            timer.cancel()
+        if exchange.finished:
+            return False  # (the deadline, a timeout or the client's leaving came first)
+        spec = self.specs[step - 1]
+        if isinstance(outcome, Failure):
+            registry = exchange.conn.factory.guards.filters
+            return _failed(exchange, registry, spec.plugin, "on_response", outcome)
+        if not self._taken(exchange, response, spec, view, outcome):
+            return False
+        return self.on_response(exchange, response, step, view)
+
+    @staticmethod
+    def _taken(exchange: Exchange, response: Response, spec, view, outcome) -> bool:
+        """Apply what a filter's on_response gave (a status, a body rewriter); False
+        when it is not usable (answered 500)."""
+        try:
+            if view.status != response.status:
+                if not isinstance(view.status, int) or not 200 <= view.status <= 599:
+                    raise ValueError(f"a response's status must be 200-599, not {view.status!r}")
+                if response.status == 101:
+                    raise ValueError("the status of an upgrade's 101 cannot be changed")
+                response.status = view.status
+            if outcome is not None:
+                if not callable(getattr(outcome, "data", None)) or not callable(
+                    getattr(outcome, "end", None)
+                ):
+                    raise TypeError(
+                        f"on_response returned {type(outcome).__name__}: None or a BodyRewriter"
+                    )
+                if exchange.rewrite is None:
+                    exchange.rewrite = BodyRewrite()
+                exchange.rewrite.stages.append((spec.plugin, outcome))
+                response.length = None  # (a rewritten body's length is not known)
+        except Exception:
+            registry = exchange.conn.factory.guards.filters
+            return _failed(exchange, registry, spec.plugin, "on_response", Failure())
         return True
 
 
-class _ResponseView:
-    """What a filter sees of a response head: its status and its fields."""
+class BodyRewrite:
+    """The body rewriters a response's filters gave, in order: each gets what the
+    one before it made."""
 
-    __slots__ = ("status", "headers")
+    __slots__ = ("stages",)
 
-    def __init__(self, response: Response, fields: Fields) -> None:
-        self.status = response.status
-        self.headers = fields
+    def __init__(self) -> None:
+        self.stages: list[tuple[str, Any]] = []
+
+    def data(self, registry: FilterRegistry, data: bytes) -> bytes | None:
+        """The bytes to send for ``data``; None when a rewriter failed (logged and
+        counted: the response must be cut short)."""
+        for plugin, rewriter in self.stages:
+            try:
+                data = _bytes(rewriter.data(data))
+            except Exception:
+                registry.failed(plugin, "a body rewriter", Failure())
+                return None
+        return data
+
+    def end(self, registry: FilterRegistry) -> bytes | None:
+        """The last bytes: each rewriter's end, through the rewriters after it."""
+        data = b""
+        for plugin, rewriter in self.stages:
+            try:
+                data = (_bytes(rewriter.data(data)) if data else b"") + _bytes(rewriter.end())
+            except Exception:
+                registry.failed(plugin, "a body rewriter", Failure())
+                return None
+        return data
+
+
+def _bytes(data) -> bytes:
+    if not isinstance(data, bytes):
+        raise TypeError(f"a body rewriter returned {type(data).__name__}, not bytes")
+    return data
+
+
+def _failed(exchange: Exchange, registry: FilterRegistry, plugin: str, where: str, failure) -> bool:
+    registry.failed(plugin, where, failure)
+    exchange.respond_local(500, b"a filter of this route failed\n")
+    return False
+
+
+def _too_long(exchange: Exchange, plugin: str) -> None:
+    log.warn("filter plugin {plugin}: on_response did not answer in time", plugin=plugin)
+    exchange.respond_local(504, b"a filter of this route did not answer in time\n")
 
 
 class _RequestCheck:
@@ -134,43 +268,77 @@ class _RequestCheck:
             exchange.respond_local(500, b"a filter of this route cannot be used\n")
             return False
         registry = exchange.conn.factory.guards.filters
-        request = exchange.filter_request
-        if request is None:
-            request = exchange.filter_request = _request_view(exchange)
+        if exchange.filter_request is None:
+            exchange.filter_request = _request_view(exchange)
         try:
             made = registry.filter_for(spec)
+            limit = getattr(made, "request_body_limit", 0)
+            if not isinstance(limit, int) or limit < 0:
+                raise TypeError(f"request_body_limit must be an int from 0, not {limit!r}")
         except Exception:
-            registry.failed(spec.plugin, "make", Failure())
-            exchange.respond_local(500, b"a filter of this route failed\n")
+            return _failed(exchange, registry, spec.plugin, "make", Failure())
+        if not limit:
+            return self._call(exchange, registry, made, None)
+        read = registry.read_body(exchange, min(limit, MAX_REQUEST_BODY))
+        if read is True:
+            return self._call(exchange, registry, made, b"".join(exchange.pending))
+        if read is False:
             return False
+        return read.addCallback(self._body_came, exchange, registry, made)
+
+    def _body_came(
+        self, came: bool, exchange: Exchange, registry: FilterRegistry, made
+    ) -> bool | Deferred:
+        if not came or exchange.finished:
+            return False
+        return self._call(exchange, registry, made, b"".join(exchange.pending))
+
+    def _call(
+        self, exchange: Exchange, registry: FilterRegistry, made, body: bytes | None
+    ) -> bool | Deferred:
+        request = exchange.filter_request
+        request.body = body
         try:
             outcome = made.on_request(request)
         except Exception:
-            return self._settled(exchange, registry, Failure())
+            return self._settled(Failure(), exchange, registry, body)
         if isinstance(outcome, Deferred):
-            return outcome.addBoth(lambda result: self._settled(exchange, registry, result))
-        return self._settled(exchange, registry, outcome)
+            return outcome.addBoth(self._settled, exchange, registry, body)
+        return self._settled(outcome, exchange, registry, body)
 
-    def _settled(self, exchange: Exchange, registry: FilterRegistry, result) -> bool:
+    def _settled(self, result, exchange: Exchange, registry: FilterRegistry, body) -> bool:
         if exchange.finished:
             return False
+        plugin = self.spec.plugin
         if isinstance(result, Failure):
-            registry.failed(self.spec.plugin, "on_request", result)
-            exchange.respond_local(500, b"a filter of this route failed\n")
-            return False
-        exchange.request.headers = exchange.filter_request.headers.as_list()
-        if result is None:
-            return True
+            return _failed(exchange, registry, plugin, "on_request", result)
+        view = exchange.filter_request
         try:
+            exchange.request.headers = view.headers.as_list()
+            if view.body is not body:
+                if body is None:
+                    raise ValueError("only a filter with a request_body_limit has the body")
+                _replace_body(exchange, view.body)
+            view.body = None  # (only a filter that asked sees it)
+            if result is None:
+                return True
             if not isinstance(result, Answer):
                 raise TypeError(f"on_request returned {type(result).__name__}: None or an Answer")
             answer = _answer(result)
         except Exception:
-            registry.failed(self.spec.plugin, "on_request", Failure())
-            exchange.respond_local(500, b"a filter of this route failed\n")
-            return False
+            return _failed(exchange, registry, plugin, "on_request", Failure())
         exchange.respond_local(*answer)
         return False
+
+
+def _replace_body(exchange: Exchange, body) -> None:
+    """The body a filter gave instead of the client's (sent with its own length)."""
+    if not isinstance(body, bytes) or len(body) > MAX_REQUEST_BODY:
+        raise ValueError(f"a request's body must be bytes, at most {MAX_REQUEST_BODY}")
+    exchange.pending = [body] if body else []
+    exchange.pending_size = len(body)
+    exchange.request.length = len(body)
+    exchange.request.has_body = bool(body)
 
 
 def _answer(answer: Answer) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:

@@ -1,0 +1,261 @@
+"""Filter plugins in the exchange without sockets (an HTTP/1.1 client connection on a
+fake transport, ``task.Clock`` for the timers): a filter that asks for the request body
+gets it whole, within its limit (413 past it, 408 when it stalls, 503 when the worker
+reads too many at once), and may replace it; on_response may wait on a Deferred (the
+backend's bytes held meanwhile) and give a body rewriter; a rewriter that fails cuts
+the response short; filters a new table drops are closed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from twisted.internet.defer import Deferred
+
+from tests.http.test_exchange_resilience import _gateway, response
+from twistgw.dataplane.http import pyfilters
+from twistgw.dataplane.http.policies import CHECK_TIMEOUT
+from twistgw.dataplane.http.pyfilters import RESPONSE_TIMEOUT, FilterRegistry
+from twistgw.extensions.filters import Answer
+from twistgw.routing import ir
+
+
+class BodyFilter:
+    """Sees the body (at most ``request_body_limit``); "replace" in the config makes it
+    send that instead, "refuse" answers 400 to a body holding that text."""
+
+    def __init__(self, config: dict) -> None:
+        self.request_body_limit = config.get("limit", 16)
+        self.config = config
+        self.seen: list[bytes | None] = []
+
+    def on_request(self, request):
+        self.seen.append(request.body)
+        if "replace" in self.config:
+            request.body = self.config["replace"].encode()
+        if "refuse" in self.config and self.config["refuse"].encode() in request.body:
+            return Answer(400, b"refused\n")
+        return None
+
+
+class HeadFilter:
+    """Has no request_body_limit; ``config`` says what it does to the response:
+    "wait" (a Deferred the test fires), "upper" (a rewriter), "status", "body"
+    (sets request.body, which it may not)."""
+
+    def __init__(self, config: dict) -> None:
+        self.config = config
+        self.waiting: list[Deferred] = []
+        self.closed = False
+
+    def on_request(self, request):
+        request.notes["seen"] = request.target
+        if self.config.get("body"):
+            request.body = b"x"
+        return None
+
+    def on_response(self, request, response):
+        response.headers.set("x-seen", request.notes["seen"])
+        if "status" in self.config:
+            response.status = self.config["status"]
+        rewriter = Upper(self.config.get("fail_after")) if self.config.get("upper") else None
+        if self.config.get("wait"):
+            self.waiting.append(Deferred())
+            return self.waiting[-1].addCallback(lambda _: rewriter)
+        return rewriter
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Upper:
+    """Upper-cases the body, ends it with "!"; fails after ``fail_after`` chunks."""
+
+    def __init__(self, fail_after: int | None) -> None:
+        self.left = fail_after
+
+    def data(self, chunk: bytes) -> bytes:
+        if self.left is not None:
+            if self.left == 0:
+                raise RuntimeError("rewriter broke")
+            self.left -= 1
+        return chunk.upper()
+
+    def end(self) -> bytes:
+        return b"!"
+
+
+class Plugin:
+    def __init__(self, kind) -> None:
+        self.kind = kind
+        self.made: list = []
+
+    def make(self, config: dict):
+        self.made.append(self.kind(config))
+        return self.made[-1]
+
+
+def _with(plugin_kind, **config):
+    plugin = Plugin(plugin_kind)
+    spec = ir.PythonFilter("default/f", "p", json.dumps(config, sort_keys=True))
+    clock, pool, client, protocol = _gateway(filters=ir.Filters(python=(spec,)))
+    registry = FilterRegistry({"p": plugin}, protocol.factory.metrics)
+    protocol.factory.guards.filters = registry
+    return clock, pool, client, protocol, plugin
+
+
+def _post(body: bytes, *fields: bytes, length: int | None = None) -> bytes:
+    head = b"POST /x HTTP/1.1\r\nHost: example.com\r\nContent-Length: %d\r\n" % (
+        len(body) if length is None else length
+    )
+    return head + b"".join(f + b"\r\n" for f in fields) + b"\r\n" + body
+
+
+def _failures(protocol) -> float:
+    return protocol.factory.metrics.filter_failures.labels("p")._value.get()
+
+
+def test_a_filter_gets_the_whole_body_before_the_backend_is_asked() -> None:
+    clock, pool, client, protocol, plugin = _with(BodyFilter)
+    protocol.dataReceived(_post(b"hello world")[:-5])
+    assert not pool.backends and plugin.made[0].seen == []  # (not called yet)
+    protocol.dataReceived(b"world")
+    assert plugin.made[0].seen == [b"hello world"]
+    assert pool.backends[0].transport.data.endswith(b"\r\n\r\nhello world")
+
+
+def test_a_filter_may_replace_the_body_and_the_backend_gets_its_length() -> None:
+    clock, pool, client, protocol, plugin = _with(BodyFilter, replace="short")
+    protocol.dataReceived(_post(b"a longer body"))
+    sent = pool.backends[0].transport.data
+    assert b"content-length: 5\r\n" in sent.lower() and sent.endswith(b"\r\n\r\nshort")
+
+
+def test_a_chunked_body_is_read_whole_and_sent_on() -> None:
+    clock, pool, client, protocol, plugin = _with(BodyFilter)
+    protocol.dataReceived(
+        b"POST /x HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    )
+    assert plugin.made[0].seen == [b"abcde"]
+    assert pool.backends[0].transport.data.endswith(b"\r\n\r\n5\r\nabcde\r\n0\r\n\r\n")
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        _post(b"", length=17),  # its length says so: refused before it is sent
+        b"POST /x HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"10\r\n0123456789abcdef\r\n1\r\nx\r\n",  # chunks that grow past it
+    ],
+)
+def test_a_body_past_the_limit_is_answered_413(request_bytes) -> None:
+    clock, pool, client, protocol, plugin = _with(BodyFilter, limit=16)
+    protocol.dataReceived(request_bytes)
+    assert client.data.startswith(b"HTTP/1.1 413 ") and not pool.backends
+    assert plugin.made == [] or plugin.made[0].seen == []
+
+
+def test_a_client_that_expects_100_continue_is_asked_for_the_body() -> None:
+    clock, pool, client, protocol, plugin = _with(BodyFilter)
+    protocol.dataReceived(_post(b"", b"Expect: 100-continue", length=4))
+    assert client.data == b"HTTP/1.1 100 Continue\r\n\r\n" and not pool.backends
+    protocol.dataReceived(b"body")
+    assert plugin.made[0].seen == [b"body"] and len(pool.backends) == 1
+
+
+def test_a_body_that_stalls_is_answered_408() -> None:
+    clock, pool, client, protocol, plugin = _with(BodyFilter)
+    protocol.dataReceived(_post(b"par", length=10))
+    clock.advance(CHECK_TIMEOUT)
+    assert client.data.startswith(b"HTTP/1.1 408 ") and not pool.backends
+
+
+def test_a_worker_reading_too_many_bodies_answers_503(monkeypatch) -> None:
+    monkeypatch.setattr(pyfilters, "MAX_BODIES_READING", 20)
+    clock, pool, client, protocol, plugin = _with(BodyFilter, limit=16)
+    protocol.factory.guards.filters.reading = 10  # (another request's body is coming)
+    protocol.dataReceived(_post(b"par", length=10))
+    assert client.data.startswith(b"HTTP/1.1 503 ")
+
+
+def test_the_reservation_ends_with_the_body_or_the_exchange() -> None:
+    clock, pool, client, protocol, plugin = _with(BodyFilter)
+    registry = protocol.factory.guards.filters
+    protocol.dataReceived(_post(b"par", length=10))
+    assert registry.reading == 16
+    protocol.dataReceived(b"t of it")
+    assert registry.reading == 0
+    clock, pool, client, protocol, plugin = _with(BodyFilter)
+    registry = protocol.factory.guards.filters
+    protocol.dataReceived(_post(b"par", length=10))
+    protocol.connectionLost(None)  # the client left mid-body
+    assert registry.reading == 0
+
+
+def test_a_filter_that_answers_on_the_body_answers() -> None:
+    clock, pool, client, protocol, plugin = _with(BodyFilter, refuse="evil")
+    protocol.dataReceived(_post(b"an evil body"))
+    assert client.data.startswith(b"HTTP/1.1 400 ") and not pool.backends
+
+
+def test_a_filter_without_a_body_limit_cannot_set_the_body() -> None:
+    clock, pool, client, protocol, plugin = _with(HeadFilter, body=True)
+    protocol.dataReceived(_post(b"data"))
+    assert client.data.startswith(b"HTTP/1.1 500 ") and _failures(protocol) == 1
+
+
+def test_on_response_sees_notes_and_may_rewrite_the_body() -> None:
+    clock, pool, client, protocol, plugin = _with(HeadFilter, upper=True)
+    protocol.dataReceived(_post(b""))
+    pool.backends[0].dataReceived(response(200, b"quiet"))
+    assert b"x-seen: /x\r\n" in client.data.lower()
+    assert b"transfer-encoding: chunked" in client.data.lower()  # (its length is unknown)
+    assert client.data.endswith(b"5\r\nQUIET\r\n1\r\n!\r\n0\r\n\r\n")
+
+
+def test_a_waiting_on_response_holds_the_backends_bytes_until_it_fires() -> None:
+    clock, pool, client, protocol, plugin = _with(HeadFilter, wait=True, upper=True)
+    protocol.dataReceived(_post(b""))
+    backend = pool.backends[0]
+    backend.dataReceived(response(200, b"quiet"))  # the whole response, held
+    assert client.data == b""
+    plugin.made[0].waiting[0].callback(None)
+    assert client.data.startswith(b"HTTP/1.1 200 ")
+    assert client.data.endswith(b"5\r\nQUIET\r\n1\r\n!\r\n0\r\n\r\n")
+
+
+def test_an_on_response_that_never_answers_is_answered_504() -> None:
+    clock, pool, client, protocol, plugin = _with(HeadFilter, wait=True)
+    protocol.dataReceived(_post(b""))
+    pool.backends[0].dataReceived(response(200, b"late"))
+    clock.advance(RESPONSE_TIMEOUT)
+    assert client.data.startswith(b"HTTP/1.1 504 ")
+    plugin.made[0].waiting[0].callback(None)  # too late: nothing more is sent
+    assert client.data.count(b"HTTP/1.1 ") == 1
+
+
+def test_a_rewriter_that_fails_mid_body_cuts_the_response_short() -> None:
+    clock, pool, client, protocol, plugin = _with(HeadFilter, upper=True, fail_after=1)
+    protocol.dataReceived(_post(b""))
+    backend = pool.backends[0]
+    backend.dataReceived(b"HTTP/1.1 200 X\r\nContent-Length: 6\r\n\r\nabc")
+    assert client.data.endswith(b"3\r\nABC\r\n")
+    backend.dataReceived(b"def")
+    assert client.aborted and backend.transport.aborted and _failures(protocol) == 1
+
+
+@pytest.mark.parametrize("status, code", [(418, b"418"), (99, b"500"), ("200", b"500")])
+def test_on_response_may_change_the_status_to_a_final_one(status, code) -> None:
+    clock, pool, client, protocol, plugin = _with(HeadFilter, status=status)
+    protocol.dataReceived(_post(b""))
+    pool.backends[0].dataReceived(response(200, b"ok"))
+    assert client.data.startswith(b"HTTP/1.1 " + code + b" ")
+
+
+def test_a_filter_the_new_table_drops_is_closed() -> None:
+    clock, pool, client, protocol, plugin = _with(HeadFilter)
+    protocol.dataReceived(_post(b""))
+    made = plugin.made[0]
+    protocol.factory.guards.filters.new_table(ir.RoutingTable())
+    assert made.closed and protocol.factory.guards.filters.made == {}
