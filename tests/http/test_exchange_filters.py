@@ -3,7 +3,8 @@ fake transport, ``task.Clock`` for the timers): a filter that asks for the reque
 gets it whole, within its limit (413 past it, 408 when it stalls, 503 when the worker
 reads too many at once), and may replace it; on_response may wait on a Deferred (the
 backend's bytes held meanwhile) and give a body rewriter; a rewriter that fails cuts
-the response short; filters a new table drops are closed."""
+the response short; filters a new table drops are closed; a backendRef's filters run
+on each attempt sent to it, after the rule's."""
 
 from __future__ import annotations
 
@@ -259,3 +260,68 @@ def test_a_filter_the_new_table_drops_is_closed() -> None:
     made = plugin.made[0]
     protocol.factory.guards.filters.new_table(ir.RoutingTable())
     assert made.closed and protocol.factory.guards.filters.made == {}
+
+
+class AttemptFilter:
+    """Counts the attempts it sees in a request field; "answer" answers 403;
+    ``on_response`` notes the order of filters in a response field."""
+
+    def __init__(self, config: dict) -> None:
+        self.config = config
+        self.attempts = 0
+        self.request_body_limit = config.get("limit", 0)
+
+    def on_request(self, request):
+        self.attempts += 1
+        request.headers.add("x-attempt", str(self.attempts))
+        if self.config.get("answer"):
+            return Answer(403, b"not this backend\n")
+        return None
+
+    def on_response(self, request, response):
+        response.headers.add("x-order", self.config.get("name", "?"))
+
+
+def _with_backend_filters(rule: dict | None, own: dict, retry: ir.Retry | None = None):
+    """A rule (with ``rule``'s config for a filter, if given) whose one backendRef has a
+    filter of ``own``'s config."""
+    plugin = Plugin(AttemptFilter)
+
+    def spec(name: str, config: dict) -> ir.PythonFilter:
+        return ir.PythonFilter(f"default/{name}", "p", json.dumps(config, sort_keys=True))
+
+    clock, pool, client, protocol = _gateway(
+        backend_filters=ir.Filters(python=(spec("own", own),)),
+        filters=ir.Filters(python=(spec("rule", rule),) if rule is not None else ()),
+        retry=retry,
+    )
+    protocol.factory.guards.filters = FilterRegistry({"p": plugin}, protocol.factory.metrics)
+    return clock, pool, client, protocol, plugin
+
+
+def test_a_backends_filter_sets_fields_for_each_attempt_anew() -> None:
+    retry = ir.Retry(attempts=1, codes=(503,), backoff=0.1)
+    clock, pool, client, protocol, plugin = _with_backend_filters(None, {}, retry)
+    protocol.dataReceived(_post(b""))
+    assert b"\r\nx-attempt: 1\r\n" in pool.backends[0].transport.data
+    pool.backends[0].dataReceived(response(503))
+    clock.advance(0.1)
+    sent = pool.backends[1].transport.data
+    assert b"\r\nx-attempt: 2\r\n" in sent and sent.count(b"x-attempt") == 1
+    pool.backends[1].dataReceived(response(200, b"ok"))
+    assert client.data.startswith(b"HTTP/1.1 200 ")
+
+
+def test_the_rules_filters_then_the_backends_see_the_response() -> None:
+    clock, pool, client, protocol, plugin = _with_backend_filters({"name": "rule"}, {"name": "own"})
+    protocol.dataReceived(_post(b""))
+    assert pool.backends[0].transport.data.count(b"x-attempt") == 2  # (one from each)
+    pool.backends[0].dataReceived(response(200, b"ok"))
+    assert b"x-order: rule\r\nx-order: own\r\n" in client.data
+
+
+@pytest.mark.parametrize("own, code", [({"answer": True}, b"403"), ({"limit": 10}, b"500")])
+def test_a_backends_filter_answers_or_fails_without_the_body(own, code) -> None:
+    clock, pool, client, protocol, plugin = _with_backend_filters(None, own)
+    protocol.dataReceived(_post(b"data"))
+    assert client.data.startswith(b"HTTP/1.1 " + code + b" ") and not pool.backends

@@ -84,10 +84,16 @@ class Pool(UpstreamPool):
         pass
 
 
-def _gateway(**policy) -> tuple[Clock, Pool, Transport, HTTPServerProtocol]:
+def _gateway(
+    backend_filters: ir.Filters | None = None, **policy
+) -> tuple[Clock, Pool, Transport, HTTPServerProtocol]:
+    """A client connection to a one-rule gateway: the rule has ``policy`` (ir.Route's
+    fields), its one backend ``backend_filters``."""
     clock = Clock()
     pool = Pool(clock)
-    backend = ir.Backend("default/web:80", 1, (ir.Endpoint("127.0.0.1", 9),))
+    backend = ir.Backend(
+        "default/web:80", 1, (ir.Endpoint("127.0.0.1", 9),), filters=backend_filters or ir.Filters()
+    )
     route = ir.Route("default/r", 0, ir.Match(), backends=(backend,), **policy)
     listener = ir.HTTPListener(
         "default/gw/http", "default/gw", None, (ir.VirtualHost("*", (route,)),)

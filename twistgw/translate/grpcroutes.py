@@ -93,7 +93,7 @@ GRPC_RULES = RuleKind(
     problems=lambda rule, where: grpc_regex_problems(rule, where) + wire_problems(rule, where),
     match=grpc_match,
     filters=SUPPORTED_FILTERS,
-    backend_filters=SUPPORTED_FILTERS - {"ExtensionRef"},  # (rules only, as HTTPRoutes)
+    backend_filters=SUPPORTED_FILTERS,
     fields=lambda rule: {"grpc": True},
 )
 

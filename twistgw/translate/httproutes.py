@@ -25,7 +25,13 @@ SUPPORTED_FILTERS = frozenset(
     }
 )
 SUPPORTED_BACKEND_FILTERS = frozenset(
-    {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite"}
+    {
+        "RequestHeaderModifier",
+        "ResponseHeaderModifier",
+        "RequestRedirect",
+        "URLRewrite",
+        "ExtensionRef",
+    }
 )
 
 

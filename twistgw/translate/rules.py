@@ -64,6 +64,12 @@ def analyse_rules(
             python = ()
             if "ExtensionRef" in kind.filters:
                 python = compile_extensions(snapshot, route, rule.get("filters"), result, plugins)
+            backend_python = [
+                compile_extensions(snapshot, route, ref.get("filters"), result, plugins)
+                if "ExtensionRef" in kind.backend_filters
+                else ()
+                for ref in refs
+            ]
             entries = []
             for match_index, match_spec in enumerate(rule.get("matches") or [{}]):
                 match = kind.match(match_spec)
@@ -71,9 +77,11 @@ def analyse_rules(
                 backends = tuple(
                     attrs.evolve(
                         backend,
-                        filters=compile_filters(ref.get("filters"), match, kind.backend_filters),
+                        filters=compile_filters(
+                            ref.get("filters"), match, kind.backend_filters, python=own
+                        ),
                     )
-                    for ref, backend in zip(refs, resolved, strict=True)
+                    for ref, backend, own in zip(refs, resolved, backend_python, strict=True)
                 )
                 route_entry = ir.Route(
                     name,

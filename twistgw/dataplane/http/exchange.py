@@ -10,6 +10,7 @@ backend through a pooled upstream connection's codec; neither builds wire bytes 
 from __future__ import annotations
 
 import random
+from functools import partial
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
@@ -23,6 +24,8 @@ from twistgw.dataplane.http.filters import redirect_location, rewrite_path
 from twistgw.dataplane.http.forwarding import forwarded
 from twistgw.dataplane.http.messages import Headers, Request, Response
 from twistgw.dataplane.http.mirror import Mirror
+from twistgw.dataplane.http.policies import run_checks
+from twistgw.dataplane.http.pyfilters import BodyRewrite, new_attempt
 from twistgw.dataplane.http.resilience import BodyProducer, Guard
 from twistgw.dataplane.http.router import CompiledBackend, CompiledRoute
 from twistgw.dataplane.http.tracing import AttemptSpan, Trace, new_span_id
@@ -30,7 +33,6 @@ from twistgw.dataplane.http.tracing import AttemptSpan, Trace, new_span_id
 if TYPE_CHECKING:
     from twistgw.dataplane.http.h1.server import ServerCodec
     from twistgw.dataplane.http.otlp import SpanExport
-    from twistgw.dataplane.http.pyfilters import BodyRewrite
     from twistgw.dataplane.http.server import HTTPServerProtocol
     from twistgw.dataplane.http.upstream import UpstreamConnection
     from twistgw.routing.ir import Endpoint, RequestRedirect, URLRewrite
@@ -82,6 +84,7 @@ class Exchange:
         "added",
         "encoder",
         "filter_request",
+        "attempt_headers",
         "body_wait",
         "body_limit",
         "rewrite",
@@ -128,6 +131,7 @@ class Exchange:
         self.added: Headers | None = None
         self.encoder: Encoder | None = None  # the response body's, when compressed
         self.filter_request = None  # what filter plugins see of the request, if any run
+        self.attempt_headers: Headers | None = None  # as a backendRef's filters left them
         # a filter waits for the whole request body (at most body_limit bytes)
         self.body_wait: Deferred | None = None
         self.body_limit = 0
@@ -210,9 +214,24 @@ class Exchange:
             if pin is not None:
                 self.session_held = pin[0]
                 self.session_where = (path, query, authority)
-        if self._pick(path, query, authority):
-            self._prepare(path, query, authority, first=True)
-            self._connect()
+        self._attempt((path, query, authority), first=True)
+
+    def _attempt(self, where: tuple[str, str, str], first: bool = False) -> None:
+        """Choose the backend and send it the request, after its backendRef's
+        filters, if any (``where``: the path, query and authority routed)."""
+        if not self._pick(*where):
+            return
+        checks = self.backend.checks
+        if checks is not None:
+            self.attempt_headers = None
+            new_attempt(self)
+            if not run_checks(self, checks, partial(self._send, where, first)):
+                return
+        self._send(where, first)
+
+    def _send(self, where: tuple[str, str, str], first: bool) -> None:
+        self._prepare(*where, first=first)
+        self._connect()
 
     def _redirect(self, redirect: RequestRedirect, path: str, query: str, authority: str) -> None:
         """Answer with a RequestRedirect filter's redirect (the rule's or the backend's)."""
@@ -257,7 +276,10 @@ class Exchange:
         the rule's mirrors get a copy with the rule's filters applied."""
         route, backend, conn, request = self.route, self.backend, self.conn, self.request
         headers, self.request_id, traceparent, tracestate = forwarded(
-            request.headers, conn.peer_host, conn.scheme_bytes, self.request_id or None
+            request.headers if self.attempt_headers is None else self.attempt_headers,
+            conn.peer_host,
+            conn.scheme_bytes,
+            self.request_id or None,
         )
         if conn.factory.tracing:
             trace = self.trace
@@ -458,9 +480,7 @@ class Exchange:
         where, self.session_where = self.session_where, None
         if where is None:
             return False
-        if self._pick(*where):
-            self._prepare(*where)
-            self._connect()
+        self._attempt(where)
         return True
 
     def upstream_overflow(self, reason: str) -> None:
@@ -520,7 +540,7 @@ class Exchange:
         guard = self.guard
         if guard is not None and guard.retry_on(response.status) and self._retry("status"):
             return
-        python = self.route.guards.python if self.route.guards is not None else None
+        python = self.backend.response_filters
         if python is not None:
             outcome = python.on_response(self, response)
             if outcome is False:  # (answered 500)
@@ -699,13 +719,11 @@ class Exchange:
             self.respond_local(503, b"the backend failed and the body is too large to retry\n")
             self.down.flush()
             return
-        if self._pick(*guard.where):
-            self._prepare(*guard.where)
-            self.pending = list(guard.replay)
-            self.pending_size = guard.replay_size
-            self._connect()
-        else:
-            self.down.flush()
+        self.pending = list(guard.replay)
+        self.pending_size = guard.replay_size
+        self._attempt(guard.where)
+        if self.finished:
+            self.down.flush()  # (answered here: nothing else writes now)
 
     def _request_expired(self) -> None:
         """The rule's request timeout passed before the response ended."""

@@ -38,6 +38,8 @@ log = Logger()
 #: auth service, bcrypt behind others) before it is answered 503.
 CHECK_TIMEOUT = 15.0
 Fields = list[tuple[bytes, bytes]]
+#: A check of a request: True to go on, False having answered it, or a Deferred of either.
+Check = Callable[["Exchange"], "bool | Deferred"]
 
 
 class Guards:
@@ -120,7 +122,6 @@ class CompiledPolicies:
         "ext_auth",
         "compression",
         "health",
-        "python",
         "checks",
     )
 
@@ -135,7 +136,7 @@ class CompiledPolicies:
         self.health = spec.health_check  # (the worker's EndpointHealth keeps the state)
         #: the checks ``admit`` runs, in order: each answers True (go on), False (it
         #: answered the request) or a Deferred of either
-        self.checks: list[Callable[[Exchange], bool | Deferred]] = []
+        self.checks: list[Check] = []
         if self.rate_limit is not None:
             self.checks.append(self._within)
         if self.basic_auth is not None and self.jwt is not None:
@@ -146,10 +147,8 @@ class CompiledPolicies:
             self.checks.append(self._jwt)
         if self.ext_auth is not None:
             self.checks.append(self._ext)
-        #: the rule's ExtensionRef filters (plugins): after the policies' checks
-        self.python = CompiledPythonFilters(python) if python else None
-        if self.python is not None:
-            self.checks += self.python.request_checks()
+        if python:  # the rule's ExtensionRef filters (plugins): after the policies' checks
+            self.checks += CompiledPythonFilters(python).request_checks()
 
     def screen(self, exchange: Exchange) -> bool:
         """Check the request before its CORS preflight; whether it may go on (if not,
@@ -165,52 +164,11 @@ class CompiledPolicies:
             return False
         return True
 
-    def admit(self, exchange: Exchange, step: int = 0, timer=None) -> bool:
-        """Check the rate limit and credentials, from check ``step`` on; whether the
+    def admit(self, exchange: Exchange) -> bool:
+        """Check the rate limit, credentials and the rule's filters; whether the
         request may go on now (if not, it has been answered, or a check finishes later
-        and the request goes on by ``exchange.resume``). ``timer``: the deadline of
-        the checks that went on later, started with the first of them
-        (``CHECK_TIMEOUT`` in all)."""
-        checks = self.checks
-        while step < len(checks):
-            outcome = checks[step](exchange)
-            step += 1
-            if outcome is True:
-                continue
-            if outcome is False:
-                _stop(None, timer)
-                return False
-            if timer is None:
-                timer = exchange.conn.clock.callLater(CHECK_TIMEOUT, self._too_long, exchange)
-            outcome.addCallbacks(
-                partial(self._checked_later, exchange, step, timer),
-                partial(self._check_failed, exchange, timer),
-            )
-            return False
-        _stop(None, timer)
-        return True
-
-    @staticmethod
-    def _too_long(exchange: Exchange) -> None:
-        if exchange.body_wait is not None:  # (a filter waits for the client's body)
-            exchange.respond_local(408, b"the request body did not come in time\n")
-            return
-        exchange.respond_local(503, b"the route's policy checks took too long\n")
-
-    def _checked_later(self, exchange: Exchange, step: int, timer, passed: bool) -> None:
-        if exchange.finished:
-            _stop(None, timer)
-            return  # (the client went away, or the deadline answered, meanwhile)
-        if not passed:
-            _stop(None, timer)
-        elif self.admit(exchange, step, timer):
-            exchange.resume()
-
-    @staticmethod
-    def _check_failed(exchange: Exchange, timer, failure) -> None:
-        _stop(None, timer)
-        log.failure("a policy check failed", failure)
-        exchange.respond_local(500, b"the route's policy check failed\n")
+        and the request goes on by ``exchange.resume``)."""
+        return run_checks(exchange, self.checks, exchange.resume)
 
     def _basic(self, exchange: Exchange) -> bool | Deferred:
         auth = self.basic_auth
@@ -390,6 +348,57 @@ class CompiledPolicies:
         _denied(exchange, limit.policy, "rate_limit")
         exchange.respond_local(429, b"too many requests: slow down\n", fields)
         return False
+
+
+def run_checks(
+    exchange: Exchange, checks: list[Check], then: Callable[[], None], step: int = 0, timer=None
+) -> bool:
+    """Run ``checks`` from ``step`` on: whether the request may go on now (if not, it
+    has been answered, or a check finishes later and ``then`` is called once the rest
+    have passed). ``timer``: the deadline of the checks that went on later, started
+    with the first of them (``CHECK_TIMEOUT`` in all)."""
+    while step < len(checks):
+        outcome = checks[step](exchange)
+        step += 1
+        if outcome is True:
+            continue
+        if outcome is False:
+            _stop(None, timer)
+            return False
+        if timer is None:
+            timer = exchange.conn.clock.callLater(CHECK_TIMEOUT, _too_long, exchange)
+        outcome.addCallbacks(
+            partial(_checked_later, exchange, checks, then, step, timer),
+            partial(_check_failed, exchange, timer),
+        )
+        return False
+    _stop(None, timer)
+    return True
+
+
+def _too_long(exchange: Exchange) -> None:
+    if exchange.body_wait is not None:  # (a filter waits for the client's body)
+        exchange.respond_local(408, b"the request body did not come in time\n")
+        return
+    exchange.respond_local(503, b"the route's policy checks took too long\n")
+
+
+def _checked_later(
+    exchange: Exchange, checks: list[Check], then: Callable[[], None], step: int, timer, passed
+) -> None:
+    if exchange.finished:
+        _stop(None, timer)
+        return  # (the client went away, or the deadline answered, meanwhile)
+    if not passed:
+        _stop(None, timer)
+    elif run_checks(exchange, checks, then, step, timer):
+        then()
+
+
+def _check_failed(exchange: Exchange, timer, failure) -> None:
+    _stop(None, timer)
+    log.failure("a policy check failed", failure)
+    exchange.respond_local(500, b"the route's policy check failed\n")
 
 
 def _stop(result, timer):

@@ -120,17 +120,19 @@ class _Unmade:
 
 
 class CompiledPythonFilters:
-    """A rule's PythonFilters, in order."""
+    """A rule's (or a backendRef's, or both's) PythonFilters, in order."""
 
     __slots__ = ("specs",)
 
     def __init__(self, specs: Iterable[ir.PythonFilter]) -> None:
         self.specs = tuple(specs)
 
-    def request_checks(self) -> list:
+    def request_checks(self, attempt: bool = False) -> list:
         """One check per filter for the exchange's chain of checks (see policies.py):
-        True to go on, False having answered, or a Deferred of either."""
-        return [_RequestCheck(spec) for spec in self.specs]
+        True to go on, False having answered, or a Deferred of either. ``attempt``: a
+        backendRef's filters, run on each attempt sent to that backend (the fields they
+        set are that attempt's; they cannot have the body)."""
+        return [_RequestCheck(spec, attempt) for spec in self.specs]
 
     def on_response(
         self, exchange: Exchange, response: Response, step: int = 0, view=None
@@ -256,10 +258,11 @@ def _too_long(exchange: Exchange, plugin: str) -> None:
 
 
 class _RequestCheck:
-    __slots__ = ("spec",)
+    __slots__ = ("spec", "attempt")
 
-    def __init__(self, spec: ir.PythonFilter) -> None:
+    def __init__(self, spec: ir.PythonFilter, attempt: bool) -> None:
         self.spec = spec
+        self.attempt = attempt
 
     def __call__(self, exchange: Exchange) -> bool | Deferred:
         spec = self.spec
@@ -269,12 +272,14 @@ class _RequestCheck:
             return False
         registry = exchange.conn.factory.guards.filters
         if exchange.filter_request is None:
-            exchange.filter_request = _request_view(exchange)
+            exchange.filter_request = _request_view(exchange)  # (for every filter after)
         try:
             made = registry.filter_for(spec)
             limit = getattr(made, "request_body_limit", 0)
             if not isinstance(limit, int) or limit < 0:
                 raise TypeError(f"request_body_limit must be an int from 0, not {limit!r}")
+            if limit and self.attempt:
+                raise TypeError("a backendRef's filter cannot have the body (request_body_limit)")
         except Exception:
             return _failed(exchange, registry, spec.plugin, "make", Failure())
         if not limit:
@@ -314,7 +319,10 @@ class _RequestCheck:
             return _failed(exchange, registry, plugin, "on_request", result)
         view = exchange.filter_request
         try:
-            exchange.request.headers = view.headers.as_list()
+            if self.attempt:
+                exchange.attempt_headers = view.headers.as_list()
+            else:
+                exchange.request.headers = view.headers.as_list()
             if view.body is not body:
                 if body is None:
                     raise ValueError("only a filter with a request_body_limit has the body")
@@ -351,6 +359,16 @@ def _answer(answer: Answer) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     for name, value in answer.headers:
         fields.add(name, value)
     return answer.status, answer.body, fields.as_list()
+
+
+def new_attempt(exchange: Exchange) -> None:
+    """Before a backendRef's filters: they see the request as the rule's filters left
+    it, not as another attempt's did."""
+    view = exchange.filter_request
+    if view is None:
+        exchange.filter_request = _request_view(exchange)
+    else:
+        view.headers = Fields(list(exchange.request.headers))
 
 
 def _request_view(exchange: Exchange) -> FilterRequest:

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 
 from twistgw.dataplane.http.cors import CompiledCORS
 from twistgw.dataplane.http.policies import CompiledPolicies
+from twistgw.dataplane.http.pyfilters import CompiledPythonFilters
 from twistgw.dataplane.http.resilience import compile_policy
 from twistgw.dataplane.http.sessions import CompiledSession, SessionKeys
 from twistgw.hostnames import WildcardIndex, specificity
@@ -52,7 +53,9 @@ def _modifier(spec: ir.HeaderModifier | None) -> CompiledHeaderModifier | None:
 
 class CompiledBackend:
     """A backend ready to pick endpoints from, with its backendRef's filters;
-    ``http2``: reached over HTTP/2."""
+    ``http2``: reached over HTTP/2; ``checks``: its ExtensionRef filters' request
+    checks, run on each attempt sent to it (None: it has none); ``response_filters``:
+    the filters that see its responses (the rule's, then its own; None: none)."""
 
     __slots__ = (
         "spec",
@@ -64,10 +67,12 @@ class CompiledBackend:
         "response_headers",
         "rewrite",
         "redirect",
+        "checks",
+        "response_filters",
         "_next",
     )
 
-    def __init__(self, spec: ir.Backend) -> None:
+    def __init__(self, spec: ir.Backend, rule_python: tuple[ir.PythonFilter, ...] = ()) -> None:
         self.spec = spec
         self.name = spec.name
         self.endpoints = spec.endpoints
@@ -77,6 +82,10 @@ class CompiledBackend:
         self.response_headers = _modifier(spec.filters.response_headers)
         self.rewrite = spec.filters.rewrite
         self.redirect = spec.filters.redirect
+        python = spec.filters.python
+        self.checks = CompiledPythonFilters(python).request_checks(True) if python else None
+        both = (*rule_python, *python)
+        self.response_filters = CompiledPythonFilters(both) if both else None
         self._next = itertools.cycle(range(len(spec.endpoints))) if spec.endpoints else None
 
     def endpoint(self) -> ir.Endpoint | None:
@@ -92,8 +101,8 @@ class WeightedBackends:
 
     __slots__ = ("all", "backends", "_weights", "_total")
 
-    def __init__(self, backends) -> None:
-        self.all = [CompiledBackend(b) for b in backends]
+    def __init__(self, backends, rule_python: tuple[ir.PythonFilter, ...] = ()) -> None:
+        self.all = [CompiledBackend(b, rule_python) for b in backends]
         self.backends = [b for b in self.all if b.spec.weight > 0]
         self._weights = list(itertools.accumulate(b.spec.weight for b in self.backends))
         self._total = self._weights[-1] if self._weights else 0
@@ -154,7 +163,7 @@ class CompiledRoute:
         self.request_headers = _modifier(filters.request_headers)
         self.response_headers = _modifier(filters.response_headers)
         self.cors = CompiledCORS(filters.cors) if filters.cors is not None else None
-        self.backends = WeightedBackends(spec.backends)
+        self.backends = WeightedBackends(spec.backends, filters.python)
         self.session = None
         if spec.session is not None:
             keys = keys if keys is not None else SessionKeys.for_process()

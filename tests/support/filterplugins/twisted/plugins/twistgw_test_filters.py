@@ -1,5 +1,6 @@
-"""Filter plugins for tests: one that fails, one that waits, one that answers itself
-(found by Twisted's plugin system when tests/support/filterplugins is on the path)."""
+"""Filter plugins for tests: one that fails, one that waits, one that answers itself,
+one that rewrites response bodies after a wait (found by Twisted's plugin system when
+tests/support/filterplugins is on the path)."""
 
 from twisted.internet import reactor, task
 from zope.interface import implementer
@@ -65,3 +66,26 @@ class _Nothing:
 
 noop = _Plugin("test-noop", lambda config: _Nothing(), {"type": "object"})
 odd = _Plugin("test-odd", lambda config: _Odd(), {"type": "object"})
+
+
+class _Rewrites:
+    """Marks the attempt in a request field; after a short wait, lower-cases the
+    response body and ends it with a line of its own."""
+
+    def on_request(self, request):
+        request.headers.add("X-Attempt-Filter", "1")
+
+    def on_response(self, request, response):
+        response.headers.set("X-Rewritten", "yes")
+        return task.deferLater(reactor, 0.05, _Lower)
+
+
+class _Lower:
+    def data(self, chunk: bytes) -> bytes:
+        return chunk.lower()
+
+    def end(self) -> bytes:
+        return b"\n-- rewritten\n"
+
+
+rewrites = _Plugin("test-rewrites", lambda config: _Rewrites(), {"type": "object"})
