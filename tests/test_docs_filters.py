@@ -1,7 +1,7 @@
 """docs/filters.md's guide, typed in as written: its plugin module in a twisted/plugins
 directory on the path, its manifests beside a Gateway and a Service, and a running
 gateway answers as the guide says (503 with the message; the staff header reaches the
-backend)."""
+backend); its container image layer is the one deploy/smoke-test builds and checks."""
 
 from __future__ import annotations
 
@@ -60,3 +60,14 @@ def test_the_guides_filter_works_as_written(guide_gateway) -> None:
     assert gateway.request("/shop", headers={"X-Staff": "1"})[0] == 200
     seen = [r for r in server.requests if r.startswith(b"GET /shop")][-1].lower()
     assert b"\r\nx-maintenance: bypassed\r\n" in seen
+
+
+def test_the_image_layer_in_the_guide_is_the_one_the_smoke_test_builds() -> None:
+    """deploy/smoke-test builds and checks the layer docs/filters.md shows (with
+    examples/security-headers for myfilters, on its own image)."""
+    shown = re.search(r"In the container image.*?```\n(.*?)```", GUIDE, re.S).group(1)
+    shown = [line.strip() for line in shown.splitlines() if line.strip()]
+    script = (pathlib.Path(__file__).parents[1] / "deploy" / "smoke-test").read_text()
+    built = re.search(r"cat <<'EOF'\n(.*?)\nEOF\n", script, re.S).group(1)
+    built = [line.strip().replace("security-headers", "myfilters") for line in built.splitlines()]
+    assert shown[0] == "FROM localhost/twistgw:latest" and shown[1:] == built
