@@ -1,8 +1,9 @@
-"""Filter plugins through real gateway processes with two workers: the
-security-headers example on a route; a plugin that raises answers 500 and the worker
-lives; a plugin that waits does not hold other requests; one that answers itself; a
-PythonFilter naming a missing plugin, or one --filter-plugins does not allow, leaves
-its route ResolvedRefs=False, answering 500."""
+"""Filter plugins through real gateway processes with two workers: each example
+(security headers, A/B cookie, JSON body guard) on a route; a plugin that raises
+answers 500 and the worker lives; a plugin that waits does not hold other requests;
+one that answers itself; one on a backendRef that rewrites the response body after a
+wait; a PythonFilter naming a missing plugin, or one --filter-plugins does not allow,
+leaves its route ResolvedRefs=False, answering 500."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ ROOT = pathlib.Path(__file__).parents[1]
 PLUGIN_PATHS = [
     ROOT / "examples" / "security-headers",
     ROOT / "examples" / "ab-cookie",
+    ROOT / "examples" / "body-guard",
     ROOT / "tests" / "support" / "filterplugins",
 ]
 
@@ -40,6 +42,9 @@ def plugin_path() -> Iterator[None]:
         os.environ["PYTHONPATH"] = before
 
 
+GUARD_SCHEMA = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+
+
 def _python_filter(name: str, plugin: str, **config) -> dict:
     return {
         "apiVersion": "gateway.twistgw.dev/v1alpha1",
@@ -49,21 +54,17 @@ def _python_filter(name: str, plugin: str, **config) -> dict:
     }
 
 
-def _rule(path: str, *filters: str) -> dict:
+def _refs(names: tuple[str, ...]) -> list[dict]:
+    """ExtensionRef filters naming these PythonFilters."""
+    ref = {"group": "gateway.twistgw.dev", "kind": "PythonFilter"}
+    return [{"type": "ExtensionRef", "extensionRef": {**ref, "name": name}} for name in names]
+
+
+def _rule(path: str, *filters: str, backend_filters: tuple[str, ...] = ()) -> dict:
     return {
         "matches": [{"path": {"type": "PathPrefix", "value": path}}],
-        "filters": [
-            {
-                "type": "ExtensionRef",
-                "extensionRef": {
-                    "group": "gateway.twistgw.dev",
-                    "kind": "PythonFilter",
-                    "name": name,
-                },
-            }
-            for name in filters
-        ],
-        "backendRefs": [backend("web")],
+        "filters": _refs(filters),
+        "backendRefs": [backend("web", filters=_refs(backend_filters))],
     }
 
 
@@ -80,6 +81,8 @@ def _documents(server: RawBackend) -> list[dict]:
         _rule("/ghost", "ghost"),
         _rule("/odd", "odd"),
         _rule("/ab", "ab"),
+        _rule("/guard", "guard"),
+        _rule("/rewritten", backend_filters=("rewrites",)),
         _rule(
             "/",
         ),
@@ -96,6 +99,8 @@ def _documents(server: RawBackend) -> list[dict]:
         _python_filter("ghost", "no-such-plugin"),
         _python_filter("odd", "test-odd"),
         _python_filter("ab", "ab-cookie", groups={"a": 0, "b": 1}),
+        _python_filter("guard", "body-guard", maxBytes=8192, schema=GUARD_SCHEMA),
+        _python_filter("rewrites", "test-rewrites"),
     ]
 
 
@@ -191,3 +196,45 @@ def test_the_ab_cookie_example_keeps_a_client_in_its_group(gateway, server) -> N
     code, headers, _ = gateway.request("/ab/back", headers={"Cookie": "ab=a"})
     assert code == 200 and "set-cookie" not in headers
     assert b"\r\nx-ab-group: a\r\n" in _seen(server, b"/ab/back")
+
+
+@pytest.mark.parametrize(
+    "body, content_type, code",
+    [
+        (b'{"name": "ada"}', "application/json", 200),
+        (b'{"name": "' + b"a" * 6000 + b'"}', "application/json", 200),  # (in a thread)
+        (b'{"name": 1}', "application/json", 422),
+        (b'{"name": ', "application/json", 400),
+        (b"name=ada", "application/x-www-form-urlencoded", 415),
+        (b'{"name": "' + b"a" * 8192 + b'"}', "application/json", 413),
+    ],
+)
+def test_the_body_guard_example_checks_json_bodies(gateway, server, body, content_type, code):
+    status, headers, answer = gateway.request(
+        "/guard", method="POST", body=body, headers={"Content-Type": content_type}
+    )
+    assert status == code, answer
+    if code == 200:  # the backend got the body as the client sent it
+        assert [r for r in server.requests if r.startswith(b"POST /guard")][-1].endswith(body)
+    elif code != 413:  # (the gateway's own 413: the guard's limit, before it is called)
+        assert headers["content-type"] == "application/problem+json"
+
+
+def test_the_body_guard_reads_a_chunked_body_whole(gateway, server) -> None:
+    body = [b'{"name":', b' "chunked"}']
+    status, _, _ = gateway.request(
+        "/guard",
+        method="POST",
+        body=iter(body),
+        chunked=True,
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 200
+    assert b'{"name": "chunked"}' in [r for r in server.requests if b"chunked" in r][-1]
+
+
+def test_a_backendrefs_filter_rewrites_the_response_after_waiting(gateway, server) -> None:
+    code, headers, body = gateway.request("/rewritten/PATH")
+    assert code == 200 and headers["x-rewritten"] == "yes"
+    assert body == b"get /rewritten/path http/1.1\n-- rewritten\n"
+    assert b"\r\nx-attempt-filter: 1\r\n" in _seen(server, b"/rewritten/PATH")
