@@ -17,7 +17,9 @@ from tests.http.test_exchange_resilience import _gateway, response
 from twistgw.dataplane.http import pyfilters
 from twistgw.dataplane.http.policies import CHECK_TIMEOUT
 from twistgw.dataplane.http.pyfilters import RESPONSE_TIMEOUT, FilterRegistry
+from twistgw.dataplane.http.router import CompiledRoute
 from twistgw.extensions.filters import Answer
+from twistgw.metrics import Metrics
 from twistgw.routing import ir
 
 
@@ -148,6 +150,8 @@ def test_a_chunked_body_is_read_whole_and_sent_on() -> None:
         _post(b"", length=17),  # its length says so: refused before it is sent
         b"POST /x HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"10\r\n0123456789abcdef\r\n1\r\nx\r\n",  # chunks that grow past it
+        b"POST /x HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"10\r\n0123456789abcdef\r\n1\r\nx\r\n0\r\n\r\n",  # and end in the same read
     ],
 )
 def test_a_body_past_the_limit_is_answered_413(request_bytes) -> None:
@@ -175,7 +179,7 @@ def test_a_body_that_stalls_is_answered_408() -> None:
 def test_a_worker_reading_too_many_bodies_answers_503(monkeypatch) -> None:
     monkeypatch.setattr(pyfilters, "MAX_BODIES_READING", 20)
     clock, pool, client, protocol, plugin = _with(BodyFilter, limit=16)
-    protocol.factory.guards.filters.reading = 10  # (another request's body is coming)
+    protocol.factory.guards.filters.reading = 11  # (another request's body is coming)
     protocol.dataReceived(_post(b"par", length=10))
     assert client.data.startswith(b"HTTP/1.1 503 ")
 
@@ -184,7 +188,7 @@ def test_the_reservation_ends_with_the_body_or_the_exchange() -> None:
     clock, pool, client, protocol, plugin = _with(BodyFilter)
     registry = protocol.factory.guards.filters
     protocol.dataReceived(_post(b"par", length=10))
-    assert registry.reading == 16
+    assert registry.reading == 10  # (its length: less than the filter's limit)
     protocol.dataReceived(b"t of it")
     assert registry.reading == 0
     clock, pool, client, protocol, plugin = _with(BodyFilter)
@@ -246,7 +250,9 @@ def test_a_rewriter_that_fails_mid_body_cuts_the_response_short() -> None:
     assert client.aborted and backend.transport.aborted and _failures(protocol) == 1
 
 
-@pytest.mark.parametrize("status, code", [(418, b"418"), (99, b"500"), ("200", b"500")])
+@pytest.mark.parametrize(
+    "status, code", [(418, b"418"), (99, b"500"), ("200", b"500"), (204, b"500"), (304, b"500")]
+)
 def test_on_response_may_change_the_status_to_a_final_one(status, code) -> None:
     clock, pool, client, protocol, plugin = _with(HeadFilter, status=status)
     protocol.dataReceived(_post(b""))
@@ -325,3 +331,138 @@ def test_a_backends_filter_answers_or_fails_without_the_body(own, code) -> None:
     clock, pool, client, protocol, plugin = _with_backend_filters(None, own)
     protocol.dataReceived(_post(b"data"))
     assert client.data.startswith(b"HTTP/1.1 " + code + b" ") and not pool.backends
+
+
+def _spec(name: str, **config) -> ir.PythonFilter:
+    return ir.PythonFilter(f"default/{name}", "p", json.dumps(config, sort_keys=True))
+
+
+def _with_specs(kind, *specs: ir.PythonFilter, **route):
+    plugin = Plugin(kind)
+    route.setdefault("filters", ir.Filters(python=specs))
+    clock, pool, client, protocol = _gateway(**route)
+    protocol.factory.guards.filters = FilterRegistry({"p": plugin}, protocol.factory.metrics)
+    return clock, pool, client, protocol, plugin
+
+
+CHUNKED_100 = (
+    b"POST /x HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"64\r\n" + b"y" * 100 + b"\r\n0\r\n\r\n"
+)
+
+
+def test_a_body_read_whole_for_one_filter_is_still_bound_by_the_next_ones_limit() -> None:
+    clock, pool, client, protocol, plugin = _with_specs(
+        BodyFilter, _spec("big", limit=1000), _spec("small", limit=16)
+    )
+    protocol.dataReceived(CHUNKED_100)
+    assert client.data.startswith(b"HTTP/1.1 413 ") and plugin.made[1].seen == []
+
+
+def test_a_body_of_known_length_reserves_its_length() -> None:
+    clock, pool, client, protocol, plugin = _with(BodyFilter, limit=1024 * 1024)
+    protocol.dataReceived(_post(b"", length=10))
+    assert protocol.factory.guards.filters.reading == 10
+
+
+def test_the_backend_is_read_again_once_on_response_has_answered() -> None:
+    clock, pool, client, protocol, plugin = _with(HeadFilter, wait=True)
+    protocol.dataReceived(_post(b""))
+    backend = pool.backends[0]
+    backend.dataReceived(b"HTTP/1.1 200 X\r\nContent-Length: 6\r\n\r\nabc")
+    assert backend.transport.paused and client.data == b""
+    plugin.made[0].waiting[0].callback(None)
+    assert not backend.transport.paused and client.data.endswith(b"abc")
+    backend.dataReceived(b"def")
+    assert client.data.endswith(b"def")
+
+
+UPGRADE = b"GET /ws HTTP/1.1\r\nHost: example.com\r\nConnection: upgrade\r\nUpgrade: ws\r\n\r\n"
+
+
+def test_an_upgrade_waits_for_on_response_with_the_backends_first_bytes() -> None:
+    clock, pool, client, protocol, plugin = _with(HeadFilter, wait=True)
+    protocol.dataReceived(UPGRADE)
+    backend = pool.backends[0]
+    backend.dataReceived(b"HTTP/1.1 101 X\r\nConnection: upgrade\r\nUpgrade: ws\r\n\r\nhello")
+    assert client.data == b""
+    plugin.made[0].waiting[0].callback(None)
+    assert client.data.startswith(b"HTTP/1.1 101 ") and client.data.endswith(b"hello")
+    assert not backend.transport.paused
+
+
+def test_a_response_a_filter_waits_on_is_not_retried() -> None:
+    clock, pool, client, protocol, plugin = _with_specs(
+        HeadFilter,
+        _spec("f", wait=True),
+        retry=ir.Retry(attempts=1, codes=(503,), backoff=0.1),
+        timeouts=ir.Timeouts(backend_request=1.0),
+    )
+    protocol.dataReceived(_post(b""))
+    pool.backends[0].dataReceived(b"HTTP/1.1 200 X\r\nContent-Length: 6\r\n\r\nfir")
+    clock.advance(1.1)  # the backendRequest timeout, while the filter waits
+    assert client.data.startswith(b"HTTP/1.1 504 ") and len(pool.backends) == 1
+    plugin.made[0].waiting[0].callback(None)  # too late: nothing more is sent
+    assert client.data.count(b"HTTP/1.1 ") == 1
+
+
+class ReplacesFields(HeadFilter):
+    """Puts a list in response.headers (a careless filter), at once or later."""
+
+    def on_response(self, request, response):
+        def replace(_=None):
+            response.headers = [("x-a", "b")]
+
+        if self.config.get("wait"):
+            self.waiting.append(Deferred())
+            return self.waiting[-1].addCallback(replace)
+        return replace()
+
+
+@pytest.mark.parametrize("wait", [False, True])
+def test_a_response_filter_that_breaks_the_fields_answers_500(wait) -> None:
+    clock, pool, client, protocol, plugin = _with(ReplacesFields, wait=wait)
+    protocol.dataReceived(_post(b""))
+    pool.backends[0].dataReceived(response(200, b"ok"))
+    if wait:
+        plugin.made[0].waiting[0].callback(None)
+    assert client.data.startswith(b"HTTP/1.1 500 ") and _failures(protocol) == 1
+
+
+def _two_backends(monkeypatch, **route):
+    """Backends a (with a filter) and b (without), chosen in turn, and ``route``."""
+    a = ir.Backend(
+        "default/a:80",
+        1,
+        (ir.Endpoint("127.0.0.1", 9),),
+        filters=ir.Filters(python=(_spec("own"),)),
+    )
+    b = ir.Backend("default/b:80", 1, (ir.Endpoint("127.0.0.2", 9),))
+    turns = iter([0, 1])
+    monkeypatch.setattr(CompiledRoute, "pick_backend", lambda self: self.backends.all[next(turns)])
+    return _with_specs(AttemptFilter, backends=(a, b), **route)
+
+
+def test_a_backends_filter_fields_go_to_that_backend_only(monkeypatch) -> None:
+    mirror = ir.Backend("default/m:80", 1, (ir.Endpoint("127.0.0.3", 9),))
+    clock, pool, client, protocol, plugin = _two_backends(
+        monkeypatch,
+        retry=ir.Retry(attempts=1, codes=(503,), backoff=0.1),
+        filters=ir.Filters(mirrors=(ir.Mirror(mirror),)),
+    )
+    protocol.dataReceived(_post(b""))
+    sent = {b.key[0].address: b for b in pool.backends}
+    assert b"x-attempt: 1" in sent["127.0.0.1"].transport.data
+    assert b"x-attempt" not in sent["127.0.0.3"].transport.data  # (the mirror's copy)
+    sent["127.0.0.1"].dataReceived(response(503))
+    clock.advance(0.1)
+    assert b"x-attempt" not in pool.backends[-1].transport.data  # (retried on b)
+
+
+def test_a_new_table_keeps_the_backend_filters_it_still_uses() -> None:
+    plugin = Plugin(HeadFilter)
+    clock, pool, client, protocol = _gateway(backend_filters=ir.Filters(python=(_spec("own"),)))
+    registry = protocol.factory.guards.filters = FilterRegistry({"p": plugin}, Metrics())
+    protocol.dataReceived(_post(b""))
+    registry.new_table(ir.RoutingTable(binds=(protocol.factory.router.bind,)))
+    assert not plugin.made[0].closed and registry.made

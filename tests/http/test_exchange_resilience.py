@@ -20,10 +20,12 @@ def response(status: int, body: bytes = b"") -> bytes:
 
 
 class Transport:
-    """A transport that keeps what is written and whether it was aborted."""
+    """A transport that keeps what is written, whether it was aborted and whether its
+    reading is paused."""
 
     producer = None
     disconnecting = False
+    paused = False
 
     def __init__(self) -> None:
         self.data = b""
@@ -46,10 +48,10 @@ class Transport:
         return type("Host", (), {"port": 8080})
 
     def resumeProducing(self) -> None:  # noqa: N802
-        pass
+        self.paused = False
 
     def pauseProducing(self) -> None:  # noqa: N802
-        pass
+        self.paused = True
 
     def loseConnection(self) -> None:  # noqa: N802
         self.connected = False
@@ -88,13 +90,14 @@ def _gateway(
     backend_filters: ir.Filters | None = None, **policy
 ) -> tuple[Clock, Pool, Transport, HTTPServerProtocol]:
     """A client connection to a one-rule gateway: the rule has ``policy`` (ir.Route's
-    fields), its one backend ``backend_filters``."""
+    fields), its one backend (unless ``policy`` names them) ``backend_filters``."""
     clock = Clock()
     pool = Pool(clock)
     backend = ir.Backend(
         "default/web:80", 1, (ir.Endpoint("127.0.0.1", 9),), filters=backend_filters or ir.Filters()
     )
-    route = ir.Route("default/r", 0, ir.Match(), backends=(backend,), **policy)
+    policy.setdefault("backends", (backend,))
+    route = ir.Route("default/r", 0, ir.Match(), **policy)
     listener = ir.HTTPListener(
         "default/gw/http", "default/gw", None, (ir.VirtualHost("*", (route,)),)
     )

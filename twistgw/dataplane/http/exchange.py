@@ -219,11 +219,11 @@ class Exchange:
     def _attempt(self, where: tuple[str, str, str], first: bool = False) -> None:
         """Choose the backend and send it the request, after its backendRef's
         filters, if any (``where``: the path, query and authority routed)."""
+        self.attempt_headers = None  # (another backend's filters' fields are not this one's)
         if not self._pick(*where):
             return
         checks = self.backend.checks
         if checks is not None:
-            self.attempt_headers = None
             new_attempt(self)
             if not run_checks(self, checks, partial(self._send, where, first)):
                 return
@@ -273,40 +273,29 @@ class Exchange:
     def _prepare(self, path: str, query: str, authority: str, first: bool = False) -> None:
         """The request line and fields the backend gets: the rule's filters, then the
         backendRef's (its URLRewrite replaces the rule's). On the ``first`` attempt,
-        the rule's mirrors get a copy with the rule's filters applied."""
+        the rule's mirrors get a copy with the rule's filters applied (not the
+        backendRef's: its ExtensionRef filters' fields are this attempt's own)."""
         route, backend, conn, request = self.route, self.backend, self.conn, self.request
+        client = request.headers if self.attempt_headers is None else self.attempt_headers
         headers, self.request_id, traceparent, tracestate = forwarded(
-            request.headers if self.attempt_headers is None else self.attempt_headers,
-            conn.peer_host,
-            conn.scheme_bytes,
-            self.request_id or None,
+            client, conn.peer_host, conn.scheme_bytes, self.request_id or None
         )
-        if conn.factory.tracing:
-            trace = self.trace
-            if trace is None:
-                spans = conn.factory.spans
-                trace = self.trace = Trace(
-                    traceparent, tracestate, spans.sample_below if spans is not None else None
-                )
-            span_id = trace.new_attempt()
-            headers += trace.fields(span_id)
-            if trace.spans is not None:
-                start = conn.clock.seconds()
-                trace.spans.append(AttemptSpan(span_id, start, backend.name, self.endpoint))
-        else:  # (without --trace-propagation: as the client sent them)
-            if traceparent:
-                headers.append((b"traceparent", traceparent))
-            if tracestate is not None:
-                headers.append((b"tracestate", tracestate))
+        trace_fields = self._trace_fields(traceparent, tracestate)
         target, host = self._rewritten(route.rewrite, path, query, request.target)
         host = host or request.authority
         if not host:  # HTTP/1.0 without Host: name the backend as an HTTP/1.1 Host
             host = b"%s:%d" % (self.endpoint.address.encode(), self.endpoint.port)
-        headers.insert(0, (b"host", host))
-        if route.request_headers is not None:
-            headers = route.request_headers.apply(headers)
+        headers += trace_fields
+        headers = self._rule_fields(headers, host)
         if first and route.mirrors and request.upgrade is None:
-            self._start_mirrors(target, headers)
+            mirrored = headers
+            if client is not request.headers:
+                mirrored = forwarded(
+                    request.headers, conn.peer_host, conn.scheme_bytes, self.request_id
+                )[0]
+                mirrored += trace_fields
+                mirrored = self._rule_fields(mirrored, host)
+            self._start_mirrors(target, mirrored)
         if backend.rewrite is not None:
             target, host = self._rewritten(backend.rewrite, path, query, target)
             if host:
@@ -315,6 +304,34 @@ class Exchange:
             headers = backend.request_headers.apply(headers)
         self.headers = headers
         self.target = target
+
+    def _trace_fields(self, traceparent: bytes | None, tracestate: bytes | None) -> Headers:
+        """The trace fields of this attempt (a span of its own, with
+        --trace-propagation; else as the client sent them)."""
+        conn = self.conn
+        if not conn.factory.tracing:
+            fields = [(b"traceparent", traceparent)] if traceparent else []
+            if tracestate is not None:
+                fields.append((b"tracestate", tracestate))
+            return fields
+        trace = self.trace
+        if trace is None:
+            spans = conn.factory.spans
+            trace = self.trace = Trace(
+                traceparent, tracestate, spans.sample_below if spans is not None else None
+            )
+        span_id = trace.new_attempt()
+        if trace.spans is not None:
+            start = conn.clock.seconds()
+            trace.spans.append(AttemptSpan(span_id, start, self.backend.name, self.endpoint))
+        return list(trace.fields(span_id))
+
+    def _rule_fields(self, headers: list[tuple[bytes, bytes]], host: bytes) -> Headers:
+        """``headers`` (forwarded, with trace fields) with ``host`` and the rule's
+        RequestHeaderModifier."""
+        headers.insert(0, (b"host", host))
+        modifier = self.route.request_headers
+        return headers if modifier is None else modifier.apply(headers)
 
     def _rewritten(
         self, rewrite: URLRewrite | None, path: str, query: str, target: bytes
@@ -552,30 +569,37 @@ class Exchange:
 
     def _hold(self, outcome: Deferred, response: Response, upgrade: bytes | None) -> None:
         """Keep what the backend sends until a filter's on_response has answered (the
-        backend paused meanwhile), then go on with the response."""
+        backend paused meanwhile; this attempt is the last: no retry), then go on with
+        the response."""
         self.held = []
         if self.upstream is not None:
             self.upstream.transport.pauseProducing()
-        outcome.addCallback(self._unhold, response, upgrade)
+        outcome.addBoth(self._unhold, response, upgrade)
 
-    def _unhold(self, go_on: bool, response: Response, upgrade: bytes | None) -> None:
+    def _unhold(self, go_on, response: Response, upgrade: bytes | None) -> None:
         held, self.held = self.held, None
-        if not go_on or self.finished:
+        if self.finished:
             return
+        if go_on is not True:  # (False: answered 500; a Failure: not the filter's doing)
+            if go_on is not False:
+                log.failure("a response filter's step failed", go_on)
+                self.respond_local(500, b"a filter of this route failed\n")
+            return
+        upstream = self.upstream
+        if upstream is not None and upstream.connected:
+            upstream.transport.resumeProducing()  # (before a slow client may pause it)
         self._respond(response, upgrade)
         for data in held:
             if self.finished:
                 return  # (a rewriter failed: cut short)
-            if isinstance(data, bytes):
+            if upgrade is not None:
+                self.backend_tunnel_data(data)
+            elif isinstance(data, bytes):
                 self.response_data(data)
             else:
                 self.response_end(data[1])
-        if self.finished:
-            return
-        self.flush()
-        upstream = self.upstream
-        if upstream is not None and upstream.connected and not self.producing:
-            upstream.transport.resumeProducing()
+        if not self.finished and upgrade is None:
+            self.flush()
 
     def _respond(self, response: Response, upgrade: bytes | None) -> None:
         """Send the response head, with the route's and policies' fields."""
@@ -702,6 +726,8 @@ class Exchange:
         guard = self.guard
         if guard is None or not guard.may_retry() or self.request.upgrade is not None:
             return False
+        if self.held is not None:
+            return False  # (a response filter has the response: it is the answer)
         upstream = self.upstream
         self._detach_upstream()
         if upstream is not None:
@@ -807,6 +833,9 @@ class Exchange:
 
     def backend_tunnel_data(self, data: bytes) -> None:
         """Bytes from the backend, for the client."""
+        if self.held is not None:  # (they came with its 101, held for a filter)
+            self.held.append(data)
+            return
         self.sent += len(data)
         self.tunnel_idle.set(self.conn.settings.stream_idle_timeout)
         self.conn.write(data)

@@ -54,7 +54,8 @@ class FilterRegistry:
         used = {
             (spec.plugin, spec.config)
             for route in table.http_routes()
-            for spec in route.filters.python
+            for specs in (route.filters.python, *(b.filters.python for b in route.backends))
+            for spec in specs
         }
         for key, made in self.made.items():
             close = getattr(made, "close", None) if key not in used else None
@@ -70,21 +71,23 @@ class FilterRegistry:
         True when it is here, False when it cannot be (answered), else a Deferred
         firing with whether it came."""
         length = exchange.request.length
-        if length is not None and length > limit:  # (refused before the client sends it)
+        if (length is not None and length > limit) or exchange.pending_size > limit:
+            # (refused before the client sends it; or it came, or a filter made it, whole)
             exchange.respond_local(413, b"the request body is too large for this route\n")
             return False
         if exchange.request_done:
             return True
-        if self.reading + limit > MAX_BODIES_READING:
+        held = limit if length is None else length  # (what it can grow to)
+        if self.reading + held > MAX_BODIES_READING:
             log.warn("too many request bodies being read for filters: answering 503")
             exchange.respond_local(503, b"the gateway is busy: retry\n", [(b"retry-after", b"1")])
             return False
-        self.reading += limit
+        self.reading += held
         read = exchange.read_body(limit)
-        return read.addBoth(self._read, limit)
+        return read.addBoth(self._read, held)
 
-    def _read(self, came: bool, limit: int) -> bool:
-        self.reading -= limit
+    def _read(self, came: bool, held: int) -> bool:
+        self.reading -= held
         return came
 
     def filter_for(self, spec: ir.PythonFilter) -> Any:
@@ -185,12 +188,15 @@ class CompiledPythonFilters:
         """Apply what a filter's on_response gave (a status, a body rewriter); False
         when it is not usable (answered 500)."""
         try:
+            if not isinstance(view.headers, Fields):
+                raise TypeError(f"response.headers became a {type(view.headers).__name__}")
             if view.status != response.status:
-                if not isinstance(view.status, int) or not 200 <= view.status <= 599:
-                    raise ValueError(f"a response's status must be 200-599, not {view.status!r}")
+                status = view.status
+                if type(status) is not int or not 200 <= status <= 599 or status in (204, 304):
+                    raise ValueError(f"a filter may set 200-599 but 204 and 304, not {status!r}")
                 if response.status == 101:
                     raise ValueError("the status of an upgrade's 101 cannot be changed")
-                response.status = view.status
+                response.status = status
             if outcome is not None:
                 if not callable(getattr(outcome, "data", None)) or not callable(
                     getattr(outcome, "end", None)
@@ -276,7 +282,7 @@ class _RequestCheck:
         try:
             made = registry.filter_for(spec)
             limit = getattr(made, "request_body_limit", 0)
-            if not isinstance(limit, int) or limit < 0:
+            if type(limit) is not int or limit < 0:
                 raise TypeError(f"request_body_limit must be an int from 0, not {limit!r}")
             if limit and self.attempt:
                 raise TypeError("a backendRef's filter cannot have the body (request_body_limit)")

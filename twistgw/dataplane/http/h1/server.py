@@ -361,6 +361,8 @@ class ServerCodec:
         elif pieces:
             # one piece per read, however many chunks it held
             self.sink.request_data(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+            if self.state == CLOSED:
+                return  # (answered and closed at that: a body too large for a filter)
         if rest is None:
             self.deadline.set(self.limits.idle_timeout)  # a stalled body ends in 408
             return
