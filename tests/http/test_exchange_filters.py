@@ -466,3 +466,58 @@ def test_a_new_table_keeps_the_backend_filters_it_still_uses() -> None:
     protocol.dataReceived(_post(b""))
     registry.new_table(ir.RoutingTable(binds=(protocol.factory.router.bind,)))
     assert not plugin.made[0].closed and registry.made
+
+
+class Cancellable:
+    """Deferreds with a canceller that notes which was cancelled."""
+
+    cancelled: list[str] = []
+
+    def __init__(self, config: dict) -> None:
+        self.config = config
+
+    def on_request(self, request):
+        if self.config.get("request"):
+            return Deferred(lambda _: Cancellable.cancelled.append("on_request"))
+        return None
+
+    def on_response(self, request, response):
+        return Deferred(lambda _: Cancellable.cancelled.append("on_response"))
+
+
+@pytest.mark.parametrize("where", ["on_request", "on_response"])
+@pytest.mark.parametrize("ending", ["deadline", "client gone"])
+def test_a_filters_deferred_is_cancelled_when_its_request_ends(where, ending) -> None:
+    Cancellable.cancelled = []
+    clock, pool, client, protocol, plugin = _with(Cancellable, request=where == "on_request")
+    protocol.dataReceived(_post(b""))
+    if where == "on_response":
+        pool.backends[0].dataReceived(response(200, b"ok"))
+    if ending == "deadline":
+        clock.advance(CHECK_TIMEOUT)
+        assert client.data.startswith(b"HTTP/1.1 50")  # (503 for a check, 504 a response)
+    else:
+        protocol.connectionLost(None)
+    assert Cancellable.cancelled == [where]
+
+
+def test_a_response_held_whole_is_not_timed_out_by_its_backend_request_timeout() -> None:
+    clock, pool, client, protocol, plugin = _with_specs(
+        HeadFilter, _spec("f", wait=True), timeouts=ir.Timeouts(backend_request=1.0)
+    )
+    protocol.dataReceived(_post(b""))
+    pool.backends[0].dataReceived(response(200, b"whole"))
+    clock.advance(1.1)
+    assert client.data == b""
+    plugin.made[0].waiting[0].callback(None)
+    assert client.data.startswith(b"HTTP/1.1 200 ") and client.data.endswith(b"whole")
+
+
+def test_a_backend_that_fails_while_its_response_is_held_is_answered_502() -> None:
+    clock, pool, client, protocol, plugin = _with(HeadFilter, wait=True)
+    protocol.dataReceived(_post(b""))
+    backend = pool.backends[0]
+    backend.dataReceived(b"HTTP/1.1 200 X\r\nContent-Length: 6\r\n\r\nabc")
+    pool.forget = lambda connection: None  # (the test's pool keeps no count to forget)
+    backend.connectionLost(None)
+    assert client.data.startswith(b"HTTP/1.1 502 ") and not client.aborted

@@ -89,6 +89,7 @@ class Exchange:
         "body_limit",
         "rewrite",
         "held",
+        "filter_wait",
         "where",
         "trace",
         "session_pin",
@@ -139,6 +140,7 @@ class Exchange:
         # what the backend sent while a filter's on_response is being waited for:
         # body bytes, and (None, trailers) for its end
         self.held: list | None = None
+        self.filter_wait: Deferred | None = None  # a filter's, cancelled if the exchange ends
         self.where: tuple[str, str, str] | None = None  # path, query, authority: for resume
         self.trace: Trace | None = None  # made with the first attempt's request head
         # session persistence: (endpoint id, backend, endpoint) the client's value
@@ -516,6 +518,10 @@ class Exchange:
         self._detach_upstream()
         if self.finished:
             return
+        if self.held is not None:  # (a filter has its head, the client nothing yet)
+            log.info("backend {backend}: {reason}", backend=self.backend.name, reason=reason)
+            self.respond_local(502, b"the backend failed while its response was checked\n")
+            return
         if self.responded or started:
             # the response was cut short: the client cannot be told otherwise
             log.info("backend {backend}: {reason}", backend=self.backend.name, reason=reason)
@@ -682,6 +688,8 @@ class Exchange:
             upstream.release()
         if self.held is not None:
             self.held.append((None, trailers))
+            if self.guard is not None:
+                self.guard.attempt_ended()
             return
         if trailers:
             self._grpc_status(trailers)
@@ -872,10 +880,10 @@ class Exchange:
             # a gRPC client reads the status from trailers: answer "trailers only"
             self.grpc_status = b"%d" % GRPC_STATUS.get(code, 2)
             extra = [
-                *(extra or ()),
+                *(field for field in extra or () if field[0].lower() != b"content-type"),
                 (b"content-type", b"application/grpc"),
                 (b"grpc-status", self.grpc_status),
-                (b"grpc-message", body.strip().replace(b"\n", b" ")),
+                (b"grpc-message", grpc_message(body)),
             ]
             code, body = 200, b""
         self.code = code
@@ -902,6 +910,8 @@ class Exchange:
             self.guard.cancel()
         if self.body_wait is not None:
             self._body_read(False)
+        if self.filter_wait is not None:
+            self._cancel_filter_wait()
         self._cancel_mirrors()
         conn = self.conn
         listener, route = self.listener, self.route
@@ -938,6 +948,15 @@ class Exchange:
             traceparent, tracestate, spans.sample_below if spans is not None else None
         )
 
+    def _cancel_filter_wait(self) -> None:
+        """A filter's Deferred is no longer wanted: cancel it (its call to a service,
+        its job in a thread: if it has a canceller)."""
+        wait, self.filter_wait = self.filter_wait, None
+        try:
+            wait.cancel()
+        except Exception:
+            log.failure("cancelling a filter's Deferred failed")
+
     def _cancel_mirrors(self) -> None:
         """The request's body will not be whole: its copies cannot be either."""
         mirrors, self.mirrors = self.mirrors, None
@@ -963,6 +982,22 @@ class Exchange:
                 upstream.transport.loseConnection()  # a tunnel's end is no error
             else:
                 upstream.abort()
+
+
+#: The longest grpc-message a local answer carries (a filter's Answer body may be long).
+MAX_GRPC_MESSAGE = 1024
+
+
+def grpc_message(body: bytes) -> bytes:
+    """A local answer's body as a grpc-message: one line, at most MAX_GRPC_MESSAGE
+    bytes, percent-encoded as gRPC's spec says (all but printable ASCII other than %)."""
+    text = body.strip().replace(b"\n", b" ")[:MAX_GRPC_MESSAGE]
+    if all(0x20 <= byte <= 0x7E and byte != 0x25 for byte in text):
+        return text
+    return b"".join(
+        bytes((byte,)) if 0x20 <= byte <= 0x7E and byte != 0x25 else b"%%%02X" % byte
+        for byte in text
+    )
 
 
 def _unpair(transport) -> bool:

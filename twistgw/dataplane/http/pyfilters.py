@@ -161,6 +161,7 @@ class CompiledPythonFilters:
                 timer = exchange.conn.clock.callLater(
                     RESPONSE_TIMEOUT, _too_long, exchange, spec.plugin
                 )
+                exchange.filter_wait = outcome
                 return outcome.addBoth(self._later, exchange, response, step, view, timer)
             if not self._taken(exchange, response, spec, view, outcome):
                 return False
@@ -171,6 +172,7 @@ class CompiledPythonFilters:
     def _later(
         self, outcome, exchange: Exchange, response: Response, step: int, view, timer
     ) -> bool | Deferred:
+        exchange.filter_wait = None
         if timer.active():
             timer.cancel()
         if exchange.finished:
@@ -204,6 +206,8 @@ class CompiledPythonFilters:
                     raise TypeError(
                         f"on_response returned {type(outcome).__name__}: None or a BodyRewriter"
                     )
+                if response.status in (101, 204, 304) or exchange.method == b"HEAD":
+                    return True  # (no body to rewrite: its length stays)
                 if exchange.rewrite is None:
                     exchange.rewrite = BodyRewrite()
                 exchange.rewrite.stages.append((spec.plugin, outcome))
@@ -314,10 +318,12 @@ class _RequestCheck:
         except Exception:
             return self._settled(Failure(), exchange, registry, body)
         if isinstance(outcome, Deferred):
+            exchange.filter_wait = outcome
             return outcome.addBoth(self._settled, exchange, registry, body)
         return self._settled(outcome, exchange, registry, body)
 
     def _settled(self, result, exchange: Exchange, registry: FilterRegistry, body) -> bool:
+        exchange.filter_wait = None
         if exchange.finished:
             return False
         plugin = self.spec.plugin

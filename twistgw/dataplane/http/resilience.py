@@ -104,6 +104,11 @@ class Guard:
         backend = self.policy.backend
         self._try = self.clock.callLater(backend, backend_expired) if backend else None
 
+    def attempt_ended(self) -> None:
+        """The attempt's response has come whole: its backendRequest timeout is over."""
+        _cancel(self._try)
+        self._try = None
+
     def keep(self, data: bytes) -> None:
         """Keep request body ``data`` for a replay, while the body stays small."""
         replay = self.replay

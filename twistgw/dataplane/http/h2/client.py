@@ -336,6 +336,13 @@ class UpstreamStream(StreamFlow):
     def write(self, data: bytes) -> None:
         """(No tunnels over HTTP/2 backends: an upgrade request is sent without it.)"""
 
+    def resumeProducing(self) -> None:  # noqa: N802 (Twisted's interface)
+        """(Resumed from outside the connection's reads: a filter that answered, a
+        client that drained: the window update goes out at once.)"""
+        if self.held:
+            super().resumeProducing()
+            self.connection.flush()
+
     # -- the response
 
     def response_head(self, headers: Headers) -> None:

@@ -407,8 +407,22 @@ class ServerStream(StreamFlow):
         return self.connection.handshake_listener()
 
     def abort(self) -> None:
-        """The response broke off: reset the stream, not the connection."""
+        """The response broke off: reset the stream, not the connection (now: nothing
+        else may write on it soon)."""
         self.reset(ErrorCodes.INTERNAL_ERROR)
+        self.codec.flush()
+
+    # (resumed from outside the codec's own reads, by a check or filter that went on
+    # later, or a backend that drained: the window update goes out at once)
+    def resume_reading(self) -> None:
+        if self.paused:
+            super().resume_reading()
+            self.codec.flush()
+
+    def resumeProducing(self) -> None:  # noqa: N802 (Twisted's interface)
+        if self.held:
+            super().resumeProducing()
+            self.codec.flush()
 
     def close(self) -> None:
         self.reset(ErrorCodes.CANCEL)
