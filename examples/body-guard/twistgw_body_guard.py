@@ -4,9 +4,12 @@ gateway itself answers 413 past that), JSON, and valid under the route author's
 
 Neither the body (a client's) nor the schema (a route author's) gets more than bounded
 work: patterns are matched by RE2, as twistgw matches route regexes; uniqueItems
-hashes items instead of comparing every pair; checking a body has a deadline (a schema
-whose branches each descend takes time exponential in the nesting); JSON too deep for
-the stack is a 400; $refs resolve within the schema only (nothing is fetched).
+hashes items instead of comparing every pair; checking a body has a deadline, looked at
+in every step (a schema whose branches each descend takes time exponential in the
+nesting; thousands of patterns against thousands of keys), which the request's end
+cuts short; bodies are checked in threads, a few at once, so the reactor goes on;
+JSON too deep for the stack is a 400; $refs resolve within the schema only (nothing
+is fetched).
 Duplicate keys, numbers past a double, NaN and half surrogate pairs are refused:
 parsers differ on them, so the backend could read another document than the one
 checked."""
@@ -28,6 +31,7 @@ import referencing.exceptions
 from jsonschema import Draft202012Validator, ValidationError, validators
 from jsonschema.exceptions import SchemaError
 from referencing.jsonschema import DRAFT202012
+from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 from zope.interface import implementer
 
@@ -44,10 +48,13 @@ MAX_DETAIL = 1000
 #: a schema that looks at each value once or twice takes (1 us a byte, 1 s a MiB).
 CHECK_SECONDS = 0.25
 CHECK_SECONDS_PER_BYTE = 5e-6
-#: Bodies longer than this are checked in a thread (Twisted's pool): the check is
-#: Python, so it shares the interpreter with the reactor, but the reactor gets its
-#: turns (every 5 ms) instead of waiting for the whole check.
-CHECK_IN_THREAD = 4096
+#: Bodies are parsed and checked in a thread (Twisted's pool) when a schema checks them
+#: or they are longer than this: the work is Python, so it shares the interpreter with
+#: the reactor, but the reactor gets its turns (every 5 ms) instead of waiting for it.
+PARSE_IN_THREAD = 4096
+#: The bodies a worker parses and checks in threads at once (each holds its document:
+#: 20 MB for a MiB of small objects); past it, requests are answered 503.
+MAX_CHECKS = 4
 
 
 class BodyGuard:
@@ -57,7 +64,8 @@ class BodyGuard:
         self.methods = methods
         self.checker = checker
 
-    def on_request(self, request) -> Answer | None:
+    def on_request(self, request) -> Answer | None | Deferred:
+        global _checking
         if request.method not in self.methods:
             return None
         body = request.body
@@ -66,27 +74,71 @@ class BodyGuard:
         types = request.headers.get_all("content-type")
         if len(types) != 1 or not _is_json(types[0]):
             return _problem(415, "the body must be application/json (or application/*+json)")
-        try:
-            document = _document(body)
-        except RecursionError:
-            return _problem(400, "the body is nested too deeply")
-        except ValueError as exc:
-            return _problem(400, f"the body is not JSON: {exc}")
-        if self.checker is None:
-            return None
-        if len(body) > CHECK_IN_THREAD:
-            return deferToThread(self.checker.check, document, len(body))
-        return self.checker.check(document, len(body))
+        if self.checker is None and len(body) <= PARSE_IN_THREAD:
+            return _verdict(body, None, _Budget(len(body)))
+        if _checking >= MAX_CHECKS:
+            return _problem(503, "too many bodies are being checked: retry", retry=True)
+        _checking += 1
+        budget = _Budget(len(body))
+        answer = Deferred(lambda _: budget.cancel())  # (its request has ended)
+        done = deferToThread(_verdict, body, self.checker, budget)
+        done.addBoth(_told, answer)
+        return answer
+
+
+#: The checks running in threads (one reactor thread counts them).
+_checking = 0
+
+
+def _told(verdict, answer: Deferred) -> None:
+    global _checking
+    _checking -= 1
+    if not answer.called:  # (else cancelled: nobody waits for the verdict)
+        answer.callback(verdict)
 
 
 class _TooSlow(Exception):
-    """Checking a body took longer than it may."""
+    """Checking a body took longer than it may, or its request has ended."""
+
+
+class _Budget:
+    """The time a body's parse and check may take (seconds past now: CHECK_SECONDS and
+    CHECK_SECONDS_PER_BYTE), ended early by ``cancel``."""
+
+    def __init__(self, size: int) -> None:
+        self.deadline = time.monotonic() + CHECK_SECONDS + CHECK_SECONDS_PER_BYTE * size
+
+    def cancel(self) -> None:
+        self.deadline = 0.0
+
+
+#: The budget of the check running in this thread.
+_current = threading.local()
+
+
+def _in_time() -> None:
+    """Raise _TooSlow if the current check is past its budget."""
+    if time.monotonic() > _current.budget.deadline:
+        raise _TooSlow
+
+
+def _verdict(body: bytes, checker: Checker | None, budget: _Budget) -> Answer | None:
+    """The answer to ``body`` (None: it may go on): parsed, then checked if there is
+    a ``checker``, within ``budget``."""
+    _current.budget = budget
+    try:
+        document = _document(body)
+    except RecursionError:
+        return _problem(400, "the body is nested too deeply")
+    except ValueError as exc:
+        return _problem(400, f"the body is not JSON: {exc}")
+    return None if checker is None else checker.check(document)
 
 
 class Checker:
     """A schema's validator for bodies: RE2 for its patterns, uniqueItems by hashing,
-    and a deadline looked at before each keyword (each thread's own: checks run in
-    the reactor's thread and in the pool's)."""
+    and the check's budget looked at before each keyword and in the keywords that loop
+    (each thread's own: checks run in the pool's threads)."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
         keywords = {
@@ -101,22 +153,20 @@ class Checker:
         self.validator = validators.extend(Draft202012Validator, timed)(
             schema, registry=referencing.Registry()
         )
-        self.local = threading.local()
 
-    def _timed(self, keyword: Callable) -> Callable:
+    @staticmethod
+    def _timed(keyword: Callable) -> Callable:
         def timed(validator, value, instance, schema):
-            if time.monotonic() > self.local.deadline:
-                raise _TooSlow
+            _in_time()
             return keyword(validator, value, instance, schema)
 
         return timed
 
-    def check(self, document: Any, size: int) -> Answer | None:
-        """None if ``document`` (of ``size`` bytes) is valid, else the answer: 422 (400
-        if it is too deep for jsonschema's recursion)."""
-        # (a deadline, not a count: a keyword's cost grows with its instance, as
-        # jsonschema's messages hold its repr)
-        self.local.deadline = time.monotonic() + CHECK_SECONDS + CHECK_SECONDS_PER_BYTE * size
+    def check(self, document: Any) -> Answer | None:
+        """None if ``document`` is valid, else the answer: 422 (400 if it is too deep
+        for jsonschema's recursion), within the current thread's budget (a deadline,
+        not a count: a keyword's cost grows with its instance, as jsonschema's messages
+        hold its repr)."""
         try:
             errors = list(islice(self.validator.iter_errors(document), MAX_ERRORS + 1))
         except RecursionError:
@@ -140,6 +190,7 @@ def _regex(pattern: str) -> Any:
 
 
 def _matches(pattern: str, text: str) -> bool:
+    _in_time()  # (a schema may have thousands of patterns, a body thousands of keys)
     return _regex(pattern).search(text) is not None
 
 
@@ -237,8 +288,8 @@ def _nan(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-def _problem(status: int, detail: str) -> Answer:
-    """An RFC 9457 problem details answer."""
+def _problem(status: int, detail: str, retry: bool = False) -> Answer:
+    """An RFC 9457 problem details answer (``retry``: with Retry-After)."""
     problem = {
         "type": "about:blank",
         "title": HTTPStatus(status).phrase,
@@ -246,7 +297,8 @@ def _problem(status: int, detail: str) -> Answer:
         "detail": _cut(detail, MAX_DETAIL),
     }
     body = json.dumps(problem, ensure_ascii=False).encode("utf-8")
-    return Answer(status, body, [("Content-Type", "application/problem+json")])
+    fields = [("Content-Type", "application/problem+json")]
+    return Answer(status, body, [*fields, ("Retry-After", "1")] if retry else fields)
 
 
 def _cut(text: str, limit: int = DETAIL_CHARS) -> str:

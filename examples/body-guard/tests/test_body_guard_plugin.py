@@ -39,9 +39,9 @@ def in_thread(monkeypatch) -> list[int]:
     of the bodies sent there."""
     sent: list[int] = []
 
-    def at_once(check, document, size):
-        sent.append(size)
-        return succeed(check(document, size))
+    def at_once(function, body, *args):
+        sent.append(len(body))
+        return succeed(function(body, *args))
 
     monkeypatch.setattr(twistgw_body_guard, "deferToThread", at_once)
     return sent
@@ -297,8 +297,40 @@ def test_no_body_makes_it_raise(body) -> None:
     assert answer is None or answer.status in (400, 422)
 
 
-def test_a_long_body_is_checked_in_a_thread(in_thread) -> None:
+def test_a_schema_check_or_a_long_body_goes_to_a_thread(in_thread) -> None:
     short = json.dumps({"id": 1, "pad": "x" * 100}).encode()
     long = json.dumps({"id": 1, "pad": "x" * 5000}).encode()
-    assert _status({"schema": ITEM}, short) is None and in_thread == []
-    assert _status({"schema": ITEM}, long) is None and in_thread == [len(long)]
+    assert _status({}, short) is None and in_thread == []  # (parsed on the reactor)
+    assert _status({}, long) is None and in_thread == [len(long)]
+    assert _status({"schema": ITEM}, short) is None and in_thread[-1] == len(short)
+
+
+def test_past_max_checks_in_threads_a_request_is_answered_503(monkeypatch) -> None:
+    running: list[Deferred] = []
+    monkeypatch.setattr(
+        twistgw_body_guard, "deferToThread", lambda *args: running.append(Deferred()) or running[-1]
+    )
+    guard = plugin.make({"schema": ITEM})
+    waiting = [
+        guard.on_request(_request(b'{"id": 1}')) for _ in range(twistgw_body_guard.MAX_CHECKS)
+    ]
+    refused = guard.on_request(_request(b'{"id": 1}'))
+    assert refused.status == 503 and ("Retry-After", "1") in refused.headers
+    running[0].callback(None)  # one ends: room for another
+    assert waiting[0].result is None
+    assert isinstance(guard.on_request(_request(b'{"id": 1}')), Deferred)
+    for left in running[1:]:
+        left.callback(None)
+
+
+def test_a_check_whose_request_ended_stops_at_its_next_step(monkeypatch) -> None:
+    budgets = []
+    monkeypatch.setattr(
+        twistgw_body_guard,
+        "deferToThread",
+        lambda function, body, checker, budget: budgets.append(budget) or Deferred(),
+    )
+    answer = plugin.make({"schema": ITEM}).on_request(_request(b'{"id": 1}'))
+    answer.cancel()  # (the gateway: the client left, or a deadline answered)
+    assert budgets[0].deadline == 0.0  # (past: the thread's next step raises _TooSlow)
+    answer.addErrback(lambda failure: None)
