@@ -116,3 +116,29 @@ def test_a_worker_that_stays_past_the_limit_is_recycled_once():
     plane.reactor.advance(5)
     plane.check_memory()
     assert asked == [True]
+
+
+def test_memory_the_allocator_keeps_free_is_handed_back_before_deciding():
+    """Freed memory glibc keeps in its heap is resident until trimmed: a worker trims
+    before it sheds, and while it sheds, so it accepts again once it is freed."""
+    resident = [101 * MB]
+    held = [0]  # of it, what the allocator keeps free
+
+    def release() -> None:
+        resident[0] -= held[0]
+        held[0] = 0
+
+    settings = DataPlaneSettings(worker_memory_limit_mb=100)
+    plane = DataPlane(
+        MemoryReactorClock(), Metrics(), settings, lambda: resident[0], release=release
+    )
+    held[0] = 20 * MB  # freed, not handed back yet: no reason to shed
+    plane.check_memory()
+    assert not plane.shedding
+
+    resident[0] = 101 * MB  # in use: it sheds
+    plane.check_memory()
+    assert plane.shedding
+    held[0] = 80 * MB  # freed, still resident: handed back, it accepts again
+    plane.check_memory()
+    assert (plane.shedding, resident[0]) == (False, 21 * MB)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import socket
 from collections import Counter
@@ -61,6 +62,23 @@ def resident_bytes() -> int:
     """This process's resident memory (resident pages of /proc/self/statm)."""
     with open("/proc/self/statm", "rb") as statm:
         return int(statm.read().split()[1]) * _PAGE_SIZE
+
+
+try:
+    _malloc_trim = ctypes.CDLL(None).malloc_trim  # glibc's
+    _malloc_trim.argtypes = [ctypes.c_size_t]
+except (OSError, AttributeError):  # another C library: nothing to call
+    _malloc_trim = None
+
+
+def release_free_memory() -> None:
+    """Give the system back the free memory the C allocator keeps. glibc returns a
+    freed block inside its heap only at a trim, and shrinks the heap only down to its
+    highest block still in use: after a large request head is freed, the worker's
+    resident memory could stay past its limit (one block allocated meanwhile above
+    it) though nothing uses it. ``malloc_trim`` returns every free page (a few ms)."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 class TableRejected(Exception):
@@ -199,6 +217,7 @@ class DataPlane:
         resident: Callable[[], int] = resident_bytes,
         spans: SpanExport | None = None,
         buckets: SharedBuckets | None = None,
+        release: Callable[[], None] = release_free_memory,
     ) -> None:
         self.reactor = reactor
         self.guards = Guards(
@@ -224,6 +243,7 @@ class DataPlane:
         self.retired: list[BindServer] = []  # closed sockets, connections still open
         self.draining = False
         self.resident = resident
+        self.release = release  # hands freed memory back to the system
         self.shedding = False  # past the memory limit: not accepting
         self.shedding_since = 0.0
         #: called once when the worker stays past its memory limit (the worker drains
@@ -364,6 +384,10 @@ class DataPlane:
         if not limit:
             return
         resident = self.resident()
+        if resident > limit or (self.shedding and resident >= limit * MEMORY_RESUME):
+            # what the allocator keeps free counts as resident: hand it back first
+            self.release()
+            resident = self.resident()
         if resident > limit:
             if not self.shedding:
                 self._shed(True, resident)
