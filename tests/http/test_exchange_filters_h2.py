@@ -2,7 +2,8 @@
 plane on a MemoryReactorClock): what a filter holds up goes on once it answers (window
 updates are sent, not only queued), a rewriter that fails resets its own stream, a
 body-less response keeps no rewritten body, a gateway's gRPC answer from a filter's
-Answer is a valid one."""
+Answer is a valid one, one connection's streams hold at most its share of the bodies
+being read."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from twisted.internet.defer import Deferred
 
 from tests.http.dataplane_support import DataPlane, H2Backend, H2Client, python_filter
 from tests.http.test_exchange_filters import HeadFilter, Plugin
+from twistgw.dataplane.http import pyfilters
 from twistgw.extensions.filters import Answer
 from twistgw.routing import ir
 
@@ -121,3 +123,21 @@ def test_a_filters_answer_to_a_grpc_call_is_a_valid_grpc_answer() -> None:
     message = dict(fields)[b"grpc-message"]
     assert message.startswith(b"denied%0Dfor%00you %25 xxx") and len(message) < 1100
     assert dict(fields)[b"grpc-status"] == b"7"  # (403: PERMISSION_DENIED)
+
+
+def test_one_http2_connection_holds_at_most_its_share_of_bodies_being_read(monkeypatch) -> None:
+    monkeypatch.setattr(pyfilters, "MAX_BODIES_READING_PER_CONNECTION", 1024 * 1024)
+    plugin = Plugin(WaitsThenReads)
+    plane = DataPlane(plugin, filters=_filters(python_filter("b", read=True)))
+    client = H2Client(plane)
+    length = [(b"content-length", b"%d" % (700 * 1024))]
+    first = client.request(method=b"POST", headers=length, end=False)
+    second = client.request(method=b"POST", headers=length, end=False)
+    statuses = [dict(e.headers)[b":status"] for e in client.of(second, ResponseReceived)]
+    assert statuses == [b"503"] and not client.of(first, ResponseReceived)
+    registry = plane.factory.guards.filters
+    assert list(registry.reading_by.values()) == [700 * 1024]
+    client.send_while_open(first, b"x" * (700 * 1024))
+    client.h2.end_stream(first)
+    client.push()
+    assert plugin.made[0].seen == [700 * 1024] and registry.reading_by == {}

@@ -33,6 +33,8 @@ MAX_ANSWER_BODY = 1024 * 1024
 #: The bytes of request bodies a worker may be reading for filters at once (each
 #: counted at its filter's limit while it comes); past it, requests are answered 503.
 MAX_BODIES_READING = 64 * 1024 * 1024
+#: The share of it one client connection may hold (an HTTP/2 one has many streams).
+MAX_BODIES_READING_PER_CONNECTION = 8 * 1024 * 1024
 #: Seconds a Deferred of on_response may take before the request is answered 504.
 RESPONSE_TIMEOUT = 15.0
 
@@ -47,6 +49,7 @@ class FilterRegistry:
         self.metrics = metrics
         self.made: dict[tuple[str, str], Any] = {}
         self.reading = 0  # bytes reserved by the request bodies being read for filters
+        self.reading_by: dict[Any, int] = {}  # the same, by client connection
 
     def new_table(self, table: ir.RoutingTable) -> None:
         """Keep the filters the new table still uses (their state goes on), close and
@@ -78,16 +81,26 @@ class FilterRegistry:
         if exchange.request_done:
             return True
         held = limit if length is None else length  # (what it can grow to)
-        if self.reading + held > MAX_BODIES_READING:
+        # the client connection's codec (an HTTP/2 stream's is its connection's)
+        client = getattr(exchange.down, "codec", exchange.down)
+        by_client = self.reading_by.get(client, 0) + held
+        if (
+            self.reading + held > MAX_BODIES_READING
+            or by_client > MAX_BODIES_READING_PER_CONNECTION
+        ):
             log.warn("too many request bodies being read for filters: answering 503")
             exchange.respond_local(503, b"the gateway is busy: retry\n", [(b"retry-after", b"1")])
             return False
         self.reading += held
+        self.reading_by[client] = by_client
         read = exchange.read_body(limit)
-        return read.addBoth(self._read, held)
+        return read.addBoth(self._read, held, client)
 
-    def _read(self, came: bool, held: int) -> bool:
+    def _read(self, came: bool, held: int, client) -> bool:
         self.reading -= held
+        left = self.reading_by.pop(client) - held
+        if left:
+            self.reading_by[client] = left
         return came
 
     def filter_for(self, spec: ir.PythonFilter) -> Any:
