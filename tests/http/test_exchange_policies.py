@@ -8,10 +8,13 @@ from __future__ import annotations
 import base64
 import hashlib
 
+from joserfc import jwt
+from joserfc.jwk import ECKey, KeySet
 from twisted.internet.defer import Deferred
 
 from tests.http.test_exchange_resilience import REQUEST, _gateway, response
 from twistgw.dataplane.http.basicauth import Verifier
+from twistgw.dataplane.http.jwtauth import JWKS_RETRY, KeySets
 from twistgw.dataplane.http.policies import CHECK_TIMEOUT
 from twistgw.routing import ir
 
@@ -74,3 +77,29 @@ def test_without_credentials_the_answer_is_401_at_once() -> None:
     clock, pool, client, protocol, answers = _with_checks_answered_by_hand()
     protocol.dataReceived(REQUEST)
     assert client.data.startswith(b"HTTP/1.1 401 ") and not answers and not pool.backends
+
+
+def test_a_token_refused_while_its_key_set_could_not_be_fetched_is_checked_again() -> None:
+    """A key set that could not be fetched refuses the token (401), but does not keep
+    it refused: once the keys come, the same token is let in."""
+    key = ECKey.generate_key("P-256", parameters={"kid": "k"}, private=True)
+    keys = KeySet.import_key_set(KeySet([key]).as_dict(private=False))
+    payload = {"iss": "https://i", "exp": 4_000_000_000}
+    token = jwt.encode({"alg": "ES256", "kid": "k"}, payload, key).encode()
+    provider = ir.JWTProvider("p", "https://i", jwks_uri="https://keys.example/jwks")
+    clock, pool, client, protocol = _gateway(
+        policies=ir.Policies(jwt=ir.JWTAuth("ns/p", (provider,)))
+    )
+    fetches: list[Deferred] = []
+    protocol.factory.guards.key_sets = KeySets(
+        clock, lambda uri: fetches.append(Deferred()) or fetches[-1]
+    )
+    request = b"GET /x HTTP/1.1\r\nHost: example.com\r\nAuthorization: Bearer %s\r\n\r\n" % token
+    protocol.dataReceived(request)
+    fetches[0].errback(ValueError("the key server is down"))
+    assert client.data.startswith(b"HTTP/1.1 401 ") and not pool.backends
+    clock.advance(JWKS_RETRY)
+    client.data = b""
+    protocol.dataReceived(request)
+    fetches[1].callback(keys)
+    assert len(pool.backends) == 1  # (let in: not refused again from memory)

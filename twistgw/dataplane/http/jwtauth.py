@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Callable
@@ -193,6 +194,10 @@ class Provider:
         return decoded.claims
 
 
+def _digest(token: bytes) -> bytes:
+    return hashlib.blake2b(token, digest_size=16).digest()
+
+
 class CompiledJWT:
     """A jwt section, ready to check requests."""
 
@@ -203,22 +208,24 @@ class CompiledJWT:
         self.providers = [Provider(p) for p in spec.providers]
         #: every field a claim may be put in: a client's own copies are dropped
         self.fields = frozenset(h for p in self.providers for _, h in p.claims)
+        # (both keyed by a token's digest: 16 bytes held, not a client's 8 KiB)
         #: token -> (provider, claims, until)
         self.remembered: OrderedDict[bytes, tuple[Provider, dict, float]] = OrderedDict()
         #: tokens refused lately -> until when (a bad token is not checked again at once)
         self.refused: OrderedDict[bytes, float] = OrderedDict()
 
     def refuse(self, token: bytes, now: float) -> None:
-        self.refused[token] = now + REMEMBER_REFUSED
+        self.refused[_digest(token)] = now + REMEMBER_REFUSED
         if len(self.refused) > MAX_REMEMBERED:
             self.refused.popitem(last=False)
 
     def was_refused(self, token: bytes, now: float) -> bool:
-        until = self.refused.get(token)
+        key = _digest(token)
+        until = self.refused.get(key)
         if until is None:
             return False
         if until <= now:
-            del self.refused[token]
+            del self.refused[key]
             return False
         return True
 
@@ -229,18 +236,19 @@ class CompiledJWT:
     def remember(self, token: bytes, provider: Provider, claims: dict, now: float) -> None:
         expiry = claims.get("exp")
         until = float(expiry) if isinstance(expiry, int | float) else now + REMEMBER_WITHOUT_EXPIRY
-        self.remembered[token] = (provider, claims, until)
+        self.remembered[_digest(token)] = (provider, claims, until)
         if len(self.remembered) > MAX_REMEMBERED:
             self.remembered.popitem(last=False)
 
     def recall(self, token: bytes, now: float) -> tuple[Provider, dict] | None:
-        found = self.remembered.get(token)
+        key = _digest(token)
+        found = self.remembered.get(key)
         if found is None:
             return None
         if found[2] + LEEWAY <= now:
-            del self.remembered[token]
+            del self.remembered[key]
             return None
-        self.remembered.move_to_end(token)
+        self.remembered.move_to_end(key)
         return found[0], found[1]
 
     def with_claims(self, headers: Headers, provider: Provider, claims: dict) -> Headers:

@@ -220,17 +220,27 @@ class CompiledPolicies:
         return self._verify(exchange, auth, token, auth.candidates(token), now)
 
     def _verify(
-        self, exchange: Exchange, auth: CompiledJWT, token: bytes, providers: list, now: float
+        self,
+        exchange: Exchange,
+        auth: CompiledJWT,
+        token: bytes,
+        providers: list,
+        now: float,
+        checked_all: bool = True,
     ) -> bool | Deferred:
         """Try ``providers`` in turn; a provider whose keys are still being fetched is
-        tried once they are."""
+        tried once they are. ``checked_all``: no provider so far lacked its keys (a
+        token refused for want of a key set is not remembered as refused)."""
         key_sets = exchange.conn.factory.guards.key_sets
         for index, provider in enumerate(providers):
             keys = provider.keys or key_sets.get(provider.spec.jwks_uri)
             if isinstance(keys, Deferred):
                 rest = providers[index:]
-                return keys.addCallback(self._keys_came, exchange, auth, token, rest, now)
+                return keys.addCallback(
+                    self._keys_came, exchange, auth, token, rest, now, checked_all
+                )
             if keys is None:
+                checked_all = False  # (its key set could not be fetched: it may be later)
                 continue
             claims = provider.verify(token, keys, now)
             if claims is not None:
@@ -239,7 +249,8 @@ class CompiledPolicies:
                     exchange.request.headers, provider, claims
                 )
                 return True
-        auth.refuse(token, now)
+        if checked_all:
+            auth.refuse(token, now)
         return self._no_token(exchange, auth, b', error="invalid_token"')
 
     def _ext(self, exchange: Exchange) -> bool | Deferred:
@@ -286,11 +297,18 @@ class CompiledPolicies:
         return False
 
     def _keys_came(
-        self, _, exchange: Exchange, auth: CompiledJWT, token: bytes, rest: list, now: float
+        self,
+        _,
+        exchange: Exchange,
+        auth: CompiledJWT,
+        token: bytes,
+        rest: list,
+        now: float,
+        checked_all: bool,
     ) -> bool | Deferred:
         if exchange.finished:
             return False
-        return self._verify(exchange, auth, token, rest, now)
+        return self._verify(exchange, auth, token, rest, now, checked_all)
 
     @staticmethod
     def _no_token(exchange: Exchange, auth: CompiledJWT, error: bytes) -> bool:
