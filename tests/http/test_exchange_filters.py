@@ -18,7 +18,7 @@ from twistgw.dataplane.http import pyfilters
 from twistgw.dataplane.http.policies import CHECK_TIMEOUT
 from twistgw.dataplane.http.pyfilters import RESPONSE_TIMEOUT, FilterRegistry
 from twistgw.dataplane.http.router import CompiledRoute
-from twistgw.extensions.filters import Answer
+from twistgw.extensions.filters import Answer, Fields
 from twistgw.metrics import Metrics
 from twistgw.routing import ir
 
@@ -521,3 +521,34 @@ def test_a_backend_that_fails_while_its_response_is_held_is_answered_502() -> No
     pool.forget = lambda connection: None  # (the test's pool keeps no count to forget)
     backend.connectionLost(None)
     assert client.data.startswith(b"HTTP/1.1 502 ") and not client.aborted
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("x-a", "a\r\nx-admin: yes"),
+        ("x-a", "nul\0"),
+        ("x-a", "bell\x07"),
+        ("x-a", "del\x7f"),
+        ("x-a", "\x1b[31m"),
+        ("x-a", " padded"),
+        ("x-a", "snow\u2603"),
+        ("x-a", "x" * 8193),
+        ("x-a", 7),
+        ("content-length", "1"),
+        ("transfer-encoding", "chunked"),
+        ("x a", "name with a space"),
+        ("x-a\n", "a name ending in LF"),
+    ],
+)
+def test_a_field_a_filter_sets_is_refused_if_the_wire_cannot_carry_it(name, value) -> None:
+    fields = Fields([])
+    with pytest.raises(ValueError):
+        fields.add(name, value)
+    assert fields.as_list() == []
+
+
+def test_a_field_a_filter_sets_may_hold_latin1_text_and_tabs() -> None:
+    fields = Fields([])
+    fields.set("X-A", "caf\u00e9\tb")
+    assert fields.as_list() == [(b"x-a", "caf\u00e9\tb".encode("latin-1"))]

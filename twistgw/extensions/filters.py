@@ -25,6 +25,7 @@ from twisted.plugin import IPlugin, getPlugins
 from zope.interface import Attribute, Interface
 
 from twistgw.api.fields import HEADER_NAME_RE
+from twistgw.api.validation import field_value_problem
 from twistgw.httpfields import CONNECTION_FIELDS
 
 log = Logger()
@@ -68,8 +69,8 @@ class Fields:
     """Header fields as a filter sees them: names case-insensitive, text values (the
     wire's bytes as Latin-1). Fields a filter sets are checked: names tokens and not
     the fields that frame the message (Content-Length, Transfer-Encoding, Host, ...),
-    values without CR, LF or NUL, at most ``MAX_FIELD_VALUE`` characters, Latin-1 (a
-    ValueError otherwise)."""
+    values of visible Latin-1 text (no control characters, no whitespace at either
+    end), at most ``MAX_FIELD_VALUE`` characters (a ValueError otherwise)."""
 
     def __init__(self, fields: list[tuple[bytes, bytes]]) -> None:
         self._fields = fields
@@ -120,8 +121,11 @@ def _name(name: str) -> bytes:
 
 
 def _value(value: str) -> bytes:
-    if len(value) > MAX_FIELD_VALUE or any(c in value for c in "\r\n\0"):
-        raise ValueError("a field value may not hold CR, LF or NUL, nor be that long")
+    if not isinstance(value, str) or len(value) > MAX_FIELD_VALUE:
+        raise ValueError(f"a field value must be text of at most {MAX_FIELD_VALUE} characters")
+    problem = field_value_problem(value)  # (what a route's own header filters refuse)
+    if problem is not None:
+        raise ValueError(f"a field value {problem}")
     return value.encode("latin-1")
 
 
