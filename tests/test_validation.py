@@ -3,10 +3,12 @@ them: refused with the field and the bound, before any work on the items."""
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
 
+from twistgw.api.policy_validation import MAX_FILTER_CONFIG
 from twistgw.api.validation import (
     MAX_ANNOTATIONS_BYTES,
     InvalidObject,
@@ -703,3 +705,18 @@ def test_session_persistence_is_checked_as_the_crd_says(
     kind: str, session: Any, message: str
 ) -> None:
     assert _refused(_session_route(kind, session)).startswith(f"spec.rules[0].{message}")
+
+
+def _python_filter(config: Any) -> dict:
+    manifest = _manifest("PythonFilter", {"plugin": "p", "config": config})
+    manifest["apiVersion"] = "gateway.twistgw.dev/v1alpha1"
+    return manifest
+
+
+def test_a_python_filters_config_is_bounded():
+    fits = {"a": "x" * (MAX_FILTER_CONFIG - 20)}
+    assert validated_body(_python_filter(fits))["spec"]["config"] == fits
+    too_large = {"a": "x" * MAX_FILTER_CONFIG}
+    assert "spec.config: must be JSON of at most 65536 bytes" in _refused(_python_filter(too_large))
+    dated = {"when": datetime.date(2024, 1, 1)}  # (what YAML makes of 2024-01-01)
+    assert "spec.config: must be JSON data" in _refused(_python_filter(dated))

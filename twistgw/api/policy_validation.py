@@ -5,6 +5,7 @@ SecurityPolicy (group ``gateway.twistgw.dev``, version ``v1alpha1``), after the 
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,8 @@ from twistgw.api.fields import (
 )
 from twistgw.httpfields import CONNECTION_FIELDS
 
+#: The longest PythonFilter config, as JSON.
+MAX_FILTER_CONFIG = 64 * 1024
 #: What a policy may target: (group, kind); a Gateway's sectionName is a listener's
 #: name, a route's a rule's.
 TARGET_KINDS = (
@@ -320,10 +323,18 @@ def _policy(body: dict) -> None:
 
 def _python_filter(body: dict) -> None:
     """A PythonFilter: which installed plugin (``spec.plugin``) and its ``config`` (an
-    object; the plugin's own schema judges it when a route references the filter)."""
+    object of at most MAX_FILTER_CONFIG bytes as JSON; the plugin's own schema judges
+    it when a route references the filter)."""
     spec = mapping(body.get("spec"), "spec")
     string(spec, "plugin", "spec", required=True, pattern=NAME_RE, max_len=63)
-    mapping(spec.setdefault("config", {}), "spec.config")
+    config = mapping(spec.setdefault("config", {}), "spec.config")
+    try:
+        size = len(json.dumps(config, allow_nan=False))
+    except (TypeError, ValueError):  # (YAML's dates, binary, NaN...: the plugin gets JSON)
+        fail("spec.config", "must be JSON data: strings, numbers, booleans, lists, objects")
+    if size > MAX_FILTER_CONFIG:
+        # (every rule that references it carries a copy into the routing table)
+        fail("spec.config", f"must be JSON of at most {MAX_FILTER_CONFIG} bytes (64 KiB)")
 
 
 POLICY_VALIDATORS = {**dict.fromkeys(SECTION_CHECKS, _policy), "PythonFilter": _python_filter}
