@@ -28,6 +28,7 @@ from twistgw.dataplane.http.basicauth import (
 )
 from twistgw.dataplane.http.clientaddr import Networks, client_address, parse_address
 from twistgw.dataplane.http.compression import CompiledCompression, Encoder, accepted
+from twistgw.dataplane.http.discard import DiscardBody
 from twistgw.dataplane.http.jwtauth import (
     JWKS_REFRESH,
     JWKS_RETRY,
@@ -469,3 +470,31 @@ def test_a_key_set_url_refused_at_once_leaves_nobody_waiting() -> None:
     assert sets.get("https://a..b/") is None  # failed at once: no waiter to hang
     clock.advance(JWKS_RETRY)
     assert sets.get("https://a..b/") is None and len(tries) == 2  # tried again, in time
+
+
+class _BodyTransport:
+    stopped = False
+
+    def stopProducing(self) -> None:  # noqa: N802
+        self.stopped = True
+
+
+@pytest.mark.parametrize(
+    "chunks, wait, stopped",
+    [
+        ([b"ok"], 0, False),  # a short body, ended: its connection is kept
+        ([b"x" * 40_000, b"x" * 40_000], 0, True),  # past the limit: given up
+        ([b"trickle"], 5.0, True),  # never ending: given up at the timeout
+    ],
+)
+def test_an_unwanted_body_is_dropped_within_bounds(chunks, wait, stopped) -> None:
+    clock = Clock()
+    body = DiscardBody(clock, 5.0)
+    body.makeConnection(transport := _BodyTransport())
+    for chunk in chunks:
+        body.dataReceived(chunk)
+    clock.advance(wait)
+    if not stopped:
+        body.connectionLost(None)
+        clock.advance(10)
+    assert transport.stopped is stopped and not clock.getDelayedCalls()

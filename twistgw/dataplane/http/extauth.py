@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 
 import treq
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.protocol import Protocol
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers as TwistedHeaders
 
+from twistgw.dataplane.http.discard import DiscardBody
 from twistgw.dataplane.http.h1.heads import CONNECTION_FIELDS
 from twistgw.dataplane.http.messages import Headers
 from twistgw.routing import ir
@@ -70,7 +70,7 @@ class AuthClient:
         for name, value in headers:
             fields.addRawHeader(name, value)
         asked = maybeDeferred(self.agent.request, method, url, fields)
-        asked.addCallback(self._answered)
+        asked.addCallback(self._answered, timeout)
         asked.addTimeout(timeout, self.reactor)
 
         def done(result):
@@ -79,14 +79,15 @@ class AuthClient:
 
         return asked.addBoth(done)
 
-    def _answered(self, response) -> Deferred | Headers:
+    def _answered(self, response, timeout: float) -> Deferred | Headers:
         headers = [
             (name.lower(), value)
             for name, values in response.headers.getAllRawHeaders()
             for value in values
         ]
         if 200 <= response.code < 300:
-            response.deliverBody(Protocol())  # (read and dropped: the connection is reused)
+            # (read and dropped, its connection reused: within the request's timeout)
+            response.deliverBody(DiscardBody(self.reactor, timeout))
             return headers
         received: list[bytes] = []
 

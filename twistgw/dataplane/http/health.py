@@ -18,12 +18,12 @@ import random
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers as TwistedHeaders
 
+from twistgw.dataplane.http.discard import DiscardBody
 from twistgw.routing import ir
 
 log = Logger()
@@ -38,7 +38,7 @@ def probe_endpoint(agent: Agent, reactor, key: Key, check: ir.ActiveCheck) -> De
     asked = agent.request(b"GET", f"http://{host}{check.path}".encode(), headers)
 
     def status(response) -> int:
-        response.deliverBody(Protocol())  # (read and dropped)
+        response.deliverBody(DiscardBody(reactor, check.timeout))
         return response.code
 
     return asked.addCallback(status).addTimeout(check.timeout, reactor)
