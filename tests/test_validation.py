@@ -720,3 +720,19 @@ def test_a_python_filters_config_is_bounded():
     assert "spec.config: must be JSON of at most 65536 bytes" in _refused(_python_filter(too_large))
     dated = {"when": datetime.date(2024, 1, 1)}  # (what YAML makes of 2024-01-01)
     assert "spec.config: must be JSON data" in _refused(_python_filter(dated))
+
+
+@pytest.mark.parametrize("timeout, refused", [("500ms", False), ("15s", False), ("16s", True)])
+def test_an_auth_services_timeout_is_within_a_requests_checks(timeout, refused):
+    manifest = _manifest(
+        "SecurityPolicy",
+        {
+            "targetRefs": [{"kind": "HTTPRoute", "name": "api"}],
+            "extAuth": {"http": {"backendRef": {"name": "auth", "port": 9000}}, "timeout": timeout},
+        },
+    )
+    manifest["apiVersion"] = "gateway.twistgw.dev/v1alpha1"
+    if refused:
+        assert "spec.extAuth.timeout: must be from 0.001s to 15s" in _refused(manifest)
+    else:
+        assert validated_body(manifest)["spec"]["extAuth"]["timeout"] == timeout
